@@ -1,0 +1,80 @@
+"""`deepnotes <topic> <verb>`: a thin layer that parses arguments and calls the library."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    help="deepnotes: deep-learning study notes, implemented, tested and reproduced with measured numbers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+# CLI group -> module defining `app` (a typer.Typer) with that topic's verbs
+TOPIC_CLIS = {
+    "nn": ("deepnotes.nn.cli", "activations and upsampling layers: list, plot"),
+    "optim": ("deepnotes.optim.cli", "Adam/AdamW and stochastic approximation"),
+    "calib": ("deepnotes.calib.cli", "multi-camera calibration: init, split, detect, intrinsics, stereo, rig, run"),
+    "video": ("deepnotes.video.cli", "action recognition: synth, train, eval, predict, flow, detect"),
+    "peft": ("deepnotes.peft.cli", "LoRA, adapters, prefix and prompt tuning: pretrain, train, generate"),
+    "pose": ("deepnotes.pose.cli", "pose estimation with RLE, heatmap and regression heads: synth, train, eval, predict"),
+}
+
+for _name, (_module, _help) in TOPIC_CLIS.items():
+    try:
+        _sub = importlib.import_module(_module)
+    except ModuleNotFoundError as _exc:  # a topic not built yet simply has no verbs
+        if _exc.name != _module:
+            raise
+        continue
+    app.add_typer(_sub.app, name=_name, help=_help)
+
+
+@app.command()
+def reproduce(
+    quick: bool = typer.Option(True, "--quick/--full", help="--quick: minutes on a laptop; --full: the real sizes."),
+    only: str = typer.Option(None, "--only", help="comma-separated topics, e.g. optim,activations"),
+    out: Path = typer.Option(Path("runs/report"), "--out", help="folder for report.md, report.html, results.json"),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing report in --out"),
+) -> None:
+    """Run every registered claim experiment and write the report. Exits 1 if any claim did not hold."""
+    from deepnotes.core.device import pick_device
+    from deepnotes.core.report import reproduce as run
+
+    topics = [t.strip() for t in only.split(",") if t.strip()] if only else None
+    try:
+        results = run(out, topics=topics, quick=quick, seed=seed, device=pick_device(device), force=force)
+    except (ValueError, FileExistsError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    for r in results:
+        verdict = "ERROR" if r.error else ("held" if r.held else "DID NOT HOLD")
+        typer.echo(f"{verdict:>13}  {r.claim.id}  ({r.seconds:.1f}s)")
+    typer.echo(f"report: {out / 'report.html'}  ({out / 'report.md'}, {out / 'results.json'})")
+    bad = [r.claim.id for r in results if r.error or not r.held]
+    if bad:
+        typer.echo(f"{len(bad)} claim(s) did not hold: {', '.join(bad)}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def topics() -> None:
+    """List the claim topics that `reproduce --only` accepts."""
+    from deepnotes.core.claims import TOPIC_MODULES
+
+    for t, m in TOPIC_MODULES.items():
+        typer.echo(f"{t:20s} {m}")
+
+
+def main() -> None:
+    app(prog_name="deepnotes")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""The claim registry.
+
+A claim is a statement from the notes plus a function that measures it. The function receives a
+:class:`ClaimContext` (quick or full, seed, device, where to put plots) and returns an :class:`Outcome`:
+the figures it measured and whether the stated condition held. Each topic's ``claims.py`` registers its
+claims with the :func:`claim` decorator; ``deepnotes reproduce`` imports those modules and runs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# topic id (what users type after --only) -> module whose import registers that topic's claims
+TOPIC_MODULES: dict[str, str] = {
+    "optim": "deepnotes.optim.claims",
+    "stochastic_approx": "deepnotes.optim.claims",
+    "activations": "deepnotes.nn.claims",
+    "upsampling": "deepnotes.nn.claims",
+    "calib": "deepnotes.calib.claims",
+    "video": "deepnotes.video.claims",
+    "peft": "deepnotes.peft.claims",
+    "pose": "deepnotes.pose.claims",
+}
+
+
+@dataclass
+class Outcome:
+    """What a claim function returns.
+
+    ``figures``: named numbers (they go to results.json); ``held``: whether ``condition`` was met;
+    ``condition``: the test applied, in words with its numbers (overrides the registered text when given);
+    ``tables``: name -> list of row dicts, shown in the report; ``notes``: free text for the reader.
+    """
+
+    figures: dict[str, float]
+    held: bool
+    condition: str | None = None
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    notes: str = ""
+
+
+@dataclass
+class ClaimContext:
+    """What a claim function may use: size of the run, seed, device, and a folder for its plots."""
+
+    quick: bool
+    seed: int
+    device: torch.device
+    out_dir: Path
+    claim_id: str = ""
+    plots: list[Path] = field(default_factory=list)
+
+    def pick(self, quick: Any, full: Any) -> Any:
+        """``quick`` under --quick, else ``full``: the one place a claim sizes its experiment."""
+        return quick if self.quick else full
+
+    def save_plot(self, fig: Any, name: str) -> Path:
+        """Save a matplotlib figure as PNG under ``out_dir/plots`` and attach it to this claim's report."""
+        import matplotlib.pyplot as plt
+
+        plot_dir = self.out_dir / "plots"
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        path = plot_dir / f"{self.claim_id}-{name}.png".replace("/", "_")
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        self.plots.append(path)
+        return path
+
+    def scratch(self, name: str) -> Path:
+        """A folder for this claim's intermediate files (synthetic data, runs)."""
+        path = self.out_dir / "work" / self.claim_id / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+@dataclass
+class Claim:
+    id: str
+    topic: str
+    statement: str
+    condition: str
+    fn: Callable[[ClaimContext], Outcome]
+
+
+_REGISTRY: dict[str, Claim] = {}
+
+
+def claim(id: str, topic: str, statement: str, condition: str) -> Callable:
+    """Register ``fn(ctx) -> Outcome`` as a claim. ``id`` is unique, e.g. ``optim.adam_l2_decay_scaled``."""
+    if topic not in TOPIC_MODULES:
+        raise ValueError(f"unknown topic {topic!r}; valid: {', '.join(TOPIC_MODULES)}")
+
+    def register(fn: Callable[[ClaimContext], Outcome]) -> Callable[[ClaimContext], Outcome]:
+        if id in _REGISTRY and _REGISTRY[id].fn.__qualname__ != fn.__qualname__:
+            raise ValueError(f"claim id {id!r} registered twice")
+        _REGISTRY[id] = Claim(id=id, topic=topic, statement=statement, condition=condition, fn=fn)
+        return fn
+
+    return register
+
+
+def load_topics(topics: list[str] | None = None) -> list[str]:
+    """Import the claim modules of ``topics`` (all when None); returns the topic ids asked for.
+
+    A module that does not exist yet (a topic not built) is skipped when all topics are asked for and an
+    error when named explicitly.
+    """
+    names = list(TOPIC_MODULES) if not topics else topics
+    unknown = [t for t in names if t not in TOPIC_MODULES]
+    if unknown:
+        raise ValueError(f"unknown topic(s) {', '.join(unknown)}; valid: {', '.join(TOPIC_MODULES)}")
+    for topic in names:
+        module = TOPIC_MODULES[topic]
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module or topics:
+                raise
+    return names
+
+
+def registered_claims(topics: list[str] | None = None) -> list[Claim]:
+    """Claims of ``topics`` (all when None), in registration order."""
+    names = load_topics(topics)
+    return [c for c in _REGISTRY.values() if c.topic in names]

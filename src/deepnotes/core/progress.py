@@ -1,0 +1,22 @@
+"""Progress bars for long work (tqdm; quiet when output is not a terminal unless forced)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+
+
+def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, leave: bool = False) -> Iterator[T]:
+    """Wrap an iterable with a progress bar on stderr.
+
+    Bars show on a terminal; set ``DEEPNOTES_PROGRESS=1`` to force them (e.g. in logs) or ``0`` to hide them.
+    """
+    env = os.environ.get("DEEPNOTES_PROGRESS")
+    disable = (not sys.stderr.isatty()) if env is None else env == "0"
+    return iter(tqdm(iterable, desc=desc, total=total, leave=leave, disable=disable, dynamic_ncols=True))

@@ -1,0 +1,70 @@
+"""Run folders: config, per-epoch metrics, the latest checkpoint, resume."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepnotes.core.checkpoint import atomic_write_json, load_checkpoint, read_meta, save_checkpoint
+
+CHECKPOINT = "checkpoint.safetensors"
+METRICS = "metrics.json"
+CONFIG = "config.json"
+
+
+@dataclass
+class RunDir:
+    """A training run's folder.
+
+    Layout: ``config.json`` (what was asked), ``metrics.json`` (a list, one entry per epoch),
+    ``checkpoint.safetensors`` (the last complete epoch; atomically replaced each epoch).
+    """
+
+    path: Path
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        if (self.path / METRICS).is_file():
+            self.metrics = json.loads((self.path / METRICS).read_text())
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / CHECKPOINT
+
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint_path.is_file()
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic_write_json(self.path / CONFIG, config)
+
+    def read_config(self) -> dict[str, Any]:
+        path = self.path / CONFIG
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: is {self.path} a deepnotes run folder?")
+        return json.loads(path.read_text())
+
+    def log_epoch(self, entry: dict[str, Any]) -> None:
+        """Append one epoch's metrics; an entry for an epoch already logged (after a resume) replaces it."""
+        epoch = entry.get("epoch")
+        self.metrics = [m for m in self.metrics if epoch is None or m.get("epoch") != epoch]
+        self.metrics.append(entry)
+        atomic_write_json(self.path / METRICS, self.metrics)
+
+    def save(self, state: dict[str, Any], meta: dict[str, Any]) -> Path:
+        return save_checkpoint(self.checkpoint_path, state, meta)
+
+    def load(self, device: str = "cpu", expect: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Load the checkpoint; ``expect`` lists meta fields that must match (e.g. ``{"model": "tsm"}``)."""
+        if expect:
+            meta = read_meta(self.checkpoint_path)
+            for key, want in expect.items():
+                if meta.get(key) != want:
+                    raise ValueError(
+                        f"{self.checkpoint_path} was written for {key}={meta.get(key)!r}, not {want!r}; "
+                        f"use another --out folder or the matching --{key}"
+                    )
+        return load_checkpoint(self.checkpoint_path, device=device)

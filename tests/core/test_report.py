@@ -1,0 +1,88 @@
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from deepnotes.cli import app
+from deepnotes.core import claims as claims_mod
+from deepnotes.core.claims import Outcome, claim, registered_claims
+from deepnotes.core.device import pick_device
+from deepnotes.core.report import reproduce
+
+
+@pytest.fixture
+def fake_topic(monkeypatch):
+    """Register three claims under a temporary topic: one holds, one does not, one raises."""
+    monkeypatch.setitem(claims_mod.TOPIC_MODULES, "faketopic", "deepnotes.core.claims")
+    saved = dict(claims_mod._REGISTRY)
+
+    @claim("fake.holds", "faketopic", "one equals one", "x == 1")
+    def holds(ctx):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [0, 1])
+        ctx.save_plot(fig, "line")
+        return Outcome({"x": 1.0, "n": ctx.pick(2, 20)}, held=True, tables={"t": [{"a": 1, "b": 0.5}]})
+
+    @claim("fake.fails", "faketopic", "two equals three", "x == 3")
+    def fails(ctx):
+        return Outcome({"x": 2.0, "nan": float("nan")}, held=False)
+
+    @claim("fake.raises", "faketopic", "this raises", "no exception")
+    def raises(ctx):
+        raise RuntimeError("boom")
+
+    yield "faketopic"
+    claims_mod._REGISTRY.clear()
+    claims_mod._REGISTRY.update(saved)
+
+
+def test_report_files_and_fields(tmp_path, fake_topic):
+    results = reproduce(tmp_path, topics=[fake_topic], quick=True, seed=1)
+    assert [r.claim.id for r in results] == ["fake.holds", "fake.fails", "fake.raises"]
+    data = json.loads((tmp_path / "results.json").read_text())
+    first = data["claims"][0]
+    assert set(first) >= {"id", "topic", "statement", "figures", "condition", "held", "error", "seconds"}
+    assert first["figures"] == {"x": 1.0, "n": 2} and first["held"] is True and first["error"] is None
+    assert data["claims"][1]["figures"]["nan"] is None and data["claims"][1]["held"] is False
+    assert "RuntimeError: boom" in data["claims"][2]["error"] and data["claims"][2]["held"] is False
+    html = (tmp_path / "report.html").read_text()
+    assert "data:image/png;base64," in html and "did not hold" in html
+    md = (tmp_path / "report.md").read_text()
+    assert "1 held, 1 did not hold, 1 errors" in md and "plots/fake.holds-line.png" in md
+
+
+def test_report_refuses_to_overwrite_without_force(tmp_path, fake_topic):
+    reproduce(tmp_path, topics=[fake_topic])
+    with pytest.raises(FileExistsError, match="--force"):
+        reproduce(tmp_path, topics=[fake_topic])
+    reproduce(tmp_path, topics=[fake_topic], force=True)
+
+
+def test_cli_exit_codes(tmp_path, fake_topic):
+    runner = CliRunner()
+    res = runner.invoke(app, ["reproduce", "--only", fake_topic, "--out", str(tmp_path / "r")])
+    assert res.exit_code == 1
+    assert "fake.fails" in res.output and "fake.raises" in res.output
+    res = runner.invoke(app, ["reproduce", "--only", "nosuchtopic", "--out", str(tmp_path / "r2")])
+    assert res.exit_code == 2 and "valid:" in res.output
+
+
+def test_unknown_topic_lists_valid():
+    with pytest.raises(ValueError, match="valid: optim"):
+        registered_claims(["nosuch"])
+
+
+def test_pick_device():
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device("auto").type in {"cpu", "cuda", "mps"}
+    with pytest.raises(ValueError, match="valid"):
+        pick_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            pick_device("cuda")
