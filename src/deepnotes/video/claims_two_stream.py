@@ -1,0 +1,3 @@
+"""Claims of the video topic about optical flow, two-stream fusion and untrimmed-video localisation."""
+
+from __future__ import annotations
