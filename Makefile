@@ -20,7 +20,7 @@ demo: install
 	echo "report: $(OUT)/report.html  (also $(OUT)/report.md, $(OUT)/results.json)"; exit $$rc
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check .
 
 test: install lint
 	$(PY) -m pytest
