@@ -1,0 +1,93 @@
+"""Step time of deepnotes' Adam/AdamW against torch's AdamW and the memory-bandwidth floor.
+
+An AdamW step must read p, g, m, v and write p, m, v: 7 x 4 bytes per float32 parameter. The floor is that
+traffic divided by the bandwidth a large tensor copy achieves on the same device. Rows are torch's
+for-loop, foreach and fused AdamW and our three paths, all on the same transformer-like set of tensors,
+as milliseconds and as ratios to torch's fused kernel and to the floor.
+
+    python benchmarks/optim_step.py --device cpu --params 25e6
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import torch
+
+from deepnotes.core import pick_device
+from deepnotes.core.timing import time_call
+from deepnotes.optim import AdamW
+
+
+def param_shapes(total: int, d: int = 512) -> list[tuple[int, ...]]:
+    """Shapes of a GPT-like stack of width ``d`` (qkv, proj, 2 LayerNorms, MLP) with ~``total`` elements."""
+    layer = [(d, 3 * d), (3 * d,), (d, d), (d,), (d,), (d,), (d, 4 * d), (4 * d,), (4 * d, d), (d,), (d,), (d,)]
+    per_layer = sum(torch.Size(s).numel() for s in layer)
+    shapes: list[tuple[int, ...]] = []
+    while sum(torch.Size(s).numel() for s in shapes) + per_layer <= total:
+        shapes += layer
+    rest = total - sum(torch.Size(s).numel() for s in shapes)
+    if rest >= d:
+        shapes.append((rest // d, d))  # an embedding table takes up the remainder
+    return shapes
+
+
+def copy_bandwidth(device: torch.device, n: int = 64 * 2**20) -> float:
+    """Bytes per second of ``dst.copy_(src)`` on float32 tensors of ``n`` elements (read + write counted)."""
+    src = torch.randn(n, device=device)
+    dst = torch.empty_like(src)
+    ms = time_call(lambda: dst.copy_(src), device, warmup=3, repeat=15)
+    return 2 * 4 * n / (ms / 1e3)
+
+
+def make_step(device: torch.device, shapes, impl: str, lr: float = 1e-3, weight_decay: float = 0.01):
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(s, generator=gen).to(device)) for s in shapes]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=gen).to(device) * 1e-2
+    owner, mode = impl.split("-")
+    kw = dict(foreach=mode == "foreach", fused=mode == "fused")
+    cls = torch.optim.AdamW if owner == "torch" else AdamW
+    opt = cls(params, lr=lr, weight_decay=weight_decay, **kw)
+    return opt.step
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--params", type=float, default=25e6, help="number of parameters (default 25e6)")
+    ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--impls", default="torch-loop,torch-foreach,torch-fused,ours-loop,ours-foreach,ours-fused")
+    args = ap.parse_args()
+    device = pick_device(args.device)
+    shapes = param_shapes(int(args.params))
+    n = sum(torch.Size(s).numel() for s in shapes)
+    bandwidth = copy_bandwidth(device)
+    floor_ms = 7 * 4 * n / bandwidth * 1e3
+    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"{n / 1e6:.1f}M float32 parameters in {len(shapes)} tensors; copy bandwidth {bandwidth / 1e9:.1f} GB/s; "
+          f"floor (7 x 4 B/param) {floor_ms:.2f} ms")
+    impls = args.impls.split(",")
+    steps = {impl: make_step(device, shapes, impl) for impl in impls}
+    for step in steps.values():  # warm-up (includes compilation for ours-fused)
+        step()
+        step()
+    # round-robin, so that load from other processes hits every implementation alike
+    samples: dict[str, list[float]] = {impl: [] for impl in impls}
+    for _ in range(args.repeat):
+        for impl, step in steps.items():
+            samples[impl].append(time_call(step, device, warmup=0, repeat=1))
+    times = {impl: statistics.median(v) for impl, v in samples.items()}
+    ref = times.get("torch-fused")
+    print(f"{'implementation':16s} {'ms/step':>9s} {'x torch-fused':>14s} {'x floor':>8s}")
+    for impl, ms in times.items():
+        vs_fused = f"{ms / ref:14.2f}" if ref else f"{'-':>14s}"
+        print(f"{impl:16s} {ms:9.2f} {vs_fused} {ms / floor_ms:8.2f}")
+    if ref and "ours-fused" in times:
+        ratio = times["ours-fused"] / ref
+        print(f"goal ours-fused <= 1.3 x torch-fused: {ratio:.2f}x -> {'met' if ratio <= 1.3 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Images per second of each pose head at one input size, side by side (heatmap head = the reference).
+
+    .venv/bin/python benchmarks/pose_heads.py --device cpu --input-size 256,192 --batch-size 16
+
+The RLE model is timed with its flow removed (what inference runs); FLOPs by torch's flop counter.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from deepnotes.core import pick_device
+from deepnotes.core.timing import count_flops, time_call
+from deepnotes.pose.model import PoseConfig, PoseModel
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--input-size", default="256,192", help="H,W")
+    ap.add_argument("--heatmap-size", default="64,48", help="H,W of the heatmap head")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--depth", type=int, default=18)
+    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--deconv-channels", type=int, default=128)
+    ap.add_argument("--repeat", type=int, default=10)
+    args = ap.parse_args()
+    device = pick_device(args.device)
+    input_hw = tuple(int(v) for v in args.input_size.split(","))
+    heatmap_hw = tuple(int(v) for v in args.heatmap_size.split(","))
+    x = torch.randn(args.batch_size, 3, *input_hw, device=device)
+    rows = []
+    for head in ("heatmap", "regression", "rle"):
+        cfg = PoseConfig(head=head, input_hw=input_hw, heatmap_hw=heatmap_hw, depth=args.depth, width=args.width,
+                         stages=4, deconv_channels=args.deconv_channels)
+        model = PoseModel(cfg).to(device).eval()
+        if head == "rle":
+            model.head.strip_flow()
+        with torch.no_grad():
+            feats = model.backbone(x)
+            ms = time_call(lambda m=model: m(x), device, warmup=2, repeat=args.repeat)
+            head_ms = time_call(lambda m=model, f=feats: m.head(f), device, warmup=2, repeat=args.repeat)
+        flops = count_flops(model.cpu(), x[:1].cpu()) / 1e9
+        head_flops = count_flops(model.head, feats[:1].cpu()) / 1e9
+        rows.append((head, args.batch_size / ms * 1e3, ms, head_ms, flops, head_flops))
+    ref = rows[0]
+    print(f"device {device}, input {input_hw}, batch {args.batch_size}, ResNet-{args.depth} width {args.width}, "
+          f"heatmap {heatmap_hw} with {args.deconv_channels} deconv channels, torch threads {torch.get_num_threads()}")
+    print(f"{'head':11s} {'img/s':>9s} {'x heatmap':>9s} {'batch ms':>9s} {'head ms':>8s} {'GFLOPs/img':>10s} "
+          f"{'head GFLOPs':>11s}")
+    for head, ips, ms, hms, fl, hfl in rows:
+        print(f"{head:11s} {ips:9.1f} {ips / ref[1]:9.2f} {ms:9.2f} {hms:8.2f} {fl:10.3f} {hfl:11.4f}")
+
+
+if __name__ == "__main__":
+    main()

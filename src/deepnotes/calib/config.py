@@ -1,0 +1,339 @@
+"""The calibration config: one YAML file, validated with errors that name the key and say what to do.
+
+Exact keys (other tools read them): ``board: {cols, rows, square_size}`` (inner corners, metres);
+``cameras: [{name, model}]``; ``sources:`` entries ``{type: mosaic, path, layout: [2, 2], cameras: [...]}``,
+``{type: folder, path, camera}`` or ``{type: video, path, camera}``; ``rigs: [{name, reference, cameras}]``;
+``stereo: [{left, right}]``. Optional tuning sections: ``frames``, ``detect``, ``intrinsics``, ``rig``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deepnotes.core.paths import resolve_inside
+
+MODELS = ("pinhole", "pinhole_rational", "fisheye")
+DETECTORS = ("classic", "sb")
+
+
+class CalibError(ValueError):
+    """A problem with the user's data or config that stops a step; the message says what and where."""
+
+
+class ConfigError(CalibError):
+    """A config problem; the message names the file, the key and the fix."""
+
+
+@dataclass
+class Board:
+    cols: int  # inner corners along x
+    rows: int  # inner corners along y
+    square_size: float  # metres
+
+
+@dataclass
+class Camera:
+    name: str
+    model: str = "pinhole"
+
+
+@dataclass
+class Source:
+    type: str  # mosaic | folder | video
+    path: Path
+    camera: str | None = None  # folder/video
+    cameras: list[str] = field(default_factory=list)  # mosaic, row-major
+    layout: list[int] = field(default_factory=lambda: [2, 2])  # mosaic [rows, cols]
+    crops: list[list[int]] | None = None  # mosaic: per camera [x, y, w, h], overrides layout
+
+
+@dataclass
+class Rig:
+    name: str
+    reference: str
+    cameras: list[str]
+
+
+@dataclass
+class StereoPair:
+    left: str
+    right: str
+
+
+@dataclass
+class FramesOpts:
+    stride: int = 1  # keep every n-th video frame
+    blur_threshold: float = 20.0  # drop views whose variance of Laplacian is below this
+    duplicate_threshold: float = 1.0  # drop frames whose mean abs difference to the last kept is below (grey levels)
+
+
+@dataclass
+class DetectOpts:
+    detector: str = "classic"  # classic (findChessboardCorners + cornerSubPix) | sb (findChessboardCornersSB)
+    subpix_window: str | int = "adaptive"  # "adaptive" (from the square size in pixels) or a fixed half-size
+    workers: int = 0  # 0 = all cores
+    overlays: bool = True
+
+
+@dataclass
+class IntrinsicsOpts:
+    min_views: int = 5
+    outlier_factor: float = 3.0  # view rejected when its RMS > median + factor * 1.4826 * MAD
+    max_rejection_rounds: int = 3
+
+
+@dataclass
+class RigOpts:
+    loss: str = "huber"  # scipy least_squares loss
+    loss_scale: float = 1.0  # pixels
+    outlier_px: float = 3.0  # corners with a residual above max(outlier_px, 5 robust sigma) are dropped
+
+
+@dataclass
+class CalibConfig:
+    board: Board
+    cameras: list[Camera]
+    sources: list[Source]
+    rigs: list[Rig] = field(default_factory=list)
+    stereo: list[StereoPair] = field(default_factory=list)
+    frames: FramesOpts = field(default_factory=FramesOpts)
+    detect: DetectOpts = field(default_factory=DetectOpts)
+    intrinsics: IntrinsicsOpts = field(default_factory=IntrinsicsOpts)
+    rig: RigOpts = field(default_factory=RigOpts)
+    path: Path | None = None  # the config file (sources resolve relative to its folder)
+
+    def camera(self, name: str) -> Camera:
+        for cam in self.cameras:
+            if cam.name == name:
+                return cam
+        raise ConfigError(f"unknown camera {name!r}; cameras are {[c.name for c in self.cameras]}")
+
+
+TEMPLATE = """\
+# deepnotes calib config. Paths are relative to this file's folder.
+board:
+  cols: 9            # inner corners along the board's x axis
+  rows: 6            # inner corners along y
+  square_size: 0.025 # metres
+cameras:             # model: pinhole (k1 k2 p1 p2 k3), pinhole_rational (8 coefficients) or fisheye
+  - {name: cam0, model: pinhole}
+  - {name: cam1, model: pinhole}
+  - {name: cam2, model: pinhole}
+  - {name: cam3, model: pinhole}
+sources:
+  # a four-way recording: a video file or a folder of mosaic images, views row-major in a 2x2 grid
+  - {type: mosaic, path: recordings/fourway.mp4, layout: [2, 2], cameras: [cam0, cam1, cam2, cam3]}
+  # optional per-view crop rectangles [x, y, w, h] instead of an even split:
+  #   crops: [[0, 0, 640, 480], [640, 0, 640, 480], [0, 480, 640, 480], [640, 480, 640, 480]]
+  # one camera per folder of images or per video (frames pair up across cameras by file name / index):
+  # - {type: folder, path: images/cam0, camera: cam0}
+  # - {type: video, path: videos/cam0.mp4, camera: cam0}
+rigs:
+  - {name: rig, reference: cam0, cameras: [cam0, cam1, cam2, cam3]}
+stereo:
+  - {left: cam0, right: cam1}
+# optional tuning (defaults shown)
+frames: {stride: 1, blur_threshold: 20.0, duplicate_threshold: 1.0}
+detect: {detector: classic, subpix_window: adaptive, workers: 0, overlays: true}
+intrinsics: {min_views: 5, outlier_factor: 3.0, max_rejection_rounds: 3}
+rig: {loss: huber, loss_scale: 1.0, outlier_px: 3.0}
+"""
+
+
+def _where(src: str, key: str) -> str:
+    return f"{src}: {key}"
+
+
+def _expect_map(value: Any, src: str, key: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{_where(src, key)} must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _build(cls: type, value: Any, src: str, key: str) -> Any:
+    """Build dataclass ``cls`` from mapping ``value``: unknown keys, missing keys and wrong types are errors."""
+    value = _expect_map(value, src, key)
+    known = {f.name: f for f in fields(cls) if f.name != "path" or cls is Source}
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise ConfigError(f"{_where(src, key)}: unknown key(s) {unknown}; valid keys: {sorted(known)}")
+    kwargs = {}
+    for name, f in known.items():
+        if name not in value:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise ConfigError(f"{_where(src, f'{key}.{name}')} is missing (required)")
+            continue
+        kwargs[name] = _check_type(value[name], f.type, src, f"{key}.{name}")
+    return cls(**kwargs)
+
+
+def _check_type(v: Any, annot: Any, src: str, key: str) -> Any:
+    annot = str(annot)
+    if annot.endswith(" | None"):
+        if v is None:
+            return None
+        annot = annot[: -len(" | None")]
+    if annot == "int":
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise ConfigError(f"{_where(src, key)} must be an integer, got {v!r}")
+    elif annot == "float":
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise ConfigError(f"{_where(src, key)} must be a number, got {v!r}")
+        v = float(v)
+    elif annot == "str":
+        if not isinstance(v, str):
+            raise ConfigError(f"{_where(src, key)} must be a string, got {v!r}")
+    elif annot == "bool":
+        if not isinstance(v, bool):
+            raise ConfigError(f"{_where(src, key)} must be true or false, got {v!r}")
+    elif annot.startswith("list[str]"):
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise ConfigError(f"{_where(src, key)} must be a list of names, got {v!r}")
+    elif annot.startswith("list[int]"):
+        if not isinstance(v, list) or not all(isinstance(x, int) for x in v):
+            raise ConfigError(f"{_where(src, key)} must be a list of integers, got {v!r}")
+    elif annot.startswith("list[list[int]]"):
+        ok = isinstance(v, list) and all(
+            isinstance(r, list) and len(r) == 4 and all(isinstance(x, int) for x in r) for r in v
+        )
+        if not ok:
+            raise ConfigError(f"{_where(src, key)} must be a list of [x, y, w, h] integer rectangles, got {v!r}")
+    elif annot == "str | int":
+        if not isinstance(v, (str, int)) or isinstance(v, bool):
+            raise ConfigError(f"{_where(src, key)} must be 'adaptive' or an integer half-size, got {v!r}")
+    elif annot == "Path":
+        if not isinstance(v, str):
+            raise ConfigError(f"{_where(src, key)} must be a path string, got {v!r}")
+        v = Path(v)
+    return v
+
+
+def _list(raw: dict, key: str, src: str, required: bool) -> list:
+    if key not in raw:
+        if required:
+            raise ConfigError(f"{_where(src, key)} is missing (required); see `deepnotes calib init`")
+        return []
+    value = raw[key]
+    if not isinstance(value, list) or (required and not value):
+        raise ConfigError(f"{_where(src, key)} must be a non-empty list")
+    return value
+
+
+def parse_config(raw: Any, src: str = "<config>", base: Path | None = None, check_files: bool = True) -> CalibConfig:
+    """Validate a parsed YAML mapping into a :class:`CalibConfig`; ``base`` is the folder sources resolve in."""
+    raw = _expect_map(raw, src, "top level")
+    top = {"board", "cameras", "sources", "rigs", "stereo", "frames", "detect", "intrinsics", "rig"}
+    unknown = sorted(set(raw) - top)
+    if unknown:
+        raise ConfigError(f"{src}: unknown top-level key(s) {unknown}; valid keys: {sorted(top)}")
+    if "board" not in raw:
+        raise ConfigError(f"{_where(src, 'board')} is missing (required)")
+    board = _build(Board, raw["board"], src, "board")
+    if board.cols < 2 or board.rows < 2 or board.square_size <= 0:
+        raise ConfigError(f"{_where(src, 'board')}: cols and rows must be >= 2 inner corners, square_size > 0")
+    cameras = [_build(Camera, c, src, f"cameras[{i}]") for i, c in enumerate(_list(raw, "cameras", src, True))]
+    names = [c.name for c in cameras]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{_where(src, 'cameras')}: duplicate camera names in {names}")
+    for i, c in enumerate(cameras):
+        if c.model not in MODELS:
+            raise ConfigError(f"{_where(src, f'cameras[{i}].model')}: {c.model!r} is not one of {list(MODELS)}")
+
+    def known_cam(name: str, key: str) -> None:
+        if name not in names:
+            raise ConfigError(f"{_where(src, key)}: camera {name!r} is not declared under cameras ({names})")
+
+    base = base or Path.cwd()
+    sources = []
+    for i, s in enumerate(_list(raw, "sources", src, True)):
+        key = f"sources[{i}]"
+        source = _build(Source, s, src, key)
+        if source.type not in ("mosaic", "folder", "video"):
+            raise ConfigError(f"{_where(src, key + '.type')}: {source.type!r} is not mosaic, folder or video")
+        source.path = resolve_inside(base, source.path) if not source.path.is_absolute() else source.path
+        if check_files and not source.path.exists():
+            raise ConfigError(f"{_where(src, key + '.path')}: {source.path} does not exist")
+        if source.type == "mosaic":
+            if len(source.layout) != 2 or min(source.layout) < 1:
+                raise ConfigError(f"{_where(src, key + '.layout')} must be [rows, cols], got {source.layout}")
+            expected = source.layout[0] * source.layout[1] if source.crops is None else len(source.crops)
+            if len(source.cameras) != expected:
+                raise ConfigError(
+                    f"{_where(src, key + '.cameras')}: {len(source.cameras)} names for {expected} views "
+                    "(one name per view, row-major)"
+                )
+            for c in source.cameras:
+                known_cam(c, key + ".cameras")
+        else:
+            if source.camera is None:
+                raise ConfigError(f"{_where(src, key + '.camera')} is missing (required for type {source.type})")
+            known_cam(source.camera, key + ".camera")
+        sources.append(source)
+    rigs = [_build(Rig, r, src, f"rigs[{i}]") for i, r in enumerate(_list(raw, "rigs", src, False))]
+    for i, r in enumerate(rigs):
+        for c in r.cameras:
+            known_cam(c, f"rigs[{i}].cameras")
+        if r.reference not in r.cameras:
+            raise ConfigError(f"{_where(src, f'rigs[{i}].reference')}: {r.reference!r} is not in the rig's cameras")
+    pairs = [_build(StereoPair, p, src, f"stereo[{i}]") for i, p in enumerate(_list(raw, "stereo", src, False))]
+    for i, p in enumerate(pairs):
+        known_cam(p.left, f"stereo[{i}].left")
+        known_cam(p.right, f"stereo[{i}].right")
+    opts = {
+        k: _build(cls, raw.get(k, {}) or {}, src, k)
+        for k, cls in (("frames", FramesOpts), ("detect", DetectOpts), ("intrinsics", IntrinsicsOpts), ("rig", RigOpts))
+    }
+    if opts["detect"].detector not in DETECTORS:
+        raise ConfigError(f"{_where(src, 'detect.detector')}: {opts['detect'].detector!r} not in {list(DETECTORS)}")
+    win = opts["detect"].subpix_window
+    if isinstance(win, str) and win != "adaptive" or isinstance(win, int) and win < 1:
+        raise ConfigError(f"{_where(src, 'detect.subpix_window')}: use 'adaptive' or a half-size >= 1, got {win!r}")
+    if opts["intrinsics"].min_views < 3:
+        raise ConfigError(f"{_where(src, 'intrinsics.min_views')} must be >= 3")
+    return CalibConfig(board=board, cameras=cameras, sources=sources, rigs=rigs, stereo=pairs, **opts)
+
+
+def load_config(path: str | Path, check_files: bool = True) -> CalibConfig:
+    """Read and validate a config file (``yaml.safe_load``); sources resolve relative to its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; create one with `deepnotes calib init DIR`")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({exc})") from exc
+    cfg = parse_config(raw, src=str(path), base=path.parent, check_files=check_files)
+    cfg.path = path
+    return cfg
+
+
+def dump_config(cfg: CalibConfig, base: Path) -> str:
+    """The YAML text of ``cfg`` with source paths relative to ``base`` (used by the synthetic data writer)."""
+    def src(s: Source) -> dict:
+        d: dict[str, Any] = {"type": s.type, "path": str(Path(s.path).relative_to(base))}
+        if s.type == "mosaic":
+            d.update(layout=list(s.layout), cameras=list(s.cameras))
+            if s.crops is not None:
+                d["crops"] = s.crops
+        else:
+            d["camera"] = s.camera
+        return d
+
+    raw = {
+        "board": vars(cfg.board),
+        "cameras": [vars(c) for c in cfg.cameras],
+        "sources": [src(s) for s in cfg.sources],
+        "rigs": [vars(r) for r in cfg.rigs],
+        "stereo": [vars(p) for p in cfg.stereo],
+        "frames": vars(cfg.frames),
+        "detect": vars(cfg.detect),
+        "intrinsics": vars(cfg.intrinsics),
+        "rig": vars(cfg.rig),
+    }
+    return yaml.safe_dump(raw, sort_keys=False)

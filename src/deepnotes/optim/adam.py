@@ -1,0 +1,233 @@
+"""Adam with L2 weight decay and AdamW with decoupled weight decay.
+
+Both keep, per parameter tensor ``p`` of any shape, the state ``step`` (a float32 CPU scalar tensor, as
+torch does, so state dicts are interchangeable with ``torch.optim.Adam``), ``exp_avg`` m and ``exp_avg_sq``
+v (same shape as ``p``), and with ``amsgrad`` also ``max_exp_avg_sq``. One step with gradient g:
+
+    g <- -g                              (maximize)
+    g <- g + lambda p                    (Adam: L2 decay goes through the adaptive scaling)
+    p <- p (1 - lr lambda)               (AdamW: decay applied to the weight directly)
+    m <- beta1 m + (1 - beta1) g
+    v <- beta2 v + (1 - beta2) g^2
+    v_hat <- max(v_hat, v)               (amsgrad; v_hat = v otherwise)
+    p <- p - lr / (1 - beta1^t) * m / (sqrt(v_hat / (1 - beta2^t)) + eps)
+
+The only difference between the two classes is where lambda enters: in Adam the decay term lambda p is
+divided by sqrt(v_hat) like the rest of the gradient, so weights with large gradients are barely decayed.
+
+Three interchangeable implementations of the same update: ``foreach=False`` (one tensor at a time),
+``foreach=True`` (torch._foreach_* kernels over all tensors of a device/dtype at once, fewer launches) and
+``fused=True`` (our update function compiled by torch.compile into one pass over memory, see
+:mod:`deepnotes.optim.fused`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class Adam(torch.optim.Optimizer):
+    """Adam; ``weight_decay`` is an L2 penalty added to the gradient (coupled with the adaptive scaling).
+
+    Same arguments as ``torch.optim.Adam``, except ``fused`` selects our torch.compile'd update and
+    ``capturable``/``differentiable`` are not offered.
+    """
+
+    decoupled: bool = False
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        fused: bool | None = None,
+    ) -> None:
+        _check_hyper(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        if foreach and fused:
+            raise ValueError("choose at most one of foreach=True and fused=True")
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                        foreach=foreach, maximize=maximize, fused=fused)
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:  # state dicts written by torch.optim.Adam/AdamW lack none of ours
+            for key, value in (("amsgrad", False), ("maximize", False), ("foreach", None), ("fused", None)):
+                group.setdefault(key, value)
+
+    def _gather(self, group: dict[str, Any]) -> dict[str, list[Tensor]]:
+        """Lists (one entry per parameter with a gradient) of params, grads and state tensors; inits state."""
+        lists: dict[str, list[Tensor]] = defaultdict(list)
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError("deepnotes Adam/AdamW do not support sparse gradients; use torch.optim.SparseAdam")
+            state = self.state[p]
+            if len(state) == 0:
+                state["step"] = torch.tensor(0.0, dtype=torch.float32)
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                if group["amsgrad"]:
+                    state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            elif group["amsgrad"] and "max_exp_avg_sq" not in state:  # amsgrad switched on mid-training
+                state["max_exp_avg_sq"] = state["exp_avg_sq"].clone()
+            lists["params"].append(p)
+            lists["grads"].append(p.grad)
+            for key in ("step", "exp_avg", "exp_avg_sq"):
+                lists[key].append(state[key])
+            if group["amsgrad"]:
+                lists["max_exp_avg_sq"].append(state["max_exp_avg_sq"])
+        return lists
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """One update of every parameter that has a gradient; ``closure`` re-evaluates the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lists = self._gather(group)
+            if not lists:
+                continue
+            _check_hyper(lr=group["lr"], betas=group["betas"], eps=group["eps"],
+                         weight_decay=group["weight_decay"])
+            hyper = dict(lr=float(group["lr"]), beta1=float(group["betas"][0]), beta2=float(group["betas"][1]),
+                         eps=float(group["eps"]), weight_decay=float(group["weight_decay"]),
+                         amsgrad=bool(group["amsgrad"]), maximize=bool(group["maximize"]),
+                         decoupled=self.decoupled)
+            if group["fused"]:
+                from deepnotes.optim.fused import fused_update
+
+                fused_update(lists, **hyper)
+            elif _use_foreach(group["foreach"], lists["params"]):
+                foreach_update(lists, **hyper)
+            else:
+                loop_update(lists, **hyper)
+        return loss
+
+
+class AdamW(Adam):
+    """AdamW (Loshchilov & Hutter): the weight decay multiplies the weight by ``1 - lr * weight_decay``
+    directly instead of entering the gradient, so every weight decays at the same rate."""
+
+    decoupled = True
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        fused: bool | None = None,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize,
+                         fused=fused)
+
+
+def _check_hyper(lr: float, betas: tuple[float, float], eps: float, weight_decay: float) -> None:
+    if not lr >= 0.0:
+        raise ValueError(f"lr must be >= 0, got {lr}")
+    if not eps >= 0.0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    for i, beta in enumerate(betas):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"betas[{i}] must be in [0, 1), got {beta}")
+    if not weight_decay >= 0.0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+
+
+def _use_foreach(foreach: bool | None, params: list[Tensor]) -> bool:
+    """Default like torch: the multi-tensor path when every parameter lives on an accelerator."""
+    if foreach is not None:
+        return foreach
+    return all(p.device.type not in ("cpu", "meta") for p in params)
+
+
+def _real(t: Tensor) -> Tensor:
+    """Complex tensors are updated as pairs of reals (so |g|^2 is per component, as in torch)."""
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+def loop_update(lists: dict[str, list[Tensor]], *, lr: float, beta1: float, beta2: float, eps: float,
+                weight_decay: float, amsgrad: bool, maximize: bool, decoupled: bool) -> None:
+    """The update, one parameter tensor at a time (updates ``lists`` in place)."""
+    for i, (p, g) in enumerate(zip(lists["params"], lists["grads"], strict=True)):
+        p, g = _real(p), _real(g)
+        m, v = _real(lists["exp_avg"][i]), _real(lists["exp_avg_sq"][i])
+        step = lists["step"][i]
+        g = -g if maximize else g
+        step += 1
+        if weight_decay != 0:
+            if decoupled:
+                p.mul_(1 - lr * weight_decay)
+            else:
+                g = g.add(p, alpha=weight_decay)
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        t = step.item()
+        step_size = lr / (1 - beta1**t)
+        bc2_sqrt = (1 - beta2**t) ** 0.5
+        if amsgrad:
+            v_max = _real(lists["max_exp_avg_sq"][i])
+            torch.maximum(v_max, v, out=v_max)
+            v = v_max
+        denom = (v.sqrt() / bc2_sqrt).add_(eps)
+        p.addcdiv_(m, denom, value=-step_size)
+
+
+def _by_device_dtype(lists: dict[str, list[Tensor]]) -> list[dict[str, list[Tensor]]]:
+    """Split the lists so that each foreach call sees tensors of one device and dtype."""
+    buckets: dict[tuple[torch.device, torch.dtype], dict[str, list[Tensor]]] = {}
+    for i, p in enumerate(lists["params"]):
+        bucket = buckets.setdefault((p.device, p.dtype), defaultdict(list))
+        for key, values in lists.items():
+            bucket[key].append(_real(values[i]) if key != "step" else values[i])
+    return list(buckets.values())
+
+
+def foreach_update(lists: dict[str, list[Tensor]], *, lr: float, beta1: float, beta2: float, eps: float,
+                   weight_decay: float, amsgrad: bool, maximize: bool, decoupled: bool) -> None:
+    """The same update with torch._foreach_* ops: each line is one kernel over all tensors of a bucket."""
+    for b in _by_device_dtype(lists):
+        params, m, v, steps = b["params"], b["exp_avg"], b["exp_avg_sq"], b["step"]
+        grads = torch._foreach_neg(b["grads"]) if maximize else b["grads"]
+        torch._foreach_add_(steps, 1)
+        if weight_decay != 0:
+            if decoupled:
+                torch._foreach_mul_(params, 1 - lr * weight_decay)
+            elif maximize:  # grads is already our own copy
+                torch._foreach_add_(grads, params, alpha=weight_decay)
+            else:
+                grads = torch._foreach_add(grads, params, alpha=weight_decay)
+        torch._foreach_lerp_(m, grads, 1 - beta1)
+        torch._foreach_mul_(v, beta2)
+        torch._foreach_addcmul_(v, grads, grads, 1 - beta2)
+        del grads
+        ts = [s.item() for s in steps]
+        neg_step_size = [-lr / (1 - beta1**t) for t in ts]
+        bc2_sqrt = [(1 - beta2**t) ** 0.5 for t in ts]
+        if amsgrad:
+            torch._foreach_maximum_(b["max_exp_avg_sq"], v)
+            v = b["max_exp_avg_sq"]
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_div_(denom, bc2_sqrt)
+        torch._foreach_add_(denom, eps)
+        torch._foreach_addcdiv_(params, m, denom, neg_step_size)

@@ -1,0 +1,120 @@
+"""Bottleneck adapters (Houlsby et al. 2019; Pfeiffer et al. 2021; parallel: He et al. 2022).
+
+An adapter is ``x -> up(act(down(x)))`` with ``down: d -> d / reduction_factor``; ``up`` starts at zero
+so a fresh adapter changes nothing. Placement, found by module names (GPT-2, BART, LLaMA-style):
+
+- houlsby: after the attention output projection(s) and after the feed-forward output projection, each
+  as ``y + adapter(y)`` before the block's residual add;
+- pfeiffer: after the feed-forward output only;
+- parallel: ``FFN(x) + scale * adapter(x)``, the adapter reading the feed-forward's input.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+from deepnotes.peft.config import AdapterConfig
+from deepnotes.peft.lora.layer import in_out_features
+
+ATTN_OUT = re.compile(r".*\.(attn|self_attn|encoder_attn|attention|crossattention)\.(c_proj|out_proj|o_proj)$")
+FFN_IN = re.compile(r".*\.(mlp\.c_fc|fc1|mlp\.up_proj)$")
+FFN_OUT = re.compile(r".*\.(mlp\.c_proj|fc2|mlp\.down_proj)$")
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
+
+
+class Bottleneck(nn.Module):
+    """``(..., d) -> (..., d)``: ``up(act(down(x)))``, zero at initialisation."""
+
+    def __init__(self, dim: int, reduction_factor: int, activation: str, like: torch.Tensor) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"adapter activation {activation!r} unknown; valid: {', '.join(ACTIVATIONS)}")
+        hidden = max(1, dim // reduction_factor)
+        self.down = nn.Linear(dim, hidden, device=like.device, dtype=like.dtype)
+        self.act = ACTIVATIONS[activation]()
+        self.up = nn.Linear(hidden, dim, device=like.device, dtype=like.dtype)
+        nn.init.normal_(self.down.weight, std=1e-2)
+        nn.init.zeros_(self.down.bias)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.act(self.down(x)))
+
+
+class AdapterLayer(nn.Module):
+    """Wraps an output projection: ``y = base(x)``; serial: ``y + a(y)``; parallel: ``y + s * a(tap)``.
+
+    For the parallel kind ``tap`` is the feed-forward's input, recorded by a hook on the first FFN
+    layer (the FFN is not always a module of its own, e.g. BART's fc1/fc2 live in the block).
+    """
+
+    def __init__(self, base_layer: nn.Module) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+        self.adapters = nn.ModuleDict()
+        self.parallel: dict[str, bool] = {}
+        self.scale: dict[str, float] = {}
+        self.active_adapter: str | None = None
+        self.disabled = False
+        self._tap: torch.Tensor | None = None
+
+    def adapter_names(self) -> list[str]:
+        return list(self.adapters.keys())
+
+    def add_adapter(self, name: str, config: AdapterConfig, parallel: bool) -> None:
+        dim = in_out_features(self.base_layer)[1]
+        self.adapters[name] = Bottleneck(dim, config.reduction_factor, config.activation, self.base_layer.weight)
+        self.parallel[name] = parallel
+        self.scale[name] = config.scale
+        if self.active_adapter is None:
+            self.active_adapter = name
+
+    def record(self, _module: nn.Module, args: tuple) -> None:
+        self._tap = args[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base_layer(x)
+        name = self.active_adapter
+        if self.disabled or name is None:
+            return y
+        if self.parallel[name]:
+            tap, self._tap = self._tap, None
+            if tap is None:
+                raise RuntimeError("parallel adapter found no recorded feed-forward input")
+            return y + self.scale[name] * self.adapters[name](tap)
+        return y + self.scale[name] * self.adapters[name](y)
+
+
+def _set_child(model: nn.Module, path: str, new: nn.Module) -> None:
+    parent_name, _, child = path.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+
+
+def inject_adapters(model: nn.Module, config: AdapterConfig, name: str) -> list[str]:
+    """Insert adapters called ``name`` (in place); returns the wrapped module paths."""
+    names = [n for n, _ in model.named_modules() if ".base_layer" not in n and ".adapters." not in n]
+    ffn_out = [n for n in names if FFN_OUT.match(n)]
+    ffn_in = [n for n in names if FFN_IN.match(n)]
+    attn_out = [n for n in names if ATTN_OUT.match(n)]
+    if not ffn_out or (config.kind == "parallel" and len(ffn_in) != len(ffn_out)):
+        raise ValueError(
+            f"cannot place {config.kind} adapters in {type(model).__name__}: no feed-forward layers named like "
+            f"mlp.c_fc/mlp.c_proj, fc1/fc2 or mlp.up_proj/mlp.down_proj; modules: {', '.join(names[:40])}"
+        )
+    sites = ffn_out + (attn_out if config.kind == "houlsby" else [])
+    for path in sites:
+        module = model.get_submodule(path)
+        if not isinstance(module, AdapterLayer):
+            module = AdapterLayer(module)
+            _set_child(model, path, module)
+        if name in module.adapters:
+            raise ValueError(f"adapter {name!r} already exists on {path}")
+        module.add_adapter(name, config, parallel=config.kind == "parallel")
+    if config.kind == "parallel":
+        for src, dst in zip(ffn_in, ffn_out, strict=True):
+            model.get_submodule(src).register_forward_pre_hook(model.get_submodule(dst).record)
+    return sites

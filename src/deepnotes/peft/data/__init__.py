@@ -1,0 +1,1 @@
+"""Embedded pre-training corpus and deterministic synthetic fine-tuning tasks."""

@@ -1,0 +1,203 @@
+"""The LoRA layer: a frozen base layer plus named low-rank updates ``(alpha / r) * B A``.
+
+Wraps ``nn.Linear`` (weight ``out x in``), transformers' ``Conv1D`` (GPT-2; weight ``in x out``, i.e.
+fan-in first) and ``nn.Embedding``. Submodule names follow peft (``base_layer``, ``lora_A.<name>``,
+``lora_B.<name>``, ``lora_embedding_A.<name>``) so state dicts translate one to one.
+
+Speed: peft computes ``base(x) + lora_B(lora_A(dropout(x))) * scaling``, i.e. an extra full-size
+product with the scale and an extra full-size add. Here the base output is written by one GEMM and the
+low-rank product is accumulated into it in place by ``addmm_`` with the scale as ``alpha``; the only new
+full-size tensor is the dropout copy of ``x`` (and only when dropout is on and the layer is training).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+try:  # transformers' GPT-2 projection layer (y = x @ W + b with W: in x out)
+    from transformers.pytorch_utils import Conv1D
+except ImportError:  # pragma: no cover - transformers is a dependency
+    Conv1D = ()  # type: ignore[assignment]
+
+SUPPORTED = (nn.Linear, nn.Embedding, Conv1D) if Conv1D else (nn.Linear, nn.Embedding)
+
+
+def layer_kind(module: nn.Module) -> str | None:
+    """"linear", "conv1d", "embedding" or None (not wrappable)."""
+    if isinstance(module, nn.Linear):
+        return "linear"
+    if Conv1D and isinstance(module, Conv1D):
+        return "conv1d"
+    if isinstance(module, nn.Embedding):
+        return "embedding"
+    return None
+
+
+def in_out_features(module: nn.Module) -> tuple[int, int]:
+    kind = layer_kind(module)
+    if kind == "linear":
+        return module.in_features, module.out_features
+    if kind == "conv1d":
+        return module.weight.shape[0], module.weight.shape[1]  # fan-in first
+    if kind == "embedding":
+        return module.num_embeddings, module.embedding_dim
+    raise TypeError(f"LoRA cannot wrap {type(module).__name__}; supported: nn.Linear, Conv1D, nn.Embedding")
+
+
+class LoraLayer(nn.Module):
+    """A base layer with any number of named LoRA updates, one of them active.
+
+    Shapes: linear/Conv1D ``lora_A.<name>.weight: r x in``, ``lora_B.<name>.weight: out x r``;
+    embedding ``lora_embedding_A.<name>: r x num_embeddings``, ``lora_embedding_B.<name>: dim x r``.
+    """
+
+    def __init__(self, base_layer: nn.Module) -> None:
+        super().__init__()
+        self.kind = layer_kind(base_layer)
+        if self.kind is None:
+            raise TypeError(f"LoRA cannot wrap {type(base_layer).__name__}")
+        self.base_layer = base_layer
+        self.lora_A = nn.ModuleDict()
+        self.lora_B = nn.ModuleDict()
+        self.lora_embedding_A = nn.ParameterDict()
+        self.lora_embedding_B = nn.ParameterDict()
+        self.dropout: dict[str, float] = {}
+        self.scaling: dict[str, float] = {}
+        self.active_adapter: str | None = None
+        self.merged_adapters: list[str] = []
+        self.disabled = False
+
+    # --- adapters -------------------------------------------------------------------------------
+    def add_adapter(self, name: str, r: int, scaling: float, dropout: float, init: str) -> None:
+        fan_in, fan_out = in_out_features(self.base_layer)
+        weight = self.base_layer.weight
+        kw = {"device": weight.device, "dtype": weight.dtype}
+        if self.kind == "embedding":
+            # peft's embedding init: A zero, B normal (the product still starts at zero)
+            self.lora_embedding_A[name] = nn.Parameter(torch.zeros(r, fan_in, **kw))
+            self.lora_embedding_B[name] = nn.Parameter(torch.randn(fan_out, r, **kw))
+        else:
+            a = nn.Linear(fan_in, r, bias=False, **kw)
+            b = nn.Linear(r, fan_out, bias=False, **kw)
+            if init == "gaussian":
+                nn.init.normal_(a.weight, std=1.0 / r)
+            else:
+                nn.init.kaiming_uniform_(a.weight, a=math.sqrt(5))
+            nn.init.zeros_(b.weight)
+            self.lora_A[name] = a
+            self.lora_B[name] = b
+        self.dropout[name] = dropout
+        self.scaling[name] = scaling
+        if self.active_adapter is None:
+            self.active_adapter = name
+
+    def adapter_names(self) -> list[str]:
+        return list(self.lora_A.keys()) + list(self.lora_embedding_A.keys())
+
+    def delta_weight(self, name: str) -> torch.Tensor:
+        """``scaling * B A`` laid out like the base weight (out x in, in x out for Conv1D, num x dim)."""
+        if self.kind == "embedding":
+            delta = (self.lora_embedding_B[name] @ self.lora_embedding_A[name]).t()
+        else:
+            delta = self.lora_B[name].weight @ self.lora_A[name].weight
+            if self.kind == "conv1d":
+                delta = delta.t()
+        return delta * self.scaling[name]
+
+    @torch.no_grad()
+    def merge(self, name: str | None = None) -> None:
+        name = name or self.active_adapter
+        if name is None or name in self.merged_adapters:
+            return
+        weight = self.base_layer.weight
+        if self.kind == "embedding":
+            # the table is often tied to the output head, which the unmerged update does not touch:
+            # merge into a copy so the head keeps the original weights (unties them)
+            self.base_layer.weight = nn.Parameter(weight.detach().clone(), requires_grad=weight.requires_grad)
+            weight = self.base_layer.weight
+        weight.add_(self.delta_weight(name).to(weight.dtype))
+        self.merged_adapters.append(name)
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        while self.merged_adapters:
+            name = self.merged_adapters.pop()
+            self.base_layer.weight.sub_(self.delta_weight(name).to(self.base_layer.weight.dtype))
+
+    # --- forward --------------------------------------------------------------------------------
+    def _unmerged_active(self) -> str | None:
+        name = self.active_adapter
+        if self.disabled or name is None or name in self.merged_adapters:
+            return None
+        return name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x: (..., in)`` -> ``(..., out)`` (embedding: ids ``(...)`` -> ``(..., dim)``)."""
+        name = self._unmerged_active()
+        if self.merged_adapters and name is None and self.disabled:
+            raise RuntimeError("cannot disable LoRA while it is merged into the weights: unmerge first")
+        if name is None:
+            return self.base_layer(x)
+        if self.kind == "embedding":
+            return self._embedding_forward(x, name)
+        base = self.base_layer
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, x.shape[-1])
+        if self.kind == "linear":
+            out = F.linear(x2, base.weight, base.bias)
+        elif base.bias is not None:
+            out = torch.addmm(base.bias, x2, base.weight)
+        else:
+            out = x2 @ base.weight
+        a, b = self.lora_A[name].weight, self.lora_B[name].weight
+        p = self.dropout[name]
+        xd = F.dropout(x2, p, True) if p > 0 and self.training else x2
+        h = F.linear(xd, a)  # (N, r)
+        # under autocast `out` and `h` are half precision while B is fp32: the in-place GEMM needs one dtype
+        bt = b.t() if b.dtype == out.dtype else b.t().to(out.dtype)
+        out = out.addmm_(h.to(out.dtype), bt, alpha=self.scaling[name])
+        return out.view(*lead, out.shape[-1])
+
+    def _embedding_forward(self, ids: torch.Tensor, name: str) -> torch.Tensor:
+        base = self.base_layer
+        out = base(ids)
+        a = self.lora_embedding_A[name].t()  # (num, r): look up rows like the base table
+        h = F.embedding(ids, a, base.padding_idx, base.max_norm, base.norm_type, base.scale_grad_by_freq, base.sparse)
+        return out + (h @ self.lora_embedding_B[name].t()) * self.scaling[name]
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind}, adapters={self.adapter_names()}, active={self.active_adapter}"
+
+
+class ModulesToSave(nn.Module):
+    """A module trained in full: a trainable copy per adapter name, the original kept frozen.
+
+    Layout as in peft: ``original_module`` and ``modules_to_save.<name>``.
+    """
+
+    def __init__(self, original: nn.Module) -> None:
+        super().__init__()
+        self.original_module = original
+        self.modules_to_save = nn.ModuleDict()
+        self.active_adapter: str | None = None
+        self.disabled = False
+
+    def add_adapter(self, name: str) -> None:
+        import copy
+
+        self.modules_to_save[name] = copy.deepcopy(self.original_module)
+        if self.active_adapter is None:
+            self.active_adapter = name
+
+    def adapter_names(self) -> list[str]:
+        return list(self.modules_to_save.keys())
+
+    def forward(self, *args, **kwargs):
+        name = self.active_adapter
+        if self.disabled or name is None or name not in self.modules_to_save:
+            return self.original_module(*args, **kwargs)
+        return self.modules_to_save[name](*args, **kwargs)

@@ -1,0 +1,53 @@
+"""Base models: GPT-2 / BART configs by size, and loading a saved model + tokenizer from a local folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+ARCHS = ("gpt2", "bart")
+SIZES = {
+    # layers (per stack for BART), width, heads, context
+    "tiny": (2, 64, 4, 256),
+    "small": (6, 384, 6, 512),
+}
+VOCAB = {"tiny": 2000, "small": 8000}
+SPECIAL = ["<pad>", "<s>", "</s>", "<unk>", "<mask>"]
+
+
+def build_model(arch: str, size: str, vocab_size: int, pad: int, bos: int, eos: int) -> nn.Module:
+    """A freshly initialised GPT-2 or BART of the named size."""
+    from transformers import BartConfig, BartForConditionalGeneration, GPT2Config, GPT2LMHeadModel
+
+    if arch not in ARCHS:
+        raise ValueError(f"unknown --arch {arch!r}; valid: {', '.join(ARCHS)}")
+    if size not in SIZES:
+        raise ValueError(f"unknown --size {size!r}; valid: {', '.join(SIZES)}")
+    layers, width, heads, ctx = SIZES[size]
+    if arch == "gpt2":
+        cfg = GPT2Config(vocab_size=vocab_size, n_layer=layers, n_embd=width, n_head=heads, n_positions=ctx,
+                         bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)
+        return GPT2LMHeadModel(cfg)
+    cfg = BartConfig(vocab_size=vocab_size, d_model=width, encoder_layers=layers, decoder_layers=layers,
+                     encoder_attention_heads=heads, decoder_attention_heads=heads, encoder_ffn_dim=4 * width,
+                     decoder_ffn_dim=4 * width, max_position_embeddings=ctx, pad_token_id=pad, bos_token_id=bos,
+                     eos_token_id=eos, decoder_start_token_id=eos, forced_bos_token_id=None, forced_eos_token_id=eos)
+    return BartForConditionalGeneration(cfg)
+
+
+def load_base(model_dir: str | Path, device=None):
+    """(model, tokenizer) saved by ``save_pretrained`` in ``model_dir`` (a local folder; nothing downloaded)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, PreTrainedTokenizerFast
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir}/config.json not found: --model must be a folder written by "
+                                "`deepnotes peft pretrain` or `save_pretrained`")
+    config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+    cls = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+    model = cls.from_pretrained(model_dir, local_files_only=True)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir, local_files_only=True)
+    if device is not None:
+        model = model.to(device)
+    return model, tokenizer

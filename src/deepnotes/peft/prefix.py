@@ -1,0 +1,211 @@
+"""Prefix tuning (Li & Liang 2021) through the model's key/value cache.
+
+Every attention layer of a chosen *site* gets ``P`` extra key/value vectors in front of its own. They are
+handed to the transformers model as a pre-filled cache (``DynamicCache``; ``EncoderDecoderCache`` for
+encoder-decoder models), so the model code itself is untouched and ``generate()`` works:
+
+- GPT-2 (decoder-only): the prefix fills the self-attention cache; positions of real tokens start at P
+  (the model counts the cached prefix as past). ``generate()`` passes positions counted from the padding
+  mask; the hook shifts them by P so training and generation agree.
+- BART: ``decoder`` fills the decoder's self-attention cache; ``cross`` fills the cross-attention cache
+  whose "not yet computed" flag is left unset, so the model appends the encoder's keys/values behind
+  the prefix; ``encoder``: the encoder's self-attention layers receive a cache too (BART's encoder
+  passes keyword arguments down to its attention). The encoder padding mask gets P leading ones and is
+  shared by the encoder's self-attention and the decoder's cross-attention, which both see P + S keys.
+
+Training uses the MLP reparameterisation ``table = MLP(E)`` (E: P x d); :func:`fold_prefix` replaces
+the MLP by the table it produces, so inference stores and computes only the table.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import nn
+
+from deepnotes.peft.config import PrefixConfig
+
+
+def cache_argument(model: nn.Module) -> str:
+    """The keyword the installed transformers uses for the cache: ``cache`` (5.x) or ``past_key_values``."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def model_shape(model: nn.Module, site: str) -> tuple[int, int, int]:
+    """(layers, heads, model width) of the attention at ``site`` from the HF config."""
+    c = model.config
+    if c.is_encoder_decoder:
+        part = "encoder" if site == "encoder" else "decoder"
+        return getattr(c, f"{part}_layers"), getattr(c, f"{part}_attention_heads"), c.d_model
+    return c.num_hidden_layers, c.num_attention_heads, c.hidden_size
+
+
+class PrefixTable(nn.Module):
+    """The prefix of one site: ``(P, layers * 2 * width)``, directly or as ``MLP(embedding)``."""
+
+    def __init__(self, config: PrefixConfig, layers: int, heads: int, width: int, like: torch.Tensor) -> None:
+        super().__init__()
+        self.layers, self.heads, self.width = layers, heads, width
+        p, out = config.num_virtual_tokens, layers * 2 * width
+        kw = {"device": like.device, "dtype": like.dtype}
+        if config.projection:
+            self.embedding = nn.Embedding(p, width, **kw)
+            self.mlp = nn.Sequential(
+                nn.Linear(width, config.hidden_size, **kw), nn.Tanh(), nn.Linear(config.hidden_size, out, **kw)
+            )
+        else:
+            self.embedding = nn.Embedding(p, out, **kw)
+            self.mlp = None
+
+    def table(self) -> torch.Tensor:
+        e = self.embedding.weight
+        return self.mlp(e) if self.mlp is not None else e
+
+    @torch.no_grad()
+    def fold(self) -> None:
+        """Replace ``MLP(E)`` by its value: afterwards the table is a plain parameter."""
+        if self.mlp is None:
+            return
+        table = self.table()
+        self.embedding = nn.Embedding(*table.shape, device=table.device, dtype=table.dtype)
+        self.embedding.weight.copy_(table)
+        self.mlp = None
+
+    def key_values(self) -> torch.Tensor:
+        """``(layers, 2, heads, P, head_dim)``."""
+        t = self.table()
+        p = t.shape[0]
+        return t.view(p, self.layers, 2, self.heads, self.width // self.heads).permute(1, 2, 3, 0, 4)
+
+
+class PrefixTuning(nn.Module):
+    """The trainable prefixes of a model (one :class:`PrefixTable` per site) and the hooks that feed them."""
+
+    def __init__(self, model: nn.Module, config: PrefixConfig) -> None:
+        super().__init__()
+        self.config = config
+        like = next(model.parameters())
+        encdec = bool(model.config.is_encoder_decoder)
+        sites = config.sites if encdec else ["decoder"]
+        self.tables = nn.ModuleDict({s: PrefixTable(config, *model_shape(model, s), like) for s in sites})
+        self.num_tokens = config.num_virtual_tokens
+        self.cache_arg = cache_argument(model)
+        self.encdec = encdec
+        self.enabled = True
+
+    def fold(self) -> None:
+        for t in self.tables.values():
+            t.fold()
+        self.config.projection = False
+
+    def _fill(self, cache, site: str, batch: int) -> None:
+        kv = self.tables[site].key_values()
+        for i in range(kv.shape[0]):
+            k = kv[i, 0].unsqueeze(0).expand(batch, -1, -1, -1)
+            v = kv[i, 1].unsqueeze(0).expand(batch, -1, -1, -1)
+            cache.update(k, v, i)
+
+    def _extend(self, mask: torch.Tensor | None, length: int) -> torch.Tensor | None:
+        """Prepend P ones to a 2D padding mask that covers ``length`` keys without the prefix."""
+        if mask is None or mask.dim() != 2 or mask.shape[1] != length:
+            return mask
+        ones = torch.ones(mask.shape[0], self.num_tokens, dtype=mask.dtype, device=mask.device)
+        return torch.cat([ones, mask], dim=1)
+
+    # --- hooks --------------------------------------------------------------------------------------
+    def top_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if not self.enabled:
+            return args, kwargs
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+        key = "decoder_input_ids" if self.encdec else "input_ids"
+        ids = kwargs.get(key)
+        if ids is None and not self.encdec and args:
+            ids = args[0]
+        embeds = kwargs.get("decoder_inputs_embeds" if self.encdec else "inputs_embeds")
+        if ids is None and embeds is None:
+            if self.encdec and kwargs.get("labels") is not None:
+                ids = kwargs["labels"]  # BART derives decoder inputs from labels; only the shape is used
+            else:
+                return args, kwargs
+        batch, length = (ids.shape[0], ids.shape[1]) if ids is not None else embeds.shape[:2]
+        cache = kwargs.get(self.cache_arg)
+        if cache is None or cache.get_seq_length() == 0:
+            if cache is None:
+                cache = EncoderDecoderCache(DynamicCache(), DynamicCache()) if self.encdec else DynamicCache()
+                kwargs[self.cache_arg] = cache
+            if self.encdec:
+                if "decoder" in self.tables:
+                    self._fill(cache.self_attention_cache, "decoder", batch)
+                if "cross" in self.tables:
+                    self._fill(cache.cross_attention_cache, "cross", batch)
+                    for i in range(len(cache.cross_attention_cache.layers)):
+                        cache.is_updated[i] = False  # let the model append the encoder's keys behind the prefix
+            else:
+                self._fill(cache, "decoder", batch)
+        if self.encdec:
+            self_cache = cache.self_attention_cache
+            past_self = self_cache.get_seq_length()
+            if "decoder" in self.tables:
+                kwargs["decoder_attention_mask"] = self._extend(kwargs.get("decoder_attention_mask"),
+                                                                past_self - self.num_tokens + length)
+            if "cross" in self.tables and kwargs.get("attention_mask") is not None:
+                enc = kwargs.get("input_ids")
+                enc_len = enc.shape[1] if enc is not None else self._encoder_length(kwargs)
+                kwargs["attention_mask"] = self._extend(kwargs["attention_mask"], enc_len)
+        else:
+            past = cache.get_seq_length()
+            mask = kwargs.get("attention_mask")
+            pos = kwargs.get("position_ids")
+            if pos is not None:
+                kwargs["position_ids"] = pos + self.num_tokens
+            elif mask is not None and mask.dim() == 2:
+                # same positions as a forward without a mask would use (P + index), skipping padding
+                kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -length:] + self.num_tokens
+            kwargs["attention_mask"] = self._extend(mask, past - self.num_tokens + length)
+        return args, kwargs
+
+    @staticmethod
+    def _encoder_length(kwargs: dict) -> int:
+        enc_out = kwargs.get("encoder_outputs")
+        if enc_out is None:
+            return -1
+        hidden = enc_out[0] if isinstance(enc_out, (tuple, list)) else enc_out.last_hidden_state
+        return hidden.shape[1]
+
+    def encoder_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """BART's encoder: hand each self-attention layer a cache holding its prefix."""
+        if not self.enabled or "encoder" not in self.tables:
+            return args, kwargs
+        from transformers.cache_utils import DynamicCache
+
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        embeds = kwargs.get("inputs_embeds")
+        batch, length = (ids.shape[0], ids.shape[1]) if ids is not None else embeds.shape[:2]
+        cache = DynamicCache()
+        self._fill(cache, "encoder", batch)
+        kwargs["cache"] = cache
+        mask = kwargs.get("attention_mask")
+        if mask is None:
+            mask = torch.ones(batch, length, dtype=torch.long, device=(ids if ids is not None else embeds).device)
+        kwargs["attention_mask"] = self._extend(mask, length)
+        return args, kwargs
+
+
+def install_prefix(model: nn.Module, config: PrefixConfig) -> PrefixTuning:
+    """Attach ``model.prefix_tuning`` and register its hooks; only the prefix trains."""
+    if hasattr(model, "prefix_tuning"):
+        raise ValueError("this model already has prefix tuning; one prefix per model")
+    if model.config.is_encoder_decoder and "cross" in config.sites and "encoder" not in config.sites:
+        # the encoder mask is shared by encoder self-attention and cross-attention (both see P + S keys)
+        raise ValueError("PrefixConfig.sites: 'cross' needs 'encoder' too (they share the padding mask)")
+    if model.config.is_encoder_decoder and "encoder" in config.sites and "cross" not in config.sites:
+        raise ValueError("PrefixConfig.sites: 'encoder' needs 'cross' too (they share the padding mask)")
+    pt = PrefixTuning(model, config)
+    model.prefix_tuning = pt
+    model.register_forward_pre_hook(pt.top_hook, with_kwargs=True)
+    if pt.encdec:
+        model.get_encoder().register_forward_pre_hook(pt.encoder_hook, with_kwargs=True)
+    return pt

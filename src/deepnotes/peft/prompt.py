@@ -1,0 +1,116 @@
+"""Prompt tuning (Lester et al. 2021): P trainable input embeddings in front of the input.
+
+The baseline for prefix tuning: only the input layer gets new vectors, not every attention layer.
+Decoder-only models: the prompt goes in front of the tokens (labels get P ignored positions).
+Encoder-decoder models: in front of the encoder's input; the padding mask, shared with cross-attention,
+gets P leading ones.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from deepnotes.peft.config import PromptConfig
+from deepnotes.peft.prefix import cache_argument
+
+
+class PromptTuning(nn.Module):
+    """``embedding: (P, d)`` and the hooks that splice it into the input."""
+
+    def __init__(self, model: nn.Module, config: PromptConfig) -> None:
+        super().__init__()
+        self.config = config
+        table = model.get_input_embeddings()
+        gen = torch.Generator().manual_seed(0)
+        p = config.num_virtual_tokens
+        self.embedding = nn.Embedding(p, table.embedding_dim, device=table.weight.device, dtype=table.weight.dtype)
+        with torch.no_grad():
+            if config.init == "vocab":
+                ids = torch.randint(0, table.num_embeddings, (p,), generator=gen).to(table.weight.device)
+                self.embedding.weight.copy_(table(ids))
+            else:
+                self.embedding.weight.normal_(0.0, table.weight.std().item())
+        self.num_tokens = p
+        self.encdec = bool(model.config.is_encoder_decoder)
+        self.cache_arg = cache_argument(model)
+        self.enabled = True
+        object.__setattr__(self, "_embed", table)  # not a submodule: the base model owns it
+
+    def _prepend(self, ids: torch.Tensor | None, embeds: torch.Tensor | None) -> torch.Tensor:
+        x = embeds if embeds is not None else self._embed(ids)
+        prompt = self.embedding.weight.unsqueeze(0).expand(x.shape[0], -1, -1)
+        return torch.cat([prompt.to(x.dtype), x], dim=1)
+
+    def _ones(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.ones(like.shape[0], self.num_tokens, dtype=like.dtype, device=like.device)
+
+    def top_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if not self.enabled:
+            return args, kwargs
+        if self.encdec:
+            mask = kwargs.get("attention_mask")
+            enc = kwargs.get("input_ids")
+            # the encoder's output already holds the prompt: its mask covers P fewer positions
+            length = enc.shape[1] if enc is not None else _encoder_length(kwargs) - self.num_tokens
+            if mask is not None and mask.dim() == 2 and mask.shape[1] == length:
+                kwargs["attention_mask"] = torch.cat([self._ones(mask), mask], dim=1)
+            return args, kwargs
+        if args:
+            kwargs["input_ids"], args = args[0], args[1:]
+        cache = kwargs.get(self.cache_arg)
+        past = cache.get_seq_length() if cache is not None else 0
+        ids, embeds = kwargs.get("input_ids"), kwargs.get("inputs_embeds")
+        pos = kwargs.get("position_ids")
+        if pos is not None:  # generate() counts positions without the prompt
+            pos = pos + self.num_tokens
+            if past == 0:
+                head = torch.arange(self.num_tokens, dtype=pos.dtype, device=pos.device).expand(pos.shape[0], -1)
+                pos = torch.cat([head, pos], dim=1)
+            kwargs["position_ids"] = pos
+        if past == 0:  # first call: splice the prompt in
+            kwargs["inputs_embeds"] = self._prepend(ids, embeds)
+            kwargs["input_ids"] = None
+            labels = kwargs.get("labels")
+            if labels is not None:
+                ignore = torch.full((labels.shape[0], self.num_tokens), -100, dtype=labels.dtype, device=labels.device)
+                kwargs["labels"] = torch.cat([ignore, labels], dim=1)
+        length = (ids if ids is not None else embeds).shape[1]
+        mask = kwargs.get("attention_mask")
+        if mask is not None and mask.dim() == 2 and mask.shape[1] == max(past - self.num_tokens, 0) + length:
+            kwargs["attention_mask"] = torch.cat([self._ones(mask), mask], dim=1)
+        return args, kwargs
+
+    def encoder_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if not self.enabled:
+            return args, kwargs
+        if args:
+            kwargs["input_ids"], args = args[0], args[1:]
+        ids, embeds = kwargs.get("input_ids"), kwargs.get("inputs_embeds")
+        length = (ids if ids is not None else embeds).shape[1]
+        kwargs["inputs_embeds"] = self._prepend(ids, embeds)
+        kwargs["input_ids"] = None
+        mask = kwargs.get("attention_mask")
+        if mask is not None and mask.dim() == 2 and mask.shape[1] == length:
+            kwargs["attention_mask"] = torch.cat([self._ones(mask), mask], dim=1)
+        return args, kwargs
+
+
+def _encoder_length(kwargs: dict) -> int:
+    enc_out = kwargs.get("encoder_outputs")
+    if enc_out is None:
+        return -1
+    hidden = enc_out[0] if isinstance(enc_out, (tuple, list)) else enc_out.last_hidden_state
+    return hidden.shape[1]
+
+
+def install_prompt(model: nn.Module, config: PromptConfig) -> PromptTuning:
+    """Attach ``model.prompt_tuning`` and register its hooks."""
+    if hasattr(model, "prompt_tuning"):
+        raise ValueError("this model already has prompt tuning; one prompt per model")
+    pt = PromptTuning(model, config)
+    model.prompt_tuning = pt
+    model.register_forward_pre_hook(pt.top_hook, with_kwargs=True)
+    if pt.encdec:
+        model.get_encoder().register_forward_pre_hook(pt.encoder_hook, with_kwargs=True)
+    return pt

@@ -1,0 +1,263 @@
+"""Claims of the pose topic (RLE vs regression vs heatmaps), measured on the synthetic figure set.
+
+All four claims share one synthetic dataset and the models trained on it (cached per process, and in
+``OUT/work/pose_shared`` across runs: training resumes from complete checkpoints instead of starting over).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from deepnotes.core import ClaimContext, Outcome, claim
+from deepnotes.core.timing import count_flops, time_call
+from deepnotes.pose.data.coco import load_coco
+from deepnotes.pose.data.synth import write_dataset
+from deepnotes.pose.data.topdown import TopDownDataset
+from deepnotes.pose.evaluate import Predictions, coco_results, joint_errors, oks_ap, pixel_metrics, predict
+from deepnotes.pose.heads.heatmap import crop_to_heatmap, decode_argmax, gaussian_targets, heatmap_to_crop
+from deepnotes.pose.model import PoseConfig, PoseModel
+from deepnotes.pose.train import TrainConfig, load_run, train
+
+
+@dataclass(frozen=True)
+class Size:
+    n_train: int
+    n_val: int
+    image_hw: tuple[int, int]
+    input_hw: tuple[int, int]
+    heatmap_hw: tuple[int, int]  # claim 1's heatmap head (stride 4, SimpleBaseline's ratio)
+    heatmap_sizes: tuple[tuple[int, int], ...]  # claim 2
+    depth: int
+    width: int
+    epochs: int
+    lr: float = 3e-3
+    batch_size: int = 32
+
+
+QUICK = Size(300, 60, (96, 96), (64, 48), (16, 12), ((32, 24), (16, 12), (8, 6)), 10, 8, 8)
+FULL = Size(4000, 500, (160, 160), (128, 96), (32, 24), ((64, 48), (32, 24), (16, 12), (8, 6)), 18, 32, 60)
+
+_CACHE: dict[tuple, object] = {}
+
+
+@contextlib.contextmanager
+def _threads_for(device: torch.device):
+    """Tiny networks on CPU train about twice as fast with one intra-op thread (no per-op synchronisation)."""
+    before = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _data(ctx: ClaimContext) -> tuple[object, object]:
+    size: Size = ctx.pick(QUICK, FULL)
+    key = ("data", ctx.quick, ctx.seed)
+    if key not in _CACHE:
+        root = ctx.out_dir / "work" / "pose_shared" / f"{'quick' if ctx.quick else 'full'}-seed{ctx.seed}"
+        train_ann, val_ann = root / "train" / "annotations.json", root / "val" / "annotations.json"
+        if not train_ann.is_file():
+            write_dataset(root / "train", size.n_train, seed=2 * ctx.seed, size=size.image_hw)
+        if not val_ann.is_file():
+            write_dataset(root / "val", size.n_val, seed=2 * ctx.seed + 1, size=size.image_hw)
+        _CACHE[key] = (train_ann, val_ann, root)
+    return _CACHE[key]
+
+
+def _model(ctx: ClaimContext, head: str, heatmap_hw: tuple[int, int] | None = None) -> tuple[PoseModel, Predictions, dict]:
+    """Train (or reuse) one model; returns it with its validation predictions and metrics."""
+    size: Size = ctx.pick(QUICK, FULL)
+    heatmap_hw = heatmap_hw or size.heatmap_hw
+    key = ("model", ctx.quick, ctx.seed, str(ctx.device), head, heatmap_hw if head == "heatmap" else None)
+    if key in _CACHE:
+        return _CACHE[key]
+    train_ann, val_ann, root = _data(ctx)
+    name = head if head != "heatmap" else f"heatmap{heatmap_hw[0]}x{heatmap_hw[1]}"
+    config = PoseConfig(head=head, input_hw=size.input_hw, heatmap_hw=heatmap_hw, depth=size.depth,
+                        width=size.width, deconv_channels=4 * size.width)
+    tc = TrainConfig(epochs=size.epochs, batch_size=size.batch_size, lr=size.lr, seed=ctx.seed)
+    with _threads_for(ctx.device):
+        torch.manual_seed(ctx.seed)
+        train(train_ann, val_ann, root / "runs" / name, config, tc, ctx.device, resume=True, log=lambda _: None)
+        model = load_run(root / "runs" / name, ctx.device)
+        samples = load_coco(val_ann).samples
+        preds = predict(model, TopDownDataset(samples, size.input_hw), ctx.device, batch_size=64)
+    metrics = {**oks_ap(samples, coco_results(samples, preds)), **pixel_metrics(samples, preds)}
+    _CACHE[key] = (model, preds, metrics)
+    return _CACHE[key]
+
+
+def _plot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+METRICS = ("AP", "AP50", "AP75", "PCK@0.05", "PCK@0.1", "mean_error_px")
+
+
+@claim(
+    "pose.rle_beats_l1_regression",
+    topic="pose",
+    statement="RLE closes the gap of regression: with the same backbone, data and schedule, regressing mu and "
+              "sigma with the residual log-likelihood (flow) loss is more accurate than plain L1 regression; "
+              "heatmaps are shown alongside.",
+    condition="OKS AP of the RLE head > OKS AP of the L1 regression head on the synthetic validation set",
+)
+def rle_beats_l1(ctx: ClaimContext) -> Outcome:
+    rows = []
+    for head in ("rle", "regression", "heatmap"):
+        _, _, m = _model(ctx, head)
+        rows.append({"head": head, **{k: round(m[k], 4) for k in METRICS}})
+    by = {r["head"]: r for r in rows}
+    plt = _plot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    names = [r["head"] for r in rows]
+    for ax, keys in zip(axes, (("AP", "AP50", "PCK@0.1"), ("mean_error_px",)), strict=True):
+        for i, k in enumerate(keys):
+            ax.bar(np.arange(3) + i * 0.8 / len(keys), [r[k] for r in rows], 0.8 / len(keys), label=k)
+        ax.set_xticks(np.arange(3) + 0.4 - 0.4 / len(keys), names)
+        ax.legend(fontsize=8)
+    axes[1].set_ylabel("px (original image)")
+    ctx.save_plot(fig, "accuracy")
+    figures = {f"{k}_{r['head']}": r[k] for r in rows for k in METRICS}
+    return Outcome(figures=figures, held=by["rle"]["AP"] > by["regression"]["AP"], tables={"accuracy": rows},
+                   notes=f"size: {ctx.pick(QUICK, FULL)}")
+
+
+def _oracle_floor(val_ann, size: Size, heatmap_hw: tuple[int, int]) -> float:
+    """Mean error (crop px) of encoding the true joints as Gaussian targets and decoding them by argmax with
+    the quarter shift: the error a perfect heatmap network would still make at this resolution."""
+    samples = load_coco(val_ann).samples
+    ds = TopDownDataset(samples, size.input_hw)
+    errs = []
+    for i in range(len(ds)):
+        item = ds[i]
+        kp, w = item["keypoints"][None], item["weight"][None] > 0
+        sigma = max(1.0, 2.0 * heatmap_hw[1] / 48)
+        hm = gaussian_targets(crop_to_heatmap(kp, size.input_hw, heatmap_hw), heatmap_hw, sigma)
+        dec = heatmap_to_crop(decode_argmax(hm)[0], size.input_hw, heatmap_hw)
+        errs.append((dec - kp).norm(dim=-1)[w])
+    return float(torch.cat(errs).mean())
+
+
+@claim(
+    "pose.heatmap_quantisation_floor",
+    topic="pose",
+    statement="Heatmap accuracy depends on the output resolution: argmax decoding has a quantisation floor that "
+              "grows as the heatmap shrinks, while regression heads have no such floor.",
+    condition="the trained heatmap model's mean error at the smallest heatmap exceeds its error at the largest, "
+              "and the encode-decode floor grows monotonically as the heatmap shrinks",
+)
+def heatmap_floor(ctx: ClaimContext) -> Outcome:
+    size: Size = ctx.pick(QUICK, FULL)
+    _, val_ann, _ = _data(ctx)
+    rows = []
+    for hw in size.heatmap_sizes:
+        _, _, m = _model(ctx, "heatmap", hw)
+        rows.append({"heatmap": f"{hw[0]}x{hw[1]}", "stride": size.input_hw[0] // hw[0],
+                     "floor_crop_px": round(_oracle_floor(val_ann, size, hw), 3),
+                     **{k: round(m[k], 4) for k in ("AP", "PCK@0.05", "mean_error_px")}})
+    reg = {h: _model(ctx, h)[2] for h in ("regression", "rle")}
+    plt = _plot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    strides = [r["stride"] for r in rows]
+    ax.plot(strides, [r["mean_error_px"] for r in rows], "o-", label="heatmap (trained), image px")
+    ax.plot(strides, [r["floor_crop_px"] for r in rows], "s--", label="encode-decode floor, crop px")
+    for h, m in reg.items():
+        ax.axhline(m["mean_error_px"], ls=":", color="C2" if h == "rle" else "C3", label=f"{h} (no heatmap)")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("heatmap stride (input px per heatmap px)")
+    ax.set_ylabel("mean error")
+    ax.legend(fontsize=7)
+    ctx.save_plot(fig, "resolution")
+    floors = [r["floor_crop_px"] for r in rows]  # rows go from the largest heatmap to the smallest
+    held = rows[-1]["mean_error_px"] > rows[0]["mean_error_px"] and all(
+        a < b for a, b in zip(floors, floors[1:], strict=False))
+    figures = {f"error_px_heatmap{r['heatmap']}": r["mean_error_px"] for r in rows}
+    figures.update({f"floor_crop_px_{r['heatmap']}": r["floor_crop_px"] for r in rows})
+    figures.update({f"error_px_{h}": m["mean_error_px"] for h, m in reg.items()})
+    return Outcome(figures=figures, held=held, tables={"resolution": rows})
+
+
+@claim(
+    "pose.rle_head_cost",
+    topic="pose",
+    statement="Regression with RLE is cheap: the flow is dropped at inference, leaving a linear layer, while a "
+              "heatmap head spends most of the network's compute on deconvolutions at high resolution.",
+    condition="RLE head FLOPs (flow removed) < 1/100 of the heatmap head's (64x48 maps, 3 deconvolutions), and "
+              "the whole RLE model's CPU latency (batch 1) < the whole heatmap model's",
+)
+def head_cost(ctx: ClaimContext) -> Outcome:
+    # SimpleBaseline's shape: 256x192 crops, stride-32 features, three deconvolutions to a 64x48 heatmap
+    width, depth, channels = ctx.pick((16, 18, 64), (64, 50, 256))
+    input_hw = (256, 192)
+    rows, models = [], {}
+    for head in ("rle", "heatmap"):
+        cfg = PoseConfig(head=head, input_hw=input_hw, heatmap_hw=(64, 48), depth=depth, width=width, stages=4,
+                         deconv_channels=channels)
+        model = PoseModel(cfg).eval()
+        if head == "rle":
+            model.head.strip_flow()
+        models[head] = model
+        x = torch.randn(1, 3, *input_hw)
+        with torch.no_grad():
+            feats = model.backbone(x)
+        head_flops, total_flops = count_flops(model.head, feats), count_flops(model, x)
+        with torch.no_grad():
+            head_ms = time_call(lambda m=model, f=feats: m.head(f), "cpu", warmup=2, repeat=ctx.pick(5, 20))
+            total_ms = time_call(lambda m=model, x=x: m(x), "cpu", warmup=2, repeat=ctx.pick(5, 20))
+        rows.append({"head": head, "head_MFLOPs": round(head_flops / 1e6, 3), "model_MFLOPs": round(total_flops / 1e6, 1),
+                     "head_params": sum(p.numel() for p in model.head.parameters()),
+                     "head_ms": round(head_ms, 3), "model_ms": round(total_ms, 2)})
+    r, h = rows
+    figures = {f"{k}_{row['head']}": row[k] for row in rows for k in ("head_MFLOPs", "model_MFLOPs", "head_ms", "model_ms")}
+    figures["head_flop_ratio_heatmap_over_rle"] = h["head_MFLOPs"] / max(r["head_MFLOPs"], 1e-9)
+    held = r["head_MFLOPs"] * 100 < h["head_MFLOPs"] and r["model_ms"] < h["model_ms"]
+    return Outcome(figures=figures, held=held, tables={"cost": rows},
+                   notes=f"ResNet-{depth} width {width}, {channels} deconv channels, input {input_hw}, CPU threads "
+                         f"{torch.get_num_threads()}")
+
+
+@claim(
+    "pose.sigma_predicts_error",
+    topic="pose",
+    statement="RLE's sigma is a confidence: joints with larger predicted sigma have larger errors, so 1 - sigma "
+              "ranks predictions (and persons, for AP) better than a constant score.",
+    condition="Spearman rank correlation between predicted sigma and actual error per labelled joint > 0 with "
+              "p < 0.01",
+)
+def sigma_predicts_error(ctx: ClaimContext) -> Outcome:
+    from scipy.stats import spearmanr
+
+    _, val_ann, _ = _data(ctx)
+    samples = load_coco(val_ann).samples
+    _, preds, metrics = _model(ctx, "rle")
+    errs, scores = joint_errors(samples, preds)
+    sigma = 1.0 - scores
+    rho, p = spearmanr(sigma, errs)
+    flat = Predictions(preds.coords, np.ones_like(preds.scores), preds.indices)
+    ap_const = oks_ap(samples, coco_results(samples, flat))["AP"]
+    plt = _plot()
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    edges = np.quantile(sigma, np.linspace(0, 1, 11))
+    idx = np.clip(np.digitize(sigma, edges[1:-1]), 0, 9)
+    ax.plot([sigma[idx == b].mean() for b in range(10)], [errs[idx == b].mean() for b in range(10)], "o-")
+    ax.set_xlabel("predicted sigma (mean of x, y; decile bins)")
+    ax.set_ylabel("mean error (px)")
+    ax.set_title(f"Spearman rho = {rho:.3f}")
+    ctx.save_plot(fig, "sigma-vs-error")
+    return Outcome(
+        figures={"spearman_rho": float(rho), "p_value": float(p), "joints": int(len(errs)),
+                 "AP_sigma_score": metrics["AP"], "AP_constant_score": ap_const},
+        held=bool(rho > 0 and p < 0.01),
+    )

@@ -1,0 +1,1 @@
+"""Pose data: COCO keypoint reading with top-down crops, and the synthetic figure renderer."""

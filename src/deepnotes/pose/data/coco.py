@@ -1,0 +1,139 @@
+"""Read COCO keypoint annotation JSON into top-down person samples, with clear errors and skip counts.
+
+A malformed file is an error that names the field (``annotations[12].keypoints: ...``). Annotations that
+are merely unusable (missing or zero-area box, no labelled keypoint, a labelled keypoint outside the image,
+an image file that is missing) are skipped and counted in :attr:`CocoKeypoints.skipped`, so a long job
+never dies on one bad sample and nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deepnotes.core import resolve_inside
+from deepnotes.pose.skeleton import NUM_JOINTS
+
+
+class AnnotationError(ValueError):
+    """A COCO file that cannot be read; the message names the file and the field."""
+
+
+@dataclass
+class PersonSample:
+    """One annotated person: image path, box [x, y, w, h] and keypoints (17, 3) as x, y, visibility."""
+
+    ann_id: int
+    image_id: int
+    image_path: Path
+    bbox: np.ndarray
+    keypoints: np.ndarray
+    area: float
+
+
+@dataclass
+class CocoKeypoints:
+    path: Path
+    samples: list[PersonSample]
+    images: dict[int, dict]
+    skipped: Counter = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        skipped = ", ".join(f"{k}: {v}" for k, v in sorted(self.skipped.items())) or "none"
+        return f"{self.path}: {len(self.samples)} persons in {len(self.images)} images; skipped {skipped}"
+
+
+def default_images_dir(ann_path: str | Path) -> Path:
+    """The ``images/`` folder beside the annotation file (what ``--images`` defaults to)."""
+    return Path(ann_path).resolve().parent / "images"
+
+
+def _field(obj: dict, key: str, where: str, path: Path, kind: type | tuple) -> object:
+    if not isinstance(obj, dict):
+        raise AnnotationError(f"{path}: {where} should be an object, got {type(obj).__name__}")
+    if key not in obj:
+        raise AnnotationError(f"{path}: {where}.{key} is missing")
+    value = obj[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise AnnotationError(f"{path}: {where}.{key} should be {_kind_name(kind)}, got {value!r:.60}")
+    return value
+
+
+def _kind_name(kind: type | tuple) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def load_coco(ann_path: str | Path, images_dir: str | Path | None = None, check_files: bool = True) -> CocoKeypoints:
+    """Parse a COCO keypoint file. ``images_dir``: the folder ``file_name`` is relative to (default ``images/``
+    beside the JSON). Only ``category_id == 1`` (person) annotations with ``iscrowd == 0`` are used."""
+    path = Path(ann_path)
+    if not path.is_file():
+        raise AnnotationError(f"annotation file {path} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise AnnotationError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise AnnotationError(f"{path}: the top level should be an object with 'images' and 'annotations'")
+    root = Path(images_dir) if images_dir is not None else default_images_dir(path)
+    images: dict[int, dict] = {}
+    for i, im in enumerate(_field(data, "images", "(top level)", path, list)):
+        where = f"images[{i}]"
+        image_id = _field(im, "id", where, path, int)
+        file_name = _field(im, "file_name", where, path, str)
+        try:
+            image_path = resolve_inside(root, file_name)
+        except ValueError as exc:
+            raise AnnotationError(f"{path}: {where}.file_name: {exc}") from exc
+        images[image_id] = {**im, "path": image_path}
+    skipped: Counter = Counter()
+    exists: dict[int, bool] = {}
+    samples = []
+    for i, ann in enumerate(_field(data, "annotations", "(top level)", path, list)):
+        where = f"annotations[{i}]"
+        image_id = _field(ann, "image_id", where, path, int)
+        if image_id not in images:
+            raise AnnotationError(f"{path}: {where}.image_id {image_id} is not in 'images'")
+        if ann.get("category_id", 1) != 1 or ann.get("iscrowd", 0):
+            skipped["not_a_single_person"] += 1
+            continue
+        kp = _field(ann, "keypoints", where, path, list)
+        if len(kp) != 3 * NUM_JOINTS or not all(isinstance(v, int | float) for v in kp):
+            raise AnnotationError(f"{path}: {where}.keypoints should be {3 * NUM_JOINTS} numbers (x, y, v per "
+                                  f"COCO joint), got {len(kp)} values")
+        kp = np.asarray(kp, dtype=np.float64).reshape(NUM_JOINTS, 3)
+        bbox = ann.get("bbox")
+        if bbox is None:
+            skipped["missing_box"] += 1
+            continue
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int | float) for v in bbox)):
+            raise AnnotationError(f"{path}: {where}.bbox should be [x, y, w, h], got {bbox!r:.60}")
+        bbox = np.asarray(bbox, dtype=np.float64)
+        if bbox[2] <= 0 or bbox[3] <= 0:
+            skipped["zero_area_box"] += 1
+            continue
+        labelled = kp[:, 2] > 0
+        if not labelled.any():
+            skipped["no_keypoints"] += 1
+            continue
+        im = images[image_id]
+        w, h = im.get("width"), im.get("height")
+        if isinstance(w, int | float) and isinstance(h, int | float):
+            x, y = kp[labelled, 0], kp[labelled, 1]
+            if (x < 0).any() or (y < 0).any() or (x > w).any() or (y > h).any():
+                skipped["keypoint_outside_image"] += 1
+                continue
+        if check_files:
+            if image_id not in exists:
+                exists[image_id] = im["path"].is_file()
+            if not exists[image_id]:
+                skipped["missing_image"] += 1
+                continue
+        area = float(ann.get("area", bbox[2] * bbox[3]))
+        samples.append(PersonSample(int(ann.get("id", i + 1)), image_id, im["path"], bbox, kp, area))
+    return CocoKeypoints(path=path, samples=samples, images=images, skipped=skipped)

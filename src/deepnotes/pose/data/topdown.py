@@ -1,0 +1,82 @@
+"""A torch Dataset of top-down person crops, and a collate that drops unreadable images and counts them."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from deepnotes.pose.data.coco import PersonSample
+from deepnotes.pose.transforms import (
+    Augment,
+    apply_affine,
+    box_to_center_size,
+    crop_affine,
+    flip_keypoints,
+    invert_affine,
+    warp,
+)
+
+MEAN, STD = 0.5, 0.25  # images are scaled to [0, 1] then standardised with these (no pretrained statistics)
+
+
+def read_rgb(path) -> np.ndarray | None:
+    """RGB uint8 (H, W, 3), or None when the file cannot be decoded."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def to_tensor(crop: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float, standardised."""
+    return (torch.from_numpy(crop).permute(2, 0, 1).float() / 255.0 - MEAN) / STD
+
+
+class TopDownDataset(Dataset):
+    """Crops each person's box to ``input_hw`` = (H, W).
+
+    Item: ``image`` (3, H, W), ``keypoints`` (17, 2) in crop pixels, ``weight`` (17,) 1 for labelled joints
+    inside the crop, ``inverse`` (2, 3) crop -> image affine, ``index``; None when the image is unreadable.
+    ``augment``: an :class:`Augment` for training (seeded per item and epoch), None for evaluation.
+    """
+
+    def __init__(self, samples: list[PersonSample], input_hw: tuple[int, int], augment: Augment | None = None,
+                 seed: int = 0) -> None:
+        self.samples, self.input_hw, self.augment, self.seed = samples, tuple(input_hw), augment, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict | None:
+        s = self.samples[i]
+        img = read_rgb(s.image_path)
+        if img is None:
+            return None
+        center, size = box_to_center_size(s.bbox, self.input_hw[1] / self.input_hw[0])
+        rot, flip = 0.0, False
+        if self.augment is not None:
+            factor, rot, flip = self.augment.sample(np.random.default_rng([self.seed, self.epoch, i]))
+            size = size * factor
+        m = crop_affine(center, size, self.input_hw, rot, flip)
+        kp = apply_affine(m, s.keypoints[:, :2])
+        vis = s.keypoints[:, 2].copy()
+        if flip:
+            kp, vis = flip_keypoints(kp), flip_keypoints(vis)
+        h, w = self.input_hw
+        inside = (kp[:, 0] >= 0) & (kp[:, 0] <= w - 1) & (kp[:, 1] >= 0) & (kp[:, 1] <= h - 1)
+        return {
+            "image": to_tensor(warp(img, m, self.input_hw)),
+            "keypoints": torch.from_numpy(kp).float(),
+            "weight": torch.from_numpy(((vis > 0) & inside).astype(np.float32)),
+            "inverse": torch.from_numpy(invert_affine(m)).float(),
+            "index": i,
+        }
+
+
+def collate(items: list[dict | None]) -> dict:
+    """Stack the readable items; ``unreadable`` counts the ones dropped (summed by the training loop)."""
+    good = [it for it in items if it is not None]
+    batch = {k: torch.stack([torch.as_tensor(it[k]) for it in good]) for k in good[0]} if good else {}
+    batch["unreadable"] = len(items) - len(good)
+    return batch

@@ -1,0 +1,29 @@
+"""Direct regression head: global average pooling, one linear layer, L1 loss on normalised coordinates."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from deepnotes.pose.heads import denormalise, normalise, weighted_mean
+
+
+class RegressionHead(nn.Module):
+    """Features (N, C, h, w) -> ``coords`` (N, K, 2) in normalised units ([-0.5, 0.5] spans the crop)."""
+
+    def __init__(self, in_channels: int, input_hw: tuple[int, int], num_joints: int = 17) -> None:
+        super().__init__()
+        self.input_hw, self.num_joints = tuple(input_hw), num_joints
+        self.fc = nn.Linear(in_channels, num_joints * 2)
+
+    def forward(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"coords": self.fc(feats.mean(dim=(2, 3))).reshape(-1, self.num_joints, 2)}
+
+    def loss(self, out: dict[str, torch.Tensor], keypoints: torch.Tensor, weight: torch.Tensor) -> dict[str, torch.Tensor]:
+        l1 = weighted_mean((out["coords"] - normalise(keypoints, self.input_hw)).abs().sum(-1), weight)
+        return {"l1": l1, "loss": l1}
+
+    def decode(self, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Plain regression has no notion of confidence: every joint scores 1."""
+        coords = out["coords"]
+        return denormalise(coords, self.input_hw), torch.ones(coords.shape[:2], device=coords.device)

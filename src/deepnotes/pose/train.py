@@ -1,0 +1,117 @@
+"""Training loop: AdamW + cosine schedule, per-epoch validation, atomic checkpoints, resume."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from deepnotes.core import RunDir, progress, seed_everything
+from deepnotes.core.checkpoint import read_meta
+from deepnotes.optim import AdamW, cosine_with_warmup
+from deepnotes.pose.data.coco import load_coco
+from deepnotes.pose.data.topdown import TopDownDataset, collate
+from deepnotes.pose.evaluate import evaluate
+from deepnotes.pose.model import PoseConfig, PoseModel
+from deepnotes.pose.transforms import Augment
+
+MODEL_NAME = "pose"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    seed: int = 0
+    workers: int = 0
+    augment: bool = True
+
+
+def load_run(run: str | Path, device: torch.device | str = "cpu", head: str | None = None) -> PoseModel:
+    """The trained model of run folder ``run`` (eval mode). ``head``: refuse a checkpoint of another head."""
+    rd = RunDir(run)
+    if not rd.has_checkpoint():
+        raise FileNotFoundError(f"{rd.checkpoint_path} does not exist: train into {run} first")
+    meta = read_meta(rd.checkpoint_path)
+    if meta.get("model") != MODEL_NAME:
+        raise ValueError(f"{rd.checkpoint_path} is a {meta.get('model')!r} checkpoint, not a pose model")
+    if head is not None and meta.get("head") != head:
+        raise ValueError(f"{rd.checkpoint_path} holds a {meta.get('head')!r} head, not {head!r}")
+    model = PoseModel(PoseConfig.from_dict(meta["config"]))
+    state, _ = rd.load(device="cpu")
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()
+
+
+def train(train_ann: str | Path, val_ann: str | Path, out: str | Path, config: PoseConfig, tc: TrainConfig,
+          device: torch.device, images: str | Path | None = None, val_images: str | Path | None = None,
+          resume: bool = False, log=print) -> list[dict]:
+    """Train ``config`` on ``train_ann``; validate on ``val_ann`` each epoch; returns the metrics list."""
+    seed_everything(tc.seed)
+    rd = RunDir(out)
+    if rd.has_checkpoint() and not resume:
+        raise FileExistsError(f"{rd.checkpoint_path} exists: pass --resume to continue it or use another --out")
+    train_set = load_coco(train_ann, images)
+    val_set = load_coco(val_ann, val_images if val_images is not None else images)
+    log(train_set.summary())
+    log(val_set.summary())
+    if not train_set.samples:
+        raise ValueError(f"{train_ann}: no usable person annotations to train on")
+    model = PoseModel(config).to(device)
+    opt = AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    dataset = TopDownDataset(train_set.samples, config.input_hw, Augment() if tc.augment else None, tc.seed)
+    steps_per_epoch = max(1, len(dataset) // tc.batch_size)
+    sched = cosine_with_warmup(opt, int(tc.warmup_epochs * steps_per_epoch), tc.epochs * steps_per_epoch)
+    start = 0
+    if resume and rd.has_checkpoint():
+        state, meta = rd.load(device="cpu", expect={"model": MODEL_NAME, "head": config.head})
+        if PoseConfig.from_dict(meta["config"]) != config:
+            raise ValueError(f"{rd.checkpoint_path} was trained with {meta['config']}, not {config.to_dict()}; "
+                             "resume with the same model flags or use another --out")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start = int(state["epoch"])
+        log(f"resuming {out} after epoch {start}")
+    rd.write_config({"model": config.to_dict(), "train": asdict(tc), "train_ann": str(train_ann),
+                     "val_ann": str(val_ann), "device": str(device)})
+    for epoch in range(start, tc.epochs):
+        model.train()
+        dataset.epoch = epoch
+        gen = torch.Generator().manual_seed(tc.seed * 1000 + epoch)
+        loader = DataLoader(dataset, batch_size=tc.batch_size, shuffle=True, drop_last=len(dataset) > tc.batch_size,
+                            num_workers=tc.workers, collate_fn=collate, generator=gen)
+        sums: dict[str, float] = {}
+        batches, unreadable, t0 = 0, 0, time.perf_counter()
+        for batch in progress(loader, desc=f"epoch {epoch + 1}/{tc.epochs}", total=len(loader)):
+            unreadable += batch["unreadable"]
+            if "image" not in batch or len(batch["image"]) < 2:  # BatchNorm needs two samples
+                continue
+            out_ = model(batch["image"].to(device))
+            terms = model.loss(out_, batch["keypoints"].to(device), batch["weight"].to(device))
+            opt.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            batches += 1
+        val, _ = evaluate(model, val_set.samples, device, tc.batch_size, tc.workers)
+        entry = {"epoch": epoch + 1, **{f"train_{k}": v / max(1, batches) for k, v in sums.items()},
+                 "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - t0,
+                 "skipped_train": dict(train_set.skipped), "unreadable_train": unreadable,
+                 **{f"val_{k}": v for k, v in val.items()}}
+        rd.log_epoch(entry)
+        rd.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                 "epoch": epoch + 1},
+                {"model": MODEL_NAME, "head": config.head, "config": config.to_dict(), "epoch": epoch + 1})
+        log(f"epoch {epoch + 1}: loss {entry.get('train_loss', float('nan')):.4f}  val AP {val['AP']:.3f}  "
+            f"PCK@0.1 {val['PCK@0.1']:.3f}  error {val['mean_error_px']:.2f}px")
+    return rd.metrics

@@ -1,0 +1,124 @@
+"""Reading frames: PyAV first, OpenCV as fallback; frames folders with an image template.
+
+Every reader returns RGB ``uint8`` arrays of shape (T, H, W, 3) and raises :class:`VideoReadError` for a
+corrupt, empty or unreadable file, so callers can skip the sample (training) or report it (eval).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+DEFAULT_TEMPLATE = "img_{:05d}.jpg"  # mmaction2's raw-frame naming, 1-based
+
+
+class VideoReadError(RuntimeError):
+    """A video or frame that cannot be decoded; ``path`` says which."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"cannot read {path}: {reason}")
+        self.path = Path(path)
+
+
+def _pyav_frames(path: Path, wanted: set[int] | None) -> list[tuple[int, np.ndarray]]:
+    import av
+
+    out, frame, i = [], None, -1
+    last = max(wanted) if wanted else None
+    with av.open(str(path)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if wanted is None or i in wanted:
+                out.append((i, frame.to_ndarray(format="rgb24")))
+            if last is not None and i >= last:
+                break
+        if frame is not None and (not out or out[-1][0] != i):  # keep the last frame for clamping
+            out.append((i, frame.to_ndarray(format="rgb24")))
+    return out
+
+
+def _cv2_frames(path: Path, wanted: set[int] | None) -> list[tuple[int, np.ndarray]]:
+    cap = cv2.VideoCapture(str(path))
+    out, i, prev = [], -1, None
+    last = max(wanted) if wanted else None
+    try:
+        while cap.isOpened():
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            i, prev = i + 1, bgr
+            if wanted is None or i in wanted:
+                out.append((i, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+            if last is not None and i >= last:
+                break
+    finally:
+        cap.release()
+    if prev is not None and (not out or out[-1][0] != i):  # keep the last frame for clamping
+        out.append((i, cv2.cvtColor(prev, cv2.COLOR_BGR2RGB)))
+    return out
+
+
+def _decode(path: Path, wanted: set[int] | None) -> list[tuple[int, np.ndarray]]:
+    if not path.is_file():
+        raise VideoReadError(path, "file does not exist")
+    if path.stat().st_size == 0:
+        raise VideoReadError(path, "file is empty")
+    errors = []
+    for reader in (_pyav_frames, _cv2_frames):
+        try:
+            frames = reader(path, wanted)
+        except Exception as exc:  # PyAV raises many error types for broken streams; fall back to OpenCV
+            errors.append(f"{reader.__name__[1:]}: {exc}")
+            continue
+        if frames:
+            return frames
+        errors.append(f"{reader.__name__[1:]}: no frames decoded")
+    raise VideoReadError(path, "; ".join(errors))
+
+
+def count_frames(path: str | Path) -> int:
+    """Number of frames, from the container header when it has one, else by decoding."""
+    path = Path(path)
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            n = container.streams.video[0].frames
+        if n > 0:
+            return int(n)
+    except Exception:  # header unreadable: the full decode below gives the real error or count
+        pass
+    return len(_decode(path, None))
+
+
+def read_video(path: str | Path, indices: np.ndarray | list[int] | None = None) -> np.ndarray:
+    """Frames ``indices`` (any order, repeats allowed; all frames when None) as (T, H, W, 3) uint8 RGB.
+
+    Indices past the end (the header over-counted) are clamped to the last decoded frame.
+    """
+    path = Path(path)
+    wanted = None if indices is None else {int(i) for i in indices}
+    frames = dict(_decode(path, wanted))
+    if indices is None:
+        return np.stack([frames[i] for i in sorted(frames)])
+    return np.stack([frames[i if i in frames else _nearest(frames, i)] for i in map(int, indices)])
+
+
+def _nearest(frames: dict[int, np.ndarray], i: int) -> int:
+    return min(frames, key=lambda k: abs(k - i))
+
+
+def read_frame_folder(folder: str | Path, indices: np.ndarray | list[int], template: str = DEFAULT_TEMPLATE,
+                      start_index: int = 1) -> np.ndarray:
+    """Frames ``folder/template.format(i + start_index)`` as (T, H, W, 3) uint8 RGB."""
+    out = []
+    for i in indices:
+        path = Path(folder) / template.format(int(i) + start_index)
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise VideoReadError(path, "missing or not a readable image")
+        out.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    if len({f.shape for f in out}) > 1:
+        raise VideoReadError(folder, "frames have different sizes")
+    return np.stack(out)

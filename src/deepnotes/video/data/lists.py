@@ -1,0 +1,115 @@
+"""Annotation lists in the formats mmaction2 writes.
+
+* video list: ``path label`` per line (``path`` may contain spaces; the label is the last field);
+* raw-frame list: ``frame_dir total_frames label`` per line (frames named by a template inside ``frame_dir``).
+
+Paths are relative to ``root`` (default: the list's own folder) and must stay inside it. Every error names
+the list file and line, so a user can fix the line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from deepnotes.core import resolve_inside
+
+
+class ListError(ValueError):
+    """A malformed annotation list: the message names ``file:line`` and what to do."""
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One annotated sample.
+
+    ``path``: video file, or frames folder when ``total_frames`` is given (raw-frame lists);
+    ``source``: ``list_file:line`` for messages.
+    """
+
+    path: Path
+    label: int
+    total_frames: int | None = None
+    source: str = ""
+
+    @property
+    def is_frames(self) -> bool:
+        return self.total_frames is not None
+
+
+def _int(text: str, what: str, where: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ListError(f"{where}: {what} {text!r} is not an integer") from None
+
+
+def detect_format(list_path: str | Path) -> str:
+    """``"rawframes"`` when the first data line is ``dir int int``, else ``"video"``."""
+    for line in Path(list_path).read_text().splitlines():
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        return "rawframes" if len(parts) >= 3 and parts[-1].isdigit() and parts[-2].isdigit() else "video"
+    return "video"
+
+
+def read_list(list_path: str | Path, root: str | Path | None = None, num_classes: int | None = None,
+              kind: str = "auto", check_files: bool = True) -> list[VideoRecord]:
+    """Parse a video or raw-frame list into records.
+
+    Args:
+        kind: ``"video"``, ``"rawframes"`` or ``"auto"`` (:func:`detect_format`).
+        num_classes: when given, labels outside ``[0, num_classes)`` are an error.
+        check_files: a missing video file or frames folder is an error naming the line.
+    Blank lines and lines starting with ``#`` are ignored.
+    """
+    list_path = Path(list_path)
+    if not list_path.is_file():
+        raise ListError(f"list file {list_path} does not exist")
+    if kind == "auto":
+        kind = detect_format(list_path)
+    if kind not in ("video", "rawframes"):
+        raise ListError(f"unknown list format {kind!r}; valid: video, rawframes, auto")
+    base = Path(root) if root is not None else list_path.parent
+    records = []
+    for n, line in enumerate(list_path.read_text().splitlines(), start=1):
+        where = f"{list_path}:{n}"
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        parts = line.rsplit(maxsplit=2 if kind == "rawframes" else 1)
+        if len(parts) != (3 if kind == "rawframes" else 2):
+            want = "frame_dir total_frames label" if kind == "rawframes" else "path label"
+            raise ListError(f"{where}: expected '{want}', got {line.strip()!r}")
+        label = _int(parts[-1], "label", where)
+        total = _int(parts[1], "total_frames", where) if kind == "rawframes" else None
+        if total is not None and total <= 0:
+            raise ListError(f"{where}: total_frames must be positive, got {total}")
+        if label < 0 or (num_classes is not None and label >= num_classes):
+            raise ListError(f"{where}: label {label} is outside the class range [0, {num_classes})")
+        try:
+            path = resolve_inside(base, parts[0].strip())
+        except ValueError as exc:
+            raise ListError(f"{where}: {exc}; give --root the folder the paths are relative to") from None
+        if check_files and not (path.is_dir() if total is not None else path.is_file()):
+            raise ListError(f"{where}: {'frames folder' if total else 'video'} {path} does not exist "
+                            f"(paths are relative to {base}; set --root)")
+        records.append(VideoRecord(path, label, total, where))
+    if not records:
+        raise ListError(f"{list_path} has no samples")
+    return records
+
+
+def read_classes(path: str | Path) -> list[str]:
+    """Class names, one per line (line ``i`` is label ``i``)."""
+    names = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
+    if not names:
+        raise ListError(f"{path} lists no class names")
+    return names
+
+
+def write_list(path: str | Path, rows: list[tuple[str, int]]) -> None:
+    """Write a ``path label`` video list."""
+    from deepnotes.core import atomic_write_text
+
+    atomic_write_text(path, "".join(f"{p} {label}\n" for p, label in rows))

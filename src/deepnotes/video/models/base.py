@@ -1,0 +1,113 @@
+"""What every video model shares: its config, the 2D recognizer (per-frame backbone + temporal modules +
+average consensus), the 3D recognizer, and reshaping helpers for temporal modules.
+
+Layout convention: a batch of clips is (N, C, T, H, W). 2D models fold time into the batch, (N*T, C, H, W),
+so a temporal module sees (N*T, C, H, W) and knows T from its constructor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from deepnotes.nn.resnet import ResNet
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model from a checkpoint's meta (``dataclasses.asdict``)."""
+
+    name: str
+    num_classes: int
+    num_segments: int = 8  # frames per clip the model is built for
+    depth: int = 18
+    width: int = 64
+    stem_stride: int = 4
+    dropout: float = 0.5
+    in_channels: int = 3
+    input_size: int = 112  # used for FLOP counts only; the models accept any spatial size
+
+
+def fold(x: torch.Tensor, t: int) -> torch.Tensor:
+    """(N*T, C, H, W) -> (N, C, T, H, W)."""
+    nt, c, h, w = x.shape
+    return x.view(nt // t, t, c, h, w).transpose(1, 2)
+
+
+def unfold(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, T, H, W) -> (N*T, C, H, W)."""
+    n, c, t, h, w = x.shape
+    return x.transpose(1, 2).reshape(n * t, c, h, w)
+
+
+def zero_bn(c: int, dims: int = 2) -> nn.Module:
+    """BatchNorm with gamma 0: a residual branch ending in it starts as exactly nothing."""
+    bn = nn.BatchNorm2d(c) if dims == 2 else nn.BatchNorm3d(c)
+    nn.init.zeros_(bn.weight)
+    return bn
+
+
+def conv_channels(block: nn.Module) -> tuple[int, int]:
+    """(in, out) channels of a residual block's ``conv1`` (a conv+BN Sequential)."""
+    conv = block.conv1[0]
+    return conv.in_channels, conv.out_channels
+
+
+def insert_after_conv1(backbone: ResNet, make: callable) -> None:
+    """Put ``make(channels)`` after every block's first conv (inside the residual branch)."""
+    for block in backbone.blocks():
+        block.conv1 = nn.Sequential(block.conv1, make(conv_channels(block)[1]))
+
+
+def insert_before_conv1(backbone: ResNet, make: callable) -> None:
+    """Put ``make(channels)`` before every block's first conv (residual placement: the shortcut is untouched)."""
+    for block in backbone.blocks():
+        block.conv1 = nn.Sequential(make(conv_channels(block)[0]), block.conv1)
+
+
+class Recognizer2D(nn.Module):
+    """Per-frame 2D ResNet with temporal modules in its blocks; class scores averaged over frames (TSN's
+    average consensus). (N, C, T, H, W) -> (N, num_classes) logits.
+
+    ``stem_fusion`` (TDN's short-term module) maps the clip to features added to the stem output.
+    """
+
+    def __init__(self, backbone: ResNet, cfg: ModelConfig, stem_fusion: nn.Module | None = None) -> None:
+        super().__init__()
+        self.cfg, self.backbone, self.stem_fusion = cfg, backbone, stem_fusion
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.fc = nn.Linear(backbone.out_channels, cfg.num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, T, H, W) -> per-frame features (N, T, D)."""
+        n, _, t = x.shape[:3]
+        if t != self.cfg.num_segments:
+            raise ValueError(f"{self.cfg.name} was built for {self.cfg.num_segments} frames per clip, got {t}")
+        f = self.backbone.stem(unfold(x))
+        if self.stem_fusion is not None:
+            f = f + self.stem_fusion(x, f.shape[-2:])
+        for stage in self.backbone.stages:
+            f = stage(f)
+        return f.mean((2, 3)).view(n, t, -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(self.features(x))).mean(1)
+
+
+class Recognizer3D(nn.Module):
+    """A 3D backbone, global average pooling over (T, H, W), dropout and a linear classifier."""
+
+    def __init__(self, backbone: nn.Module, out_channels: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg, self.backbone = cfg, backbone
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.fc = nn.Linear(out_channels, cfg.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(self.backbone(x).mean((2, 3, 4))))
+
+
+def resnet(cfg: ModelConfig) -> ResNet:
+    return ResNet(cfg.depth, cfg.width, cfg.in_channels, cfg.stem_stride)

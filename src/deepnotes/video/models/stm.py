@@ -1,0 +1,37 @@
+"""STM (Jiang et al., 2019): channel-wise spatio-temporal module (CSTM) + channel-wise motion module (CMM).
+
+CSTM: a channel-wise temporal conv (k=3) then a channel-wise 3x3 spatial conv. CMM: squeeze channels,
+feature differences ``conv3x3(x[t+1]) - x[t]`` (motion encoded at feature level, no optical flow),
+expand back. STM adds the two; here in residual form, ``x + CSTM(x) + CMM(x)`` with both branches
+ending in zero-init BN, so the network starts as a 2D ResNet and the module plugs in after any block's
+first conv.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from deepnotes.video.models.base import ModelConfig, Recognizer2D, insert_after_conv1, resnet, zero_bn
+from deepnotes.video.models.ops import TemporalConv, dw3x3, next_minus_now, reduced
+
+
+class STMModule(nn.Module):
+    def __init__(self, channels: int, t: int, ratio: int = 8) -> None:
+        super().__init__()
+        r = reduced(channels, ratio)
+        self.t = t
+        self.cstm = nn.Sequential(TemporalConv(channels, t), dw3x3(channels), zero_bn(channels))
+        self.squeeze = nn.Sequential(nn.Conv2d(channels, r, 1, bias=False), nn.BatchNorm2d(r))
+        self.transform = nn.Conv2d(r, r, 3, padding=1, bias=False)
+        self.expand = nn.Sequential(nn.Conv2d(r, channels, 1, bias=False), zero_bn(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        motion = next_minus_now(self.squeeze(x), self.t, self.transform)
+        return x + self.cstm(x) + self.expand(motion)
+
+
+def build(cfg: ModelConfig) -> Recognizer2D:
+    backbone = resnet(cfg)
+    insert_after_conv1(backbone, lambda c: STMModule(c, cfg.num_segments))
+    return Recognizer2D(backbone, cfg)

@@ -1,0 +1,47 @@
+"""TAM / TANet (Liu et al., 2021): temporal adaptive module with a local and a global branch.
+
+From the spatially pooled features (N, C, T): the local branch (temporal conv, k=3, then 1x1, sigmoid)
+gives a per-frame importance map that rescales the features; the global branch (an MLP over the T
+time steps of each channel, softmax) gives each clip and channel its own temporal kernel of size K,
+which then convolves the rescaled features over time, channel by channel. The kernels adapt to the
+clip, unlike a 3D conv's fixed weights; the last ones are kept in ``last_kernel`` for inspection.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepnotes.video.models.base import ModelConfig, Recognizer2D, fold, insert_after_conv1, resnet, unfold
+from deepnotes.video.models.ops import reduced
+
+
+class TAM(nn.Module):
+    def __init__(self, channels: int, t: int, kernel: int = 3, ratio: int = 4, alpha: int = 2) -> None:
+        super().__init__()
+        r = reduced(channels, ratio)
+        self.t, self.k = t, kernel
+        self.local = nn.Sequential(nn.Conv1d(channels, r, 3, padding=1, bias=False), nn.BatchNorm1d(r),
+                                   nn.ReLU(inplace=True), nn.Conv1d(r, channels, 1, bias=False), nn.Sigmoid())
+        self.glob = nn.Sequential(nn.Linear(t, alpha * t, bias=False), nn.BatchNorm1d(alpha * t),
+                                  nn.ReLU(inplace=True), nn.Linear(alpha * t, kernel, bias=False), nn.Softmax(-1))
+        self.last_kernel: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = fold(x, self.t)  # (N, C, T, H, W)
+        n, c, t = v.shape[:3]
+        pooled = v.mean((3, 4))  # (N, C, T)
+        kernel = self.glob(pooled.reshape(n * c, t)).view(n, c, self.k)
+        self.last_kernel = kernel.detach()
+        v = v * self.local(pooled)[..., None, None]
+        p = self.k // 2
+        padded = F.pad(v, (0, 0, 0, 0, p, p))
+        out = sum(kernel[:, :, j, None, None, None] * padded[:, :, j:j + t] for j in range(self.k))
+        return unfold(out)
+
+
+def build(cfg: ModelConfig) -> Recognizer2D:
+    backbone = resnet(cfg)
+    insert_after_conv1(backbone, lambda c: TAM(c, cfg.num_segments))
+    return Recognizer2D(backbone, cfg)

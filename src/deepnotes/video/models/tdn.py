@@ -1,0 +1,62 @@
+"""TDN (Wang et al., 2021): temporal difference modules at two ranges.
+
+Short-term (S-TDM, at the stem): RGB differences between each frame and its neighbours in the clip,
+stacked (2 x 3 channels), encoded by a small conv and added to that frame's stem features, so the
+earliest layers see local motion. The paper takes 5 extra consecutive frames around each segment;
+here the neighbours are the clip's own adjacent frames (equal input to every other model; with dense
+sampling they are consecutive frames).
+Long-term (L-TDM, after each block's first conv): bidirectional feature differences between adjacent
+segments, squeezed and pooled at two scales, form an attention A in (-1, 1); output ``x + x * A``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepnotes.video.models.base import ModelConfig, Recognizer2D, insert_after_conv1, resnet, unfold, zero_bn
+from deepnotes.video.models.ops import next_minus_now, reduced
+
+
+class ShortTermTDM(nn.Module):
+    """(N, C, T, H, W) clip -> (N*T, width, h, w) features to add to the stem output of size (h, w)."""
+
+    def __init__(self, in_channels: int, width: int) -> None:
+        super().__init__()
+        self.encode = nn.Sequential(nn.Conv2d(2 * in_channels, width, 3, stride=2, padding=1, bias=False),
+                                    zero_bn(width))
+
+    def forward(self, clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        pad = torch.cat([clip[:, :, :1], clip, clip[:, :, -1:]], 2)  # replicate ends: difference 0 there
+        diffs = torch.cat([pad[:, :, 1:-1] - pad[:, :, :-2], pad[:, :, 2:] - pad[:, :, 1:-1]], 1)
+        return F.adaptive_avg_pool2d(self.encode(unfold(diffs)), size)
+
+
+class LongTermTDM(nn.Module):
+    def __init__(self, channels: int, t: int, ratio: int = 8) -> None:
+        super().__init__()
+        r = reduced(channels, ratio)
+        self.t = t
+        self.squeeze = nn.Sequential(nn.Conv2d(channels, r, 1, bias=False), nn.BatchNorm2d(r))
+        self.fwd = nn.Conv2d(r, r, 3, padding=1, groups=r, bias=False)
+        self.bwd = nn.Conv2d(r, r, 3, padding=1, groups=r, bias=False)
+        self.expand = nn.Sequential(nn.Conv2d(r, channels, 1, bias=False), zero_bn(channels))
+
+    def _reverse(self, x: torch.Tensor) -> torch.Tensor:
+        nt, c, h, w = x.shape
+        return x.view(nt // self.t, self.t, c, h, w).flip(1).reshape(nt, c, h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.squeeze(x)
+        d = next_minus_now(s, self.t, self.fwd) + self._reverse(next_minus_now(self._reverse(s), self.t, self.bwd))
+        # two scales: full resolution and 2x pooled, averaged before the attention
+        d = 0.5 * (d + F.interpolate(F.avg_pool2d(d, 2, ceil_mode=True), size=d.shape[-2:], mode="nearest"))
+        a = 2 * torch.sigmoid(self.expand(d)) - 1
+        return x + x * a
+
+
+def build(cfg: ModelConfig) -> Recognizer2D:
+    backbone = resnet(cfg)
+    insert_after_conv1(backbone, lambda c: LongTermTDM(c, cfg.num_segments))
+    return Recognizer2D(backbone, cfg, stem_fusion=ShortTermTDM(cfg.in_channels, cfg.width))

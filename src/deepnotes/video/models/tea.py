@@ -1,0 +1,59 @@
+"""TEA (Li et al., 2020): motion excitation (ME) + multiple temporal aggregation (MTA).
+
+ME: squeeze channels, take feature-level differences between neighbouring frames
+(``conv(x[t+1]) - x[t]``), pool them spatially and turn them into a channel attention A in (-1, 1);
+output ``x + x * A`` so motion-sensitive channels are amplified. MTA: split channels into 4 groups
+and process them Res2Net-style, each group adding the previous group's output before a temporal
+(channel-wise, k=3) and a spatial (channel-wise 3x3) conv, so later groups see a longer time range.
+Both sit after each block's first conv.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from deepnotes.video.models.base import ModelConfig, Recognizer2D, insert_after_conv1, resnet, zero_bn
+from deepnotes.video.models.ops import TemporalConv, dw3x3, next_minus_now, reduced
+
+
+class MotionExcitation(nn.Module):
+    def __init__(self, channels: int, t: int, ratio: int = 8) -> None:
+        super().__init__()
+        r = reduced(channels, ratio)
+        self.t = t
+        self.squeeze = nn.Sequential(nn.Conv2d(channels, r, 1, bias=False), nn.BatchNorm2d(r))
+        self.transform = dw3x3(r)
+        self.expand = nn.Sequential(nn.Conv2d(r, channels, 1, bias=False), zero_bn(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = next_minus_now(self.squeeze(x), self.t, self.transform).mean((2, 3), keepdim=True)
+        a = 2 * torch.sigmoid(self.expand(m)) - 1  # 0 at init (zero BN): the module starts as identity
+        return x + x * a
+
+
+class MultipleTemporalAggregation(nn.Module):
+    def __init__(self, channels: int, t: int, groups: int = 4) -> None:
+        super().__init__()
+        self.groups = groups if channels % groups == 0 else 1
+        self.split = [channels // self.groups] * self.groups
+        self.temporal = nn.ModuleList(TemporalConv(c, t, identity_init=True) for c in self.split[1:])
+        self.spatial = nn.ModuleList(dw3x3(c) for c in self.split[1:])
+        for conv in self.spatial:  # identity init: the block starts as its 2D ResNet self
+            nn.init.zeros_(conv.weight)
+            conv.weight.data[:, 0, 1, 1] = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = list(x.split(self.split, dim=1))
+        out, prev = [parts[0]], parts[0]
+        for i, p in enumerate(parts[1:]):
+            prev = self.spatial[i](self.temporal[i](p + prev))
+            out.append(prev)
+        return torch.cat(out, 1)
+
+
+def build(cfg: ModelConfig) -> Recognizer2D:
+    backbone = resnet(cfg)
+    t = cfg.num_segments
+    insert_after_conv1(backbone, lambda c: nn.Sequential(MotionExcitation(c, t), MultipleTemporalAggregation(c, t)))
+    return Recognizer2D(backbone, cfg)

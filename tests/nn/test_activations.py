@@ -1,0 +1,116 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from deepnotes.nn.activations import ACTIVATIONS, PReLU, SiLU, Step, get_activation
+
+# name, kwargs, torch reference
+REFERENCES = [
+    ("sigmoid", {}, torch.sigmoid),
+    ("tanh", {}, torch.tanh),
+    ("relu", {}, F.relu),
+    ("leaky_relu", {"negative_slope": 0.1}, lambda x: F.leaky_relu(x, 0.1)),
+    ("elu", {"alpha": 1.3}, lambda x: F.elu(x, 1.3)),
+    ("selu", {}, F.selu),
+    ("gelu", {}, F.gelu),
+    ("gelu_tanh", {}, lambda x: F.gelu(x, approximate="tanh")),
+    ("silu", {}, F.silu),
+    ("swish", {}, F.silu),
+    ("mish", {}, F.mish),
+    ("softplus", {}, F.softplus),
+    ("softplus", {"beta": 2.0, "threshold": 5.0}, lambda x: F.softplus(x, 2.0, 5.0)),
+]
+
+
+def _points(dtype=torch.float32):
+    """Random values, exact zeros and saturating extremes, where naive formulas overflow."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, generator=g, dtype=dtype) * 4
+    extremes = torch.tensor([0.0, -0.0, 1e-6, -1e-6, 30.0, -30.0, 100.0, -100.0, 3.0, -3.0], dtype=dtype)
+    return torch.cat([x, extremes])
+
+
+@pytest.mark.parametrize("name,kw,ref", REFERENCES, ids=[f"{r[0]}{r[1] or ''}" for r in REFERENCES])
+def test_values_and_gradients_match_torch(name, kw, ref):
+    x = _points().requires_grad_()
+    xr = x.detach().clone().requires_grad_()
+    y, yr = get_activation(name, **kw)(x), ref(xr)
+    torch.testing.assert_close(y, yr, rtol=1e-5, atol=1e-6)
+    w = torch.randn_like(y)
+    (y * w).sum().backward()
+    (yr * w).sum().backward()
+    assert torch.isfinite(x.grad).all()
+    torch.testing.assert_close(x.grad, xr.grad, rtol=1e-5, atol=1e-5)  # float32 rounding of 1e-6 order
+
+
+@pytest.mark.parametrize("name", [n for n in ACTIVATIONS if n not in ("step", "sign")])
+def test_gradcheck_float64(name):
+    mod = get_activation(name).double()
+    # keep clear of the kinks at 0, where finite differences straddle two branches
+    x = torch.linspace(-4, 4, 24, dtype=torch.float64)
+    x = (x + 0.013).requires_grad_()
+    assert torch.autograd.gradcheck(mod, (x,), eps=1e-6, atol=1e-5)
+
+
+def test_prelu_per_channel_matches_torch_including_slope_gradient():
+    x = torch.randn(4, 3, 5, 5)
+    ours, ref = PReLU(3, init=0.2), torch.nn.PReLU(3, init=0.2)
+    with torch.no_grad():
+        ours.weight.copy_(torch.tensor([0.1, 0.2, 0.3]))
+        ref.weight.copy_(ours.weight)
+    torch.testing.assert_close(ours(x), ref(x))
+    ours(x).square().sum().backward()
+    ref(x).square().sum().backward()
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="3 slopes"):
+        ours(torch.randn(2, 4, 5))
+
+
+def test_swish_beta_formula_and_limits():
+    x = torch.linspace(-5, 5, 101, dtype=torch.float64)
+    torch.testing.assert_close(SiLU(beta=2.0)(x), x * torch.sigmoid(2.0 * x))
+    torch.testing.assert_close(SiLU(beta=0.0)(x), x / 2)
+    torch.testing.assert_close(SiLU(beta=50.0)(x[x.abs() > 0.5]), F.relu(x[x.abs() > 0.5]), atol=1e-9, rtol=0)
+    learn = SiLU(beta=1.5, learnable=True).double()
+    learn(x).sum().backward()
+    expected = (x * x * torch.sigmoid(1.5 * x) * (1 - torch.sigmoid(1.5 * x))).sum()
+    torch.testing.assert_close(learn.beta.grad, expected)
+
+
+def test_step_forward_and_straight_through_gradient():
+    x = torch.tensor([-2.0, -0.5, 0.0, 0.5, 2.0], requires_grad=True)
+    y = Step()(x)
+    torch.testing.assert_close(y, torch.heaviside(x.detach(), torch.tensor(0.0)))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, torch.tensor([0.0, 1.0, 1.0, 1.0, 0.0]))  # clipped STE, |x| <= 1
+    sign = get_activation("sign")(x.detach())
+    torch.testing.assert_close(sign, torch.tensor([-1.0, -1.0, -1.0, 1.0, 1.0]))
+    x2 = x.detach().clone().requires_grad_()
+    Step(threshold=1.0, clip=math.inf)(x2).sum().backward()
+    torch.testing.assert_close(x2.grad, torch.ones(5))
+
+
+def test_step_trains_a_perceptron_through_the_straight_through_gradient():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(256, 2, generator=g)
+    target = (x[:, 0] + 0.5 * x[:, 1] > 0.2).float()
+    lin, act = torch.nn.Linear(2, 1), Step()
+    opt = torch.optim.SGD(lin.parameters(), lr=0.1)
+    for _ in range(200):
+        opt.zero_grad()
+        F.mse_loss(act(lin(x)).squeeze(1), target).backward()
+        opt.step()
+    accuracy = (act(lin(x)).squeeze(1) == target).float().mean().item()
+    assert accuracy > 0.95
+
+
+def test_unknown_name_lists_valid_ones_and_bad_kwargs_are_named():
+    with pytest.raises(ValueError, match="valid: step, sign, sigmoid"):
+        get_activation("relu6")
+    with pytest.raises(TypeError, match="'relu'"):
+        get_activation("relu", slope=0.1)
+    with pytest.raises(ValueError, match="fixed"):
+        get_activation("gelu_tanh", approximate="none")
+    assert isinstance(get_activation("Leaky-ReLU"), type(get_activation("leaky_relu")))

@@ -1,0 +1,216 @@
+"""deepnotes.optim.Adam / AdamW against torch.optim.Adam / AdamW, and their three code paths against each other."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deepnotes.core import load_checkpoint, save_checkpoint
+from deepnotes.optim import Adam, AdamW
+
+PAIRS = {"adam": (Adam, torch.optim.Adam), "adamw": (AdamW, torch.optim.AdamW)}
+SHAPES = [(6, 5), (5,), (3, 2, 4), ()]
+
+
+def make_problem(seed: int, dtype: torch.dtype = torch.float64, shapes=SHAPES):
+    """Initial parameters and a noisy least-squares loss over them: a fresh problem per seed."""
+    gen = torch.Generator().manual_seed(seed)
+    init = [torch.randn(s, generator=gen, dtype=dtype) for s in shapes]
+    targets = [torch.randn(s, generator=gen, dtype=dtype) * 3 for s in shapes]
+    scales = [torch.rand(s, generator=gen, dtype=dtype) * 10 for s in shapes]  # uneven curvature
+
+    def set_grads(params: list[torch.Tensor], step: int) -> None:
+        noise_gen = torch.Generator().manual_seed(seed * 1000 + step)
+        for p, t, c in zip(params, targets, scales, strict=True):
+            noise = torch.randn(p.shape, generator=noise_gen, dtype=dtype)
+            p.grad = c * (p.detach() - t) + noise  # gradient of 0.5 c (p - t)^2 plus noise
+
+    return init, set_grads
+
+
+def run(opt_cls, init, set_grads, steps: int, groups=None, **kw):
+    params = [p.clone().requires_grad_() for p in init]
+    spec = params if groups is None else [dict(params=[params[i] for i in idx], **g) for idx, g in groups]
+    opt = opt_cls(spec, **kw)
+    for k in range(steps):
+        set_grads(params, k)
+        opt.step()
+    return params, opt
+
+
+def max_rel_err(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    return max(((x.detach() - y.detach()).abs() / y.detach().abs().clamp_min(1e-12)).max().item()
+               for x, y in zip(a, b, strict=True))
+
+
+hyper = st.fixed_dictionaries({
+    "lr": st.floats(1e-4, 0.3),
+    "betas": st.tuples(st.floats(0.0, 0.99), st.floats(0.5, 0.9999)),
+    "eps": st.sampled_from([1e-8, 1e-6, 1e-3]),
+    "weight_decay": st.sampled_from([0.0, 1e-4, 0.01, 0.3]),
+    "amsgrad": st.booleans(),
+    "maximize": st.booleans(),
+})
+
+
+@settings(max_examples=30, deadline=None)
+@given(kind=st.sampled_from(sorted(PAIRS)), kw=hyper, foreach=st.booleans(), seed=st.integers(0, 10_000))
+def test_matches_torch_over_200_steps(kind, kw, foreach, seed):
+    ours_cls, ref_cls = PAIRS[kind]
+    init, set_grads = make_problem(seed)
+    ours, _ = run(ours_cls, init, set_grads, 200, foreach=foreach, **kw)
+    ref, _ = run(ref_cls, init, set_grads, 200, foreach=False, **kw)
+    assert max_rel_err(ours, ref) < 1e-6
+
+
+@pytest.mark.parametrize("kind", sorted(PAIRS))
+def test_param_groups_with_own_hyperparameters_match_torch(kind):
+    ours_cls, ref_cls = PAIRS[kind]
+    init, set_grads = make_problem(3)
+    groups = [([0, 2], dict(lr=0.05, weight_decay=0.2, amsgrad=True)), ([1, 3], dict(betas=(0.5, 0.9)))]
+    ours, _ = run(ours_cls, init, set_grads, 200, groups=groups, lr=1e-2, weight_decay=0.01)
+    ref, _ = run(ref_cls, init, set_grads, 200, groups=groups, lr=1e-2, weight_decay=0.01)
+    assert max_rel_err(ours, ref) < 1e-6
+
+
+@pytest.mark.parametrize("kind", sorted(PAIRS))
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_float32_matches_torch(kind, amsgrad):
+    ours_cls, ref_cls = PAIRS[kind]
+    init, set_grads = make_problem(5, dtype=torch.float32)
+    kw = dict(lr=3e-3, weight_decay=0.05, amsgrad=amsgrad)
+    ours, _ = run(ours_cls, init, set_grads, 200, **kw)
+    ref, _ = run(ref_cls, init, set_grads, 200, **kw)
+    assert max_rel_err(ours, ref) < 1e-6
+
+
+@pytest.mark.parametrize("kind", sorted(PAIRS))
+def test_complex_parameters_match_torch(kind):
+    ours_cls, ref_cls = PAIRS[kind]
+    init, set_grads = make_problem(11, dtype=torch.complex128, shapes=[(4, 3), (2,)])
+    for foreach in (False, True):
+        ours, _ = run(ours_cls, init, set_grads, 50, foreach=foreach, lr=1e-2, weight_decay=0.1)
+        ref, _ = run(ref_cls, init, set_grads, 50, foreach=False, lr=1e-2, weight_decay=0.1)
+        assert max_rel_err(ours, ref) < 1e-6
+
+
+@pytest.mark.parametrize("kind", sorted(PAIRS))
+def test_foreach_equals_loop_across_mixed_dtypes(kind):
+    """Float32 and float64 tensors in one group: foreach buckets them, and must give the loop's exact bits."""
+    cls = PAIRS[kind][0]
+    init32, grads32 = make_problem(7, dtype=torch.float32, shapes=[(8, 3), (3,)])
+    init64, grads64 = make_problem(8, dtype=torch.float64, shapes=[(5,)])
+
+    def set_grads(params, step):
+        grads32(params[:2], step)
+        grads64(params[2:], step)
+
+    kw = dict(lr=1e-2, weight_decay=0.1, amsgrad=True, maximize=True)
+    loop, _ = run(cls, init32 + init64, set_grads, 100, foreach=False, **kw)
+    multi, _ = run(cls, init32 + init64, set_grads, 100, foreach=True, **kw)
+    for a, b in zip(loop, multi, strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_fused_matches_loop(amsgrad):
+    """The torch.compile'd update: same numbers up to float64 rounding; a non-contiguous param falls back."""
+    init, set_grads = make_problem(9)
+    init = init + [torch.randn(4, 6, dtype=torch.float64).t()]  # non-contiguous
+    base = set_grads
+
+    def set_all(params, step):
+        base(params[:-1], step)
+        params[-1].grad = torch.randn(4, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(step)).t()
+
+    for cls, maximize in ((Adam, False), (AdamW, True)):
+        kw = dict(lr=1e-2, weight_decay=0.1, amsgrad=amsgrad, maximize=maximize)
+        loop, _ = run(cls, init, set_all, 100, foreach=False, **kw)
+        fused, _ = run(cls, init, set_all, 100, fused=True, **kw)
+        assert max_rel_err(fused, loop) < 1e-10
+
+
+@pytest.mark.parametrize("kind", sorted(PAIRS))
+@pytest.mark.parametrize("foreach", [False, True])
+def test_state_dict_round_trip_resumes_identically(kind, foreach, tmp_path):
+    cls = PAIRS[kind][0]
+    init, set_grads = make_problem(21)
+    kw = dict(lr=1e-2, weight_decay=0.1, amsgrad=True, foreach=foreach)
+    straight, _ = run(cls, init, set_grads, 100, **kw)
+
+    params, opt = run(cls, init, set_grads, 50, **kw)
+    path = save_checkpoint(tmp_path / "ckpt.safetensors",
+                           {"params": [p.detach() for p in params], "optim": opt.state_dict()}, {"step": 50})
+    state, _ = load_checkpoint(path, torch.device("cpu"))
+    resumed = [p.clone().requires_grad_() for p in state["params"]]
+    opt2 = cls(resumed, **kw)
+    opt2.load_state_dict(state["optim"])
+    for k in range(50, 100):
+        set_grads(resumed, k)
+        opt2.step()
+    for a, b in zip(straight, resumed, strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kind", sorted(PAIRS))
+def test_continues_from_a_torch_optimizer_state_dict(kind):
+    """State dicts are interchangeable: 30 steps of torch's optimizer, then 30 of ours == 60 of torch's."""
+    ours_cls, ref_cls = PAIRS[kind]
+    init, set_grads = make_problem(4)
+    ref, _ = run(ref_cls, init, set_grads, 60, lr=1e-2, weight_decay=0.1)
+    params, torch_opt = run(ref_cls, init, set_grads, 30, lr=1e-2, weight_decay=0.1)
+    ours = ours_cls(params, lr=1e-2, weight_decay=0.1)
+    ours.load_state_dict(copy.deepcopy(torch_opt.state_dict()))
+    for k in range(30, 60):
+        set_grads(params, k)
+        ours.step()
+    assert max_rel_err(params, ref) < 1e-6
+
+
+def test_closure_and_params_without_grad():
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    frozen = torch.nn.Parameter(torch.tensor([3.0]))
+    opt = AdamW([w, frozen], lr=0.1, weight_decay=0.5)
+
+    def closure():
+        opt.zero_grad()
+        loss = (w**2).sum()
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    assert loss.item() == pytest.approx(5.0)
+    assert frozen.item() == 3.0 and len(opt.state[frozen]) == 0  # no grad: untouched, no state
+    assert torch.all(w.abs() < torch.tensor([1.0, 2.0]))
+
+
+def test_adam_l2_decay_equals_gradient_of_penalty():
+    """Adam's weight_decay is exactly the gradient of 0.5 lambda ||p||^2 added to the loss."""
+    init, set_grads = make_problem(2)
+
+    def with_penalty(params, step):
+        set_grads(params, step)
+        for p in params:
+            p.grad = p.grad + 0.3 * p.detach()
+
+    decayed, _ = run(Adam, init, set_grads, 100, lr=1e-2, weight_decay=0.3)
+    penalised, _ = run(Adam, init, with_penalty, 100, lr=1e-2, weight_decay=0.0)
+    assert max_rel_err(decayed, penalised) < 1e-12
+
+
+@pytest.mark.parametrize("bad", [dict(lr=-1.0), dict(betas=(1.0, 0.9)), dict(betas=(0.9, -0.1)),
+                                 dict(eps=-1e-8), dict(weight_decay=-0.1), dict(foreach=True, fused=True)])
+def test_invalid_hyperparameters_are_rejected(bad):
+    with pytest.raises(ValueError):
+        AdamW([torch.nn.Parameter(torch.zeros(2))], **bad)
+
+
+def test_sparse_gradients_are_rejected_with_advice():
+    p = torch.nn.Parameter(torch.zeros(3))
+    p.grad = torch.sparse_coo_tensor(torch.tensor([[0]]), torch.tensor([1.0]), (3,), check_invariants=True)
+    with pytest.raises(RuntimeError, match="SparseAdam"):
+        Adam([p]).step()

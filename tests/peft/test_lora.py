@@ -1,0 +1,208 @@
+"""LoRA against HF peft: same weights -> same outputs and gradients; files readable both ways."""
+
+from __future__ import annotations
+
+import json
+
+import peft
+import pytest
+import torch
+from torch import nn
+
+from deepnotes.peft import (
+    LoraConfig,
+    apply,
+    load_adapter,
+    merge,
+    merge_and_unload,
+    save_adapter,
+    set_adapter,
+    trainable_parameters,
+    unmerge,
+)
+from tests.peft.conftest import tiny_bart, tiny_gpt2
+
+
+def _randomise_b(model: nn.Module, seed: int = 3) -> None:
+    """B starts at zero (LoRA is then a no-op); give it values so the comparisons mean something."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for n, p in sorted(model.named_parameters()):
+            if "lora_B" in n or "lora_embedding_A" in n:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+
+
+def _copy_lora_weights(src: nn.Module, dst_peft: nn.Module) -> None:
+    ours = {k: v for k, v in src.state_dict().items() if "lora_" in k}
+    theirs = dst_peft.base_model.model.state_dict()
+    assert set(ours) <= set(theirs), set(ours) - set(theirs)
+    dst_peft.base_model.model.load_state_dict(ours, strict=False)
+
+
+def _peft_config(cfg: LoraConfig, **kw) -> peft.LoraConfig:
+    return peft.LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=cfg.target_modules,
+                           use_rslora=cfg.use_rslora, bias=cfg.bias, **kw)
+
+
+@pytest.mark.parametrize("use_rslora", [False, True])
+@pytest.mark.parametrize("targets", [["c_attn", "c_fc"], ["c_attn", "wte"], r".*\.mlp\.c_proj"])
+def test_gpt2_outputs_and_gradients_match_peft(ids, targets, use_rslora):
+    cfg = LoraConfig(r=4, alpha=8, target_modules=targets, use_rslora=use_rslora)
+    ours = apply(tiny_gpt2(), cfg)
+    _randomise_b(ours)
+    theirs = peft.get_peft_model(tiny_gpt2(), _peft_config(cfg, fan_in_fan_out=True))
+    _copy_lora_weights(ours, theirs)
+    out_a = ours(input_ids=ids, labels=ids)
+    out_b = theirs(input_ids=ids, labels=ids)
+    torch.testing.assert_close(out_a.logits, out_b.logits, atol=1e-5, rtol=0)
+    out_a.loss.backward()
+    out_b.loss.backward()
+    grads_b = dict(theirs.base_model.model.named_parameters())
+    names = [n for n, p in ours.named_parameters() if p.requires_grad]
+    assert names and all("lora_" in n for n in names)
+    for n in names:
+        torch.testing.assert_close(dict(ours.named_parameters())[n].grad, grads_b[n].grad, atol=1e-5, rtol=0)
+
+
+def test_bart_linear_matches_peft(ids):
+    cfg = LoraConfig(r=2, alpha=4, target_modules=["q_proj", "v_proj"])
+    ours = apply(tiny_bart(), cfg)
+    _randomise_b(ours)
+    theirs = peft.get_peft_model(tiny_bart(), _peft_config(cfg))
+    _copy_lora_weights(ours, theirs)
+    a = ours(input_ids=ids, labels=ids).logits
+    b = theirs(input_ids=ids, labels=ids).logits
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_only_lora_trains_and_init_is_identity(ids):
+    base = tiny_gpt2()
+    ref = base(input_ids=ids).logits
+    model = apply(base, LoraConfig(r=4, alpha=8, target_modules=["c_attn"]))
+    report = trainable_parameters(model)
+    # 2 layers x (A: 4x32 + B: 96x4)
+    assert report.trainable == 2 * (4 * 32 + 96 * 4)
+    assert 0 < report.percent < 10
+    torch.testing.assert_close(model(input_ids=ids).logits, ref)
+
+
+def test_gaussian_init_std():
+    model = apply(tiny_gpt2(), LoraConfig(r=4, target_modules=["c_attn"], init="gaussian"))
+    a = model.transformer.h[0].attn.c_attn.lora_A["default"].weight
+    assert abs(a.std().item() - 0.25) < 0.05
+    assert model.transformer.h[0].attn.c_attn.lora_B["default"].weight.abs().sum() == 0
+
+
+def test_dropout_is_active_in_training_only(ids):
+    model = apply(tiny_gpt2(), LoraConfig(r=4, target_modules=["c_attn"], dropout=0.5))
+    _randomise_b(model)
+    model.eval()
+    torch.testing.assert_close(model(input_ids=ids).logits, model(input_ids=ids).logits)
+    model.train()
+    model.config.attn_pdrop = 0.0
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+    assert not torch.allclose(model(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
+def test_merge_unmerge_and_unload(ids):
+    model = apply(tiny_gpt2(), LoraConfig(r=4, alpha=8, target_modules=["c_attn", "c_fc", "wte"]))
+    _randomise_b(model)
+    want = model(input_ids=ids).logits
+    w0 = model.transformer.h[0].attn.c_attn.base_layer.weight.clone()
+    merge(model)
+    torch.testing.assert_close(model(input_ids=ids).logits, want, atol=1e-5, rtol=0)
+    unmerge(model)
+    torch.testing.assert_close(model.transformer.h[0].attn.c_attn.base_layer.weight, w0, atol=1e-6, rtol=0)
+    plain = merge_and_unload(model)
+    assert not any("lora" in n for n, _ in plain.named_parameters())
+    assert type(plain.transformer.h[0].attn.c_attn).__name__ == "Conv1D"
+    torch.testing.assert_close(plain(input_ids=ids).logits, want, atol=1e-5, rtol=0)
+
+
+def test_bias_options_and_modules_to_save():
+    m = apply(tiny_gpt2(), LoraConfig(r=2, target_modules=["c_attn"], bias="lora_only", modules_to_save=["ln_f"]))
+    names = {n for n, p in m.named_parameters() if p.requires_grad}
+    assert "transformer.h.0.attn.c_attn.base_layer.bias" in names
+    assert "transformer.h.0.mlp.c_fc.bias" not in names
+    assert "transformer.ln_f.modules_to_save.default.weight" in names
+    m2 = apply(tiny_gpt2(), LoraConfig(r=2, target_modules=["c_attn"], bias="all"))
+    names2 = {n for n, p in m2.named_parameters() if p.requires_grad}
+    assert "transformer.h.0.mlp.c_fc.bias" in names2 and "transformer.ln_f.bias" in names2
+    assert "transformer.ln_f.weight" not in names2
+
+
+def test_several_named_adapters_switch(ids):
+    model = apply(tiny_gpt2(), LoraConfig(r=2, target_modules=["c_attn"]), name="a")
+    _randomise_b(model, seed=1)
+    out_a = model(input_ids=ids).logits
+    apply(model, LoraConfig(r=4, target_modules=["c_attn"]), name="b")
+    _randomise_b(model, seed=2)  # changes both adapters' B
+    set_adapter(model, "b")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(".b." in n for n in trainable)
+    out_b = model(input_ids=ids).logits
+    set_adapter(model, "a")
+    assert not torch.allclose(out_a, out_b)
+    with pytest.raises(ValueError, match="no adapter named 'c'"):
+        set_adapter(model, "c")
+
+
+def test_peft_loads_our_files(tmp_path, ids):
+    cfg = LoraConfig(r=4, alpha=8, target_modules=["c_attn", "c_fc", "wte"], bias="lora_only", modules_to_save=["ln_f"])
+    ours = apply(tiny_gpt2(), cfg)
+    _randomise_b(ours)
+    with torch.no_grad():
+        ours.transformer.ln_f.modules_to_save["default"].weight.mul_(1.5)
+        ours.transformer.h[0].attn.c_attn.base_layer.bias.add_(0.1)
+    save_adapter(ours, tmp_path)
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and config["fan_in_fan_out"] is True
+    theirs = peft.PeftModel.from_pretrained(tiny_gpt2(), tmp_path).eval()
+    torch.testing.assert_close(theirs(input_ids=ids).logits, ours(input_ids=ids).logits, atol=1e-5, rtol=0)
+
+
+def test_we_load_peft_files(tmp_path, ids):
+    pcfg = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn", "wte"], fan_in_fan_out=True,
+                           modules_to_save=["ln_f"], init_lora_weights="gaussian")
+    theirs = peft.get_peft_model(tiny_gpt2(), pcfg)
+    _randomise_b(theirs)
+    theirs.save_pretrained(tmp_path)
+    ours = load_adapter(tiny_gpt2(), tmp_path)
+    torch.testing.assert_close(ours(input_ids=ids).logits, theirs.eval()(input_ids=ids).logits, atol=1e-5, rtol=0)
+    assert ours.deepnotes_peft.configs["default"].init == "gaussian"
+
+
+def test_bart_round_trip_through_peft(tmp_path, ids):
+    ours = apply(tiny_bart(), LoraConfig(r=2, target_modules=["q_proj", "v_proj", "fc1"]))
+    _randomise_b(ours)
+    save_adapter(ours, tmp_path / "a")
+    theirs = peft.PeftModel.from_pretrained(tiny_bart(), tmp_path / "a").eval()
+    torch.testing.assert_close(theirs(input_ids=ids).logits, ours(input_ids=ids).logits, atol=1e-5, rtol=0)
+    theirs.save_pretrained(tmp_path / "b")
+    back = load_adapter(tiny_bart(), tmp_path / "b")
+    torch.testing.assert_close(back(input_ids=ids).logits, ours(input_ids=ids).logits, atol=1e-5, rtol=0)
+
+
+def test_bad_target_lists_module_names():
+    with pytest.raises(ValueError, match=r"matches no .*transformer\.h\.0\.attn\.c_attn"):
+        apply(tiny_gpt2(), LoraConfig(target_modules=["q_proj"]))
+
+
+def test_shape_mismatch_names_the_tensor(tmp_path):
+    save_adapter(apply(tiny_gpt2(), LoraConfig(r=2, target_modules=["c_attn"])), tmp_path)
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    other = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=48, n_head=4, vocab_size=120, n_positions=64))
+    with pytest.raises(ValueError, match=r"transformer\.h\.0\.attn\.c_attn\.lora_A\.weight.*shape"):
+        load_adapter(other, tmp_path)
+
+
+def test_bad_config_field(tmp_path):
+    (tmp_path / "adapter_config.json").write_text('{"peft_type": "IA3"}')
+    with pytest.raises(ValueError, match="peft_type"):
+        load_adapter(tiny_gpt2(), tmp_path)
+    (tmp_path / "adapter_config.json").write_text('{"peft_type": "LORA",\n "r": }')
+    with pytest.raises(ValueError, match="line 2"):
+        load_adapter(tiny_gpt2(), tmp_path)

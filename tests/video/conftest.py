@@ -1,0 +1,20 @@
+"""Shared tiny synthetic data for the video tests (session-scoped: written once)."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepnotes.video.data.synth import synth_dataset
+
+
+@pytest.fixture(scope="session")
+def motion_data(tmp_path_factory):
+    """8 classes x 2 training and 1 validation videos, 8 frames of 16x16."""
+    return synth_dataset("motion", tmp_path_factory.mktemp("motion"), 2, 1, frames=8, size=16, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_train_kwargs():
+    """Model and loop settings small enough for a 2-core CI machine."""
+    return {"segments": 4, "input_size": 16, "depth": 10, "width": 4, "stem_stride": 1, "batch_size": 4,
+            "workers": 0, "cache": True, "crop": "center", "lr": 1e-3, "device": "cpu", "dropout": 0.0}

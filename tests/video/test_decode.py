@@ -1,0 +1,60 @@
+import cv2
+import numpy as np
+import pytest
+
+from deepnotes.video.data import decode
+from deepnotes.video.data.decode import VideoReadError, count_frames, read_frame_folder, read_video
+from deepnotes.video.data.synth import write_mp4
+
+
+@pytest.fixture(scope="module")
+def ramp_video(tmp_path_factory):
+    """10 frames of flat grey levels 20, 40, ..., 200: each frame is identifiable after compression."""
+    video = np.stack([np.full((16, 24, 3), 20 * (i + 1), np.uint8) for i in range(10)])
+    path = tmp_path_factory.mktemp("v") / "ramp.mp4"
+    write_mp4(path, video)
+    return path, video
+
+
+def test_pyav_reads_frames_in_requested_order(ramp_video):
+    path, video = ramp_video
+    assert count_frames(path) == 10
+    frames = read_video(path, [7, 2, 2, 9])
+    assert frames.shape == (4, 16, 24, 3) and frames.dtype == np.uint8
+    assert np.abs(frames.astype(int) - video[[7, 2, 2, 9]].astype(int)).max() <= 3
+
+
+def test_opencv_fallback_agrees_with_pyav(ramp_video, monkeypatch):
+    path, _ = ramp_video
+    ref = read_video(path)
+
+    def broken(*args):
+        raise RuntimeError("pyav unavailable")
+
+    monkeypatch.setattr(decode, "_pyav_frames", broken)
+    fallback = read_video(path)
+    assert fallback.shape == ref.shape
+    assert np.abs(fallback.astype(int) - ref.astype(int)).max() <= 3
+
+
+def test_indices_past_the_end_are_clamped(ramp_video):
+    path, _ = ramp_video
+    np.testing.assert_array_equal(read_video(path, [12]), read_video(path, [9]))
+
+
+@pytest.mark.parametrize("content", [b"", b"not a video at all" * 50])
+def test_corrupt_or_empty_video_raises(tmp_path, content):
+    path = tmp_path / "bad.mp4"
+    path.write_bytes(content)
+    with pytest.raises(VideoReadError, match="bad.mp4"):
+        read_video(path, [0])
+
+
+def test_frame_folder_template(tmp_path):
+    for i in range(1, 4):
+        cv2.imwrite(str(tmp_path / f"img_{i:05d}.jpg"), np.full((8, 8, 3), (10 * i, 0, 200), np.uint8))
+    frames = read_frame_folder(tmp_path, [0, 2])
+    assert frames.shape == (2, 8, 8, 3)
+    assert abs(int(frames[1, 0, 0, 2]) - 30) <= 3 and abs(int(frames[0, 0, 0, 0]) - 200) <= 3  # BGR -> RGB
+    with pytest.raises(VideoReadError, match="img_00005.jpg"):
+        read_frame_folder(tmp_path, [4])

@@ -1,0 +1,60 @@
+import pytest
+
+from deepnotes.video.data.lists import ListError, detect_format, read_list
+
+
+def _touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    return path
+
+
+def test_video_list_paths_with_spaces_and_comments(tmp_path):
+    _touch(tmp_path / "a b.mp4")
+    _touch(tmp_path / "sub" / "c.mp4")
+    lst = tmp_path / "l.txt"
+    lst.write_text("# comment\na b.mp4 3\n\nsub/c.mp4 0\n")
+    recs = read_list(lst)
+    assert [(r.path.name, r.label, r.total_frames) for r in recs] == [("a b.mp4", 3, None), ("c.mp4", 0, None)]
+    assert recs[1].source == f"{lst}:4"
+
+
+def test_rawframe_list_and_detection(tmp_path):
+    (tmp_path / "f1").mkdir()
+    lst = tmp_path / "raw.txt"
+    lst.write_text("f1 30 2\n")
+    assert detect_format(lst) == "rawframes"
+    (rec,) = read_list(lst)
+    assert rec.is_frames and rec.total_frames == 30 and rec.label == 2
+
+
+def test_root_option(tmp_path):
+    _touch(tmp_path / "data" / "v.mp4")
+    lst = tmp_path / "lists" / "l.txt"
+    lst.parent.mkdir()
+    lst.write_text("v.mp4 1\n")
+    with pytest.raises(ListError, match="l.txt:1.*does not exist"):
+        read_list(lst)
+    assert read_list(lst, root=tmp_path / "data")[0].path == (tmp_path / "data" / "v.mp4").resolve()
+
+
+@pytest.mark.parametrize("line, message", [
+    ("v.mp4", r"l.txt:2: expected 'path label'"),
+    ("v.mp4 x", r"l.txt:2: label 'x' is not an integer"),
+    ("v.mp4 5", r"l.txt:2: label 5 is outside the class range \[0, 5\)"),
+    ("missing.mp4 1", r"l.txt:2: video .*missing.mp4 does not exist"),
+    ("../outside.mp4 1", r"l.txt:2: .*outside"),
+])
+def test_errors_name_file_and_line(tmp_path, line, message):
+    _touch(tmp_path / "v.mp4")
+    lst = tmp_path / "l.txt"
+    lst.write_text(f"v.mp4 0\n{line}\n")
+    with pytest.raises(ListError, match=message):
+        read_list(lst, num_classes=5, kind="video")
+
+
+def test_empty_list_is_an_error(tmp_path):
+    lst = tmp_path / "l.txt"
+    lst.write_text("# nothing\n")
+    with pytest.raises(ListError, match="no samples"):
+        read_list(lst)

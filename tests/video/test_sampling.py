@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from deepnotes.video.data.sampling import ClipSampler, dense_indices, segment_indices
+
+
+def test_tsn_test_mode_takes_segment_centres():
+    np.testing.assert_array_equal(segment_indices(80, 8, train=False), [5, 15, 25, 35, 45, 55, 65, 75])
+
+
+def test_tsn_train_mode_one_random_frame_per_segment():
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(50):
+        idx = segment_indices(80, 8, train=True, rng=rng)
+        assert np.all(idx // 10 == np.arange(8))
+        seen.update(idx.tolist())
+    assert len(seen) > 40  # offsets really vary
+
+
+@given(total=st.integers(1, 300), segs=st.integers(1, 16), train=st.booleans(), seed=st.integers(0, 99))
+def test_segment_indices_in_range_and_ordered(total, segs, train, seed):
+    idx = segment_indices(total, segs, train, np.random.default_rng(seed))
+    assert len(idx) == segs and idx.min() >= 0 and idx.max() < total
+    assert np.all(np.diff(idx) >= 0)
+
+
+def test_dense_clip_and_views():
+    np.testing.assert_array_equal(dense_indices(100, 4, 2, train=False), [46, 48, 50, 52])
+    views = ClipSampler("dense", 4, 2)(100, train=False, num_views=3)
+    starts = [v[0] for v in views]
+    assert starts == sorted(starts) and starts[0] < 46 < starts[-1]
+    np.testing.assert_array_equal(dense_indices(3, 4, 1, train=True, rng=np.random.default_rng(0)), [0, 1, 2, 2])
+
+
+def test_new_length_takes_consecutive_frames():
+    idx = segment_indices(50, 2, train=False, new_length=3)
+    np.testing.assert_array_equal(idx, [12, 13, 14, 36, 37, 38])
+
+
+def test_bad_sampler_config():
+    with pytest.raises(ValueError, match="sampling mode"):
+        ClipSampler("sparse")
