@@ -1,9 +1,10 @@
 """Step time of deepnotes' Adam/AdamW against torch's AdamW and the memory-bandwidth floor.
 
-An AdamW step must read p, g, m, v and write p, m, v: 7 x 4 bytes per float32 parameter. The floor is that
-traffic divided by the bandwidth a large tensor copy achieves on the same device. Rows are torch's
-for-loop, foreach and fused AdamW and our three paths, all on the same transformer-like set of tensors,
-as milliseconds and as ratios to torch's fused kernel and to the floor.
+An AdamW step must read p, g, m, v and write p, m, v: 7 x 4 bytes per float32 parameter. The floor is
+that traffic divided by the best bandwidth a large tensor copy or in-place add achieves on the same
+device. Rows are torch's for-loop, foreach and fused AdamW and our three paths, all on the same
+transformer-like set of tensors, as milliseconds and as ratios to torch's fused kernel and to the floor.
+Use --threads 1 on a CPU shared with other jobs (OpenMP threads waiting on each other distort timings).
 
     python benchmarks/optim_step.py --device cpu --params 25e6
 """
@@ -33,12 +34,17 @@ def param_shapes(total: int, d: int = 512) -> list[tuple[int, ...]]:
     return shapes
 
 
-def copy_bandwidth(device: torch.device, n: int = 64 * 2**20) -> float:
-    """Bytes per second of ``dst.copy_(src)`` on float32 tensors of ``n`` elements (read + write counted)."""
-    src = torch.randn(n, device=device)
-    dst = torch.empty_like(src)
-    ms = time_call(lambda: dst.copy_(src), device, warmup=3, repeat=15)
-    return 2 * 4 * n / (ms / 1e3)
+def bandwidths(device: torch.device, n: int = 64 * 2**20) -> dict[str, float]:
+    """Bytes per second of two streaming ops on float32 tensors of ``n`` elements.
+
+    ``copy``: dst.copy_(src), 8 bytes per element counted (a CPU may also read dst before writing it, so this
+    undercounts traffic there); ``in-place add``: a.add_(b), 12 bytes per element, the access pattern of an
+    optimizer (read state, write it back in place).
+    """
+    a, b = torch.randn(n, device=device), torch.randn(n, device=device)
+    copy_ms = time_call(lambda: a.copy_(b), device, warmup=3, repeat=15)
+    add_ms = time_call(lambda: a.add_(b), device, warmup=3, repeat=15)
+    return {"copy": 8 * n / (copy_ms / 1e3), "in-place add": 12 * n / (add_ms / 1e3)}
 
 
 def make_step(device: torch.device, shapes, impl: str, lr: float = 1e-3, weight_decay: float = 0.01):
@@ -59,15 +65,20 @@ def main() -> None:
     ap.add_argument("--params", type=float, default=25e6, help="number of parameters (default 25e6)")
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--impls", default="torch-loop,torch-foreach,torch-fused,ours-loop,ours-foreach,ours-fused")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     args = ap.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     shapes = param_shapes(int(args.params))
     n = sum(torch.Size(s).numel() for s in shapes)
-    bandwidth = copy_bandwidth(device)
+    measured = bandwidths(device)
+    bandwidth = max(measured.values())  # the best streaming rate seen sets the floor
     floor_ms = 7 * 4 * n / bandwidth * 1e3
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"{n / 1e6:.1f}M float32 parameters in {len(shapes)} tensors; copy bandwidth {bandwidth / 1e9:.1f} GB/s; "
-          f"floor (7 x 4 B/param) {floor_ms:.2f} ms")
+    print(f"{n / 1e6:.1f}M float32 parameters in {len(shapes)} tensors; bandwidth "
+          + ", ".join(f"{k} {v / 1e9:.1f} GB/s" for k, v in measured.items())
+          + f"; floor (7 x 4 B/param) {floor_ms:.2f} ms")
     impls = args.impls.split(",")
     steps = {impl: make_step(device, shapes, impl) for impl in impls}
     for step in steps.values():  # warm-up (includes compilation for ours-fused)

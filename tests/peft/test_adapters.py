@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deepnotes.peft import AdapterConfig, apply, load_adapter, merge, save_adapter, set_adapter, trainable_parameters
+from deepnotes.peft import (
+    AdapterConfig,
+    apply,
+    load_adapter,
+    merge,
+    save_adapter,
+    set_adapter,
+    trainable_parameters,
+)
 from deepnotes.peft.adapters import AdapterLayer
 from tests.peft.conftest import tiny_bart, tiny_gpt2
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-import peft
 import pytest
 import torch
 from torch import nn
 
+import peft
 from deepnotes.peft import (
     LoraConfig,
     apply,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import peft
 import pytest
 import torch
 
+import peft
 from deepnotes.peft import PrefixConfig, PromptConfig, apply, load_adapter, save_adapter, trainable_parameters
 from deepnotes.peft.prefix import PrefixTuning
 from tests.peft.conftest import tiny_bart, tiny_gpt2

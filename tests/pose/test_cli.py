@@ -48,7 +48,7 @@ def test_train_writes_metrics_and_checkpoint(runs):
     for head, run in runs.items():
         metrics = json.loads((run / "metrics.json").read_text())
         assert [m["epoch"] for m in metrics] == [1, 2]
-        for key in ("train_loss", "val_AP", "val_PCK@0.1", "val_mean_error_px"):
+        for key in ("train_loss", "val_AP", "val_PCK@0.1", "val_mean_error_px", "skipped_train", "unreadable_train"):
             assert key in metrics[-1]
         _, meta = load_checkpoint(run / "checkpoint.safetensors")
         assert meta["head"] == head and meta["epoch"] == 2

@@ -79,7 +79,7 @@ def test_heatmap_head_shapes_loss_and_size_check():
 
 
 def test_regression_l1_matches_direct_computation():
-    head = RegressionHead(16, (64, 48))
+    head = RegressionHead(16, (4, 3), (64, 48))
     out = head(torch.randn(3, 16, 4, 3))
     kp, w = torch.rand(3, 17, 2) * 40, (torch.rand(3, 17) > 0.5).float()
     y = (kp + 0.5) / torch.tensor([48.0, 64.0]) - 0.5
@@ -92,7 +92,7 @@ def test_regression_l1_matches_direct_computation():
 @pytest.mark.parametrize("base", ["laplace", "gaussian"])
 def test_rle_loss_terms_match_direct_computation(base):
     torch.manual_seed(0)
-    head = RLEHead(16, (64, 48), base=base)
+    head = RLEHead(16, (4, 3), (64, 48), base=base)
     with torch.no_grad():  # a flow far from the identity, so its term is not trivially Gaussian
         for p in head.flow.parameters():
             p.normal_(0, 0.3)
@@ -115,7 +115,7 @@ def test_rle_loss_terms_match_direct_computation(base):
 
 
 def test_rle_inference_ignores_the_flow_and_scores_by_sigma():
-    head = RLEHead(16, (64, 48))
+    head = RLEHead(16, (4, 3), (64, 48))
     feats = torch.randn(2, 16, 4, 3)
     out = head(feats)
     coords, scores = head.decode(out)
@@ -130,7 +130,7 @@ def test_rle_inference_ignores_the_flow_and_scores_by_sigma():
 def test_rle_gradient_of_sigma_pulls_toward_the_residual_size():
     """With the flow at identity-like init and a Gaussian base, d loss / d sigma has the sign of
     sigma^2 - E[r^2]-ish: too small a sigma for the error gets pushed up, too large pushed down."""
-    head = RLEHead(4, (64, 48), base="gaussian", num_joints=1)
+    head = RLEHead(4, (4, 3), (64, 48), base="gaussian", num_joints=1)
     y = torch.zeros(1, 1, 2)
     for s0, sign in ((0.01, -1), (0.45, 1)):
         sigma = torch.full((1, 1, 2), s0, requires_grad=True)

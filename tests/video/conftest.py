@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from deepnotes.video.data.synth import synth_dataset
 
@@ -18,3 +19,12 @@ def tiny_train_kwargs():
     """Model and loop settings small enough for a 2-core CI machine."""
     return {"segments": 4, "input_size": 16, "depth": 10, "width": 4, "stem_stride": 1, "batch_size": 4,
             "workers": 0, "cache": True, "crop": "center", "lr": 1e-3, "device": "cpu", "dropout": 0.0}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread; on a shared CPU extra threads mostly wait for each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -119,6 +119,11 @@ def test_extract_list_in_parallel_resumes_and_reports_bad_videos(flow_videos, tm
     assert again.written == ["v/clip2.mp4"]
     assert (folder / DONE_FILE).stat().st_mtime_ns == stamp
     assert flow_info(out / "v/clip2")["frames"] == 7
+    # a video that changed since its flow was extracted is redone (here: now 6 frames)
+    write_mp4(flow_videos / "v/clip1.mp4", moving_square(6, seed=1))
+    third = extract_list(flow_videos / "list.txt", out, method="dis", workers=1, show_progress=False)
+    assert third.written == ["v/clip1.mp4"] and flow_info(out / "v/clip1")["frames"] == 5
+    write_mp4(flow_videos / "v/clip1.mp4", moving_square(8, seed=1))  # restore for the other tests
 
 
 def test_flow_of_mirrored_video_is_flipped_flow_with_negated_x():

@@ -8,8 +8,8 @@ from deepnotes.video.data.transforms import (
     Normalize,
     RandomResizedCrop,
     ThreeCrop,
+    eval_transform,
     resize,
-    test_transform,
     train_transform,
 )
 
@@ -61,5 +61,5 @@ def test_normalize_and_pipelines():
     out, _ = Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))(clip, 0, RNG)
     assert torch.allclose(out, (clip - 0.5) / 0.25)
     assert train_transform(16)(clip, 0, RNG)[0].shape == (4, 3, 16, 16)
-    assert test_transform(16, crops=3)(clip, 0, RNG)[0].shape == (3, 4, 3, 16, 16)
-    assert test_transform(16, crops=1)(clip, 0, RNG)[0].shape == (1, 4, 3, 16, 16)
+    assert eval_transform(16, crops=3)(clip, 0, RNG)[0].shape == (3, 4, 3, 16, 16)
+    assert eval_transform(16, crops=1)(clip, 0, RNG)[0].shape == (1, 4, 3, 16, 16)

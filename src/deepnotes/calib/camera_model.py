@@ -74,6 +74,23 @@ def rvec_of(R: np.ndarray) -> np.ndarray:
     return cv2.Rodrigues(np.asarray(R, dtype=np.float64))[0].ravel()
 
 
+def rodrigues_many(rvecs: np.ndarray) -> np.ndarray:
+    """Rotation matrices (F, 3, 3) of axis-angle vectors (F, 3) (Rodrigues' formula, vectorised)."""
+    theta = np.linalg.norm(rvecs, axis=1)
+    small = theta < 1e-12
+    k = rvecs / np.where(small, 1.0, theta)[:, None]
+    Kx = np.zeros((len(rvecs), 3, 3))
+    Kx[:, 0, 1], Kx[:, 0, 2], Kx[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
+    Kx = Kx - Kx.transpose(0, 2, 1)
+    s, c = np.sin(theta)[:, None, None], np.cos(theta)[:, None, None]
+    R = np.eye(3)[None] + s * Kx + (1 - c) * (Kx @ Kx)
+    # first order for tiny angles keeps finite differences smooth around zero
+    Kr = np.zeros_like(Kx)
+    Kr[:, 0, 1], Kr[:, 0, 2], Kr[:, 1, 2] = -rvecs[:, 2], rvecs[:, 1], -rvecs[:, 0]
+    Kr = Kr - Kr.transpose(0, 2, 1)
+    return np.where(small[:, None, None], np.eye(3)[None] + Kr, R)
+
+
 def rotate_many(rvecs: np.ndarray, pts: np.ndarray) -> np.ndarray:
     """Rotate ``pts`` (N, 3) by per-point axis-angle ``rvecs`` (N, 3) (Rodrigues' formula, vectorised)."""
     theta = np.linalg.norm(rvecs, axis=1, keepdims=True)

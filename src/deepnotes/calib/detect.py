@@ -172,7 +172,7 @@ def detect_camera(
             # spawned ones would need a __main__ guard in every user script
             with ThreadPoolExecutor(max_workers=min(n_workers, len(todo))) as pool:
                 mapped = pool.map(_job, [a for _, a in todo])
-                for (i, _), det in progress(zip(todo, mapped), desc=desc, total=len(todo)):
+                for (i, _), det in progress(zip(todo, mapped, strict=False), desc=desc, total=len(todo)):
                     results[i] = det
         else:
             for i, args in progress(todo, desc=desc):

@@ -140,7 +140,7 @@ def split_sources(cfg: CalibConfig, out: Path) -> dict[str, list[dict]]:
                 views = {source.camera: img}
             else:
                 rects = crop_rects(source, img.shape[1], img.shape[0])
-                views = dict(zip(source.cameras, split_mosaic(img, rects)))
+                views = dict(zip(source.cameras, split_mosaic(img, rects), strict=False))
             for cam, view in views.items():
                 path = out / "frames" / cam / f"{frame_id}.png"
                 _write_png(path, view)

@@ -63,7 +63,7 @@ def view_errors(obj: list[np.ndarray], img: list[np.ndarray], K: np.ndarray, dis
                 rvecs: list, tvecs: list) -> np.ndarray:
     """RMS reprojection error (px) of every view, (V,)."""
     errs = []
-    for o, i, r, t in zip(obj, img, rvecs, tvecs):
+    for o, i, r, t in zip(obj, img, rvecs, tvecs, strict=False):
         pc = o @ rodrigues(r).T + np.asarray(t).reshape(1, 3)
         errs.append(np.sqrt(np.mean(np.sum((project(pc, K, dist, model) - i) ** 2, axis=1))))
     return np.array(errs)
@@ -73,10 +73,10 @@ def _calibrate_once(views: Views, model: str, flags: int = 0) -> tuple[np.ndarra
     obj = [o.astype(np.float32) for o in views.obj]
     img = [i.astype(np.float32).reshape(-1, 1, 2) for i in views.img]
     if model == "fisheye":
-        fflags = cv2.fisheye.CALIB_RECOMPUTE_EXTRINSIC | cv2.fisheye.CALIB_FIX_SKEW
+        fflags = cv2.CALIB_RECOMPUTE_EXTRINSIC | cv2.CALIB_FIX_SKEW
         _, K, D, rvecs, tvecs = cv2.fisheye.calibrate(
-            [o.reshape(-1, 1, 3).astype(np.float64) for o in obj], [i.astype(np.float64) for i in img],
-            views.image_size, None, None, flags=fflags, criteria=CRITERIA,
+            [o.reshape(1, -1, 3).astype(np.float64) for o in obj], [i.reshape(1, -1, 2).astype(np.float64) for i in img],
+            views.image_size, np.eye(3), np.zeros((4, 1)), flags=fflags, criteria=CRITERIA,
         )
         return K, D.ravel(), rvecs, tvecs, {}
     if model == "pinhole_rational":
@@ -85,7 +85,7 @@ def _calibrate_once(views: Views, model: str, flags: int = 0) -> tuple[np.ndarra
     _, K, D, rvecs, tvecs, std_intr = out[:6]
     n = 12 if model == "pinhole_rational" else 9
     D = D.ravel()[: n - 4]
-    std = {name: float(s) for name, s in zip(PINHOLE_NAMES[:n], std_intr.ravel()[:n])}
+    std = {name: float(s) for name, s in zip(PINHOLE_NAMES[:n], std_intr.ravel()[:n], strict=False)}
     return K, D, rvecs, tvecs, std
 
 
@@ -116,6 +116,6 @@ def calibrate_intrinsics(
             rejected[sub.frames[j]] = float(errs[j])
         keep = [k for j, k in enumerate(keep) if j not in set(bad)]
     rms = float(np.sqrt(np.mean(errs ** 2)))
-    poses = {f: (np.asarray(r).ravel(), np.asarray(t).ravel()) for f, r, t in zip(sub.frames, rvecs, tvecs)}
+    poses = {f: (np.asarray(r).ravel(), np.asarray(t).ravel()) for f, r, t in zip(sub.frames, rvecs, tvecs, strict=False)}
     return IntrinsicsResult(name, model, views.image_size, K, D, rms,
-                            {f: float(e) for f, e in zip(sub.frames, errs)}, rejected, std, poses)
+                            {f: float(e) for f, e in zip(sub.frames, errs, strict=False)}, rejected, std, poses)

@@ -204,9 +204,10 @@ def true_corners(cam: SynthCamera, board: Board, pose: tuple[np.ndarray, np.ndar
 def synthetic_rig(
     n_cameras: int = 4, n_frames: int = 40, image_size: tuple[int, int] = (640, 480), seed: int = 0,
     model: str = "pinhole", depth: tuple[float, float] = (0.8, 2.4), board: Board | None = None,
+    baseline: float = 0.3,
 ) -> SynthRig:
     """A rig with its board poses (the whole ground truth; nothing rendered yet)."""
-    rig, world_R0, pos0 = make_rig(n_cameras, image_size, seed, model=model, board=board)
+    rig, world_R0, pos0 = make_rig(n_cameras, image_size, seed, baseline=baseline, model=model, board=board)
     sample_board_poses(rig, world_R0, pos0, n_frames, seed, depth)
     return rig
 
@@ -228,7 +229,7 @@ def write_dataset(
     nrow = int(np.ceil(len(cams) / ncol))
     bgs = [_background(i, c.image_size, seed) for i, c in enumerate(cams)]
     for k, pose in enumerate(rig.board_poses):
-        views = [render_view(c, rig.board, pose, bg, blur_sigma, noise_std, rng, ss) for c, bg in zip(cams, bgs)]
+        views = [render_view(c, rig.board, pose, bg, blur_sigma, noise_std, rng, ss) for c, bg in zip(cams, bgs, strict=False)]
         if mosaic:
             canvas = np.zeros((nrow * h, ncol * w), np.uint8)
             for i, v in enumerate(views):
@@ -237,7 +238,7 @@ def write_dataset(
             (out / "fourway").mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(out / "fourway" / f"frame_{k:04d}.png"), canvas)
         else:
-            for c, v in zip(cams, views):
+            for c, v in zip(cams, views, strict=False):
                 (out / "images" / c.name).mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(out / "images" / c.name / f"frame_{k:04d}.png"), v)
     names = [c.name for c in cams]
@@ -246,7 +247,7 @@ def write_dataset(
     else:
         sources = [Source(type="folder", path=out / "images" / n, camera=n) for n in names]
     cfg = CalibConfig(
-        board=rig.board, cameras=[Camera(n, c.model) for n, c in zip(names, cams)], sources=sources,
+        board=rig.board, cameras=[Camera(n, c.model) for n, c in zip(names, cams, strict=False)], sources=sources,
         rigs=[Rig(name="rig", reference=names[0], cameras=names)],
         stereo=[StereoPair(left=names[0], right=names[1])] if len(names) > 1 else [],
     )

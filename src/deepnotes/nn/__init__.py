@@ -1,5 +1,21 @@
 """Neural-network building blocks: activations, upsampling layers and the shared ResNet backbone."""
 
+from deepnotes.nn.activations import ACTIVATIONS, get_activation
+from deepnotes.nn.glu import GEGLU, GLU, FeedForward, GatedFeedForward, ReGLU, SwiGLU, get_feed_forward
 from deepnotes.nn.resnet import ResNet
+from deepnotes.nn.upsampling import MaxPool, Upsample
 
-__all__ = ["ResNet"]
+__all__ = [
+    "ACTIVATIONS",
+    "FeedForward",
+    "GEGLU",
+    "GLU",
+    "GatedFeedForward",
+    "MaxPool",
+    "ReGLU",
+    "ResNet",
+    "SwiGLU",
+    "Upsample",
+    "get_activation",
+    "get_feed_forward",
+]

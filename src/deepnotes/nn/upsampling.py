@@ -181,7 +181,7 @@ def stride_frequency_energy(y: torch.Tensor, stride: int, border: int = 0) -> to
         y = y[..., border:-border, border:-border]
     h, w = y.shape[-2:]
     h, w = h - h % stride, w - w % stride  # a whole number of periods, so the harmonics fall on bins
-    y = y[..., :h, :w].to(torch.float64)
+    y = y[..., :h, :w].detach().to("cpu", torch.float64)  # float64 FFT: MPS has no float64
     power = torch.fft.fft2(y).abs().square()
     periodic = power[..., :: h // stride, :: w // stride].sum(dim=(-2, -1)) - power[..., 0, 0]
     return periodic / power.sum(dim=(-2, -1)).clamp_min(1e-300)

@@ -62,7 +62,7 @@ class Adam(torch.optim.Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        for group in self.param_groups:  # state dicts written by torch.optim.Adam/AdamW lack none of ours
+        for group in self.param_groups:  # pickled optimizers from older versions may lack these keys
             for key, value in (("amsgrad", False), ("maximize", False), ("foreach", None), ("fused", None)):
                 group.setdefault(key, value)
 

@@ -80,7 +80,7 @@ def check_robbins_monro(schedule: Schedule) -> None:
                         "use a decreasing c/k^a with a > 1/2)")
     if problems:
         raise ValueError(f"step schedule {schedule} breaks the Robbins-Monro conditions: {'; '.join(problems)}. "
-                         "Pass require_convergence=False to run it anyway.")
+                         "To run it anyway: require_convergence=False (CLI: --allow-nonconvergent).")
 
 
 _POWER = re.compile(r"^\s*(?P<c>[0-9.eE+-]+)?\s*/\s*k(\s*\^\s*(?P<a>[0-9.eE+-]+))?\s*$")

@@ -42,6 +42,15 @@ def model_shape(model: nn.Module, site: str) -> tuple[int, int, int]:
     return c.num_hidden_layers, c.num_attention_heads, c.hidden_size
 
 
+def encoder_length(kwargs: dict) -> int:
+    """Sequence length of the ``encoder_outputs`` generate() passes to the decoder steps (-1: none)."""
+    enc_out = kwargs.get("encoder_outputs")
+    if enc_out is None:
+        return -1
+    hidden = enc_out[0] if isinstance(enc_out, (tuple, list)) else enc_out.last_hidden_state
+    return hidden.shape[1]
+
+
 class PrefixTable(nn.Module):
     """The prefix of one site: ``(P, layers * 2 * width)``, directly or as ``MLP(embedding)``."""
 
@@ -153,7 +162,7 @@ class PrefixTuning(nn.Module):
                                                                 past_self - self.num_tokens + length)
             if "cross" in self.tables and kwargs.get("attention_mask") is not None:
                 enc = kwargs.get("input_ids")
-                enc_len = enc.shape[1] if enc is not None else self._encoder_length(kwargs)
+                enc_len = enc.shape[1] if enc is not None else encoder_length(kwargs)
                 kwargs["attention_mask"] = self._extend(kwargs["attention_mask"], enc_len)
         else:
             past = cache.get_seq_length()
@@ -166,14 +175,6 @@ class PrefixTuning(nn.Module):
                 kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -length:] + self.num_tokens
             kwargs["attention_mask"] = self._extend(mask, past - self.num_tokens + length)
         return args, kwargs
-
-    @staticmethod
-    def _encoder_length(kwargs: dict) -> int:
-        enc_out = kwargs.get("encoder_outputs")
-        if enc_out is None:
-            return -1
-        hidden = enc_out[0] if isinstance(enc_out, (tuple, list)) else enc_out.last_hidden_state
-        return hidden.shape[1]
 
     def encoder_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         """BART's encoder: hand each self-attention layer a cache holding its prefix."""

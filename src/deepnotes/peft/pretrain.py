@@ -84,7 +84,7 @@ def pretrain(arch: str, size: str, out: str | Path, steps: int | None = None, mi
     gen = torch.Generator().manual_seed(seed)
     losses, start = [], time.perf_counter()
     model.train()
-    for step in progress(range(steps), desc=f"pretrain {arch}-{size}", total=steps):
+    for _ in progress(range(steps), desc=f"pretrain {arch}-{size}", total=steps):
         idx = torch.randint(0, len(data), (batch_size,), generator=gen)
         batch = data[idx]
         if arch == "gpt2":
@@ -98,7 +98,7 @@ def pretrain(arch: str, size: str, out: str | Path, steps: int | None = None, mi
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if minutes is not None and time.perf_counter() - start > 60 * minutes:
             break
     model.eval()

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from deepnotes.peft.config import PromptConfig
-from deepnotes.peft.prefix import cache_argument
+from deepnotes.peft.prefix import cache_argument, encoder_length
 
 
 class PromptTuning(nn.Module):
@@ -52,7 +52,7 @@ class PromptTuning(nn.Module):
             mask = kwargs.get("attention_mask")
             enc = kwargs.get("input_ids")
             # the encoder's output already holds the prompt: its mask covers P fewer positions
-            length = enc.shape[1] if enc is not None else _encoder_length(kwargs) - self.num_tokens
+            length = enc.shape[1] if enc is not None else encoder_length(kwargs) - self.num_tokens
             if mask is not None and mask.dim() == 2 and mask.shape[1] == length:
                 kwargs["attention_mask"] = torch.cat([self._ones(mask), mask], dim=1)
             return args, kwargs
@@ -94,14 +94,6 @@ class PromptTuning(nn.Module):
         if mask is not None and mask.dim() == 2 and mask.shape[1] == length:
             kwargs["attention_mask"] = torch.cat([self._ones(mask), mask], dim=1)
         return args, kwargs
-
-
-def _encoder_length(kwargs: dict) -> int:
-    enc_out = kwargs.get("encoder_outputs")
-    if enc_out is None:
-        return -1
-    hidden = enc_out[0] if isinstance(enc_out, (tuple, list)) else enc_out.last_hidden_state
-    return hidden.shape[1]
 
 
 def install_prompt(model: nn.Module, config: PromptConfig) -> PromptTuning:

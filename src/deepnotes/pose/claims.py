@@ -7,6 +7,8 @@ All four claims share one synthetic dataset and the models trained on it (cached
 from __future__ import annotations
 
 import contextlib
+import statistics
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,8 +40,8 @@ class Size:
     batch_size: int = 32
 
 
-QUICK = Size(300, 60, (96, 96), (64, 48), (16, 12), ((32, 24), (16, 12), (8, 6)), 10, 8, 8)
-FULL = Size(4000, 500, (160, 160), (128, 96), (32, 24), ((64, 48), (32, 24), (16, 12), (8, 6)), 18, 32, 60)
+QUICK = Size(400, 60, (96, 96), (64, 48), (16, 12), ((32, 24), (16, 12), (8, 6)), 10, 8, 6)
+FULL = Size(6000, 500, (160, 160), (128, 96), (32, 24), ((64, 48), (32, 24), (16, 12), (8, 6)), 18, 16, 40)
 
 _CACHE: dict[tuple, object] = {}
 
@@ -130,8 +132,13 @@ def rle_beats_l1(ctx: ClaimContext) -> Outcome:
     axes[1].set_ylabel("px (original image)")
     ctx.save_plot(fig, "accuracy")
     figures = {f"{k}_{r['head']}": r[k] for r in rows for k in METRICS}
+    notes = f"size: {ctx.pick(QUICK, FULL)}."
+    if all(r["AP"] == 0 for r in rows):
+        notes += (" Every AP is 0: OKS on these small figures (scale = silhouette area) only credits errors of a "
+                  "few pixels, which models trained this briefly do not reach; PCK and pixel error still rank "
+                  "the heads, but the AP comparison is undecided at this size (run --full).")
     return Outcome(figures=figures, held=by["rle"]["AP"] > by["regression"]["AP"], tables={"accuracy": rows},
-                   notes=f"size: {ctx.pick(QUICK, FULL)}")
+                   notes=notes)
 
 
 def _oracle_floor(val_ann, size: Size, heatmap_hw: tuple[int, int]) -> float:
@@ -195,37 +202,49 @@ def heatmap_floor(ctx: ClaimContext) -> Outcome:
     statement="Regression with RLE is cheap: the flow is dropped at inference, leaving a linear layer, while a "
               "heatmap head spends most of the network's compute on deconvolutions at high resolution.",
     condition="RLE head FLOPs (flow removed) < 1/100 of the heatmap head's (64x48 maps, 3 deconvolutions), and "
-              "the whole RLE model's CPU latency (batch 1) < the whole heatmap model's",
+              "the whole RLE model's CPU latency (batch 1, one thread, median of interleaved rounds) < the whole "
+              "heatmap model's",
 )
 def head_cost(ctx: ClaimContext) -> Outcome:
     # SimpleBaseline's shape: 256x192 crops, stride-32 features, three deconvolutions to a 64x48 heatmap
     width, depth, channels = ctx.pick((16, 18, 64), (64, 50, 256))
     input_hw = (256, 192)
-    rows, models = [], {}
+    models, feats, x = {}, {}, torch.randn(1, 3, *input_hw)
     for head in ("rle", "heatmap"):
         cfg = PoseConfig(head=head, input_hw=input_hw, heatmap_hw=(64, 48), depth=depth, width=width, stages=4,
                          deconv_channels=channels)
-        model = PoseModel(cfg).eval()
+        models[head] = PoseModel(cfg).eval()
         if head == "rle":
-            model.head.strip_flow()
-        models[head] = model
-        x = torch.randn(1, 3, *input_hw)
+            models[head].head.strip_flow()
         with torch.no_grad():
-            feats = model.backbone(x)
-        head_flops, total_flops = count_flops(model.head, feats), count_flops(model, x)
-        with torch.no_grad():
-            head_ms = time_call(lambda m=model, f=feats: m.head(f), "cpu", warmup=2, repeat=ctx.pick(5, 20))
-            total_ms = time_call(lambda m=model, x=x: m(x), "cpu", warmup=2, repeat=ctx.pick(5, 20))
-        rows.append({"head": head, "head_MFLOPs": round(head_flops / 1e6, 3), "model_MFLOPs": round(total_flops / 1e6, 1),
+            feats[head] = models[head].backbone(x)
+    # interleaved rounds, median per model: a load spike on a shared machine hits both models alike
+    wall: dict[str, list[float]] = {h: [] for h in models}
+    head_wall: dict[str, list[float]] = {h: [] for h in models}
+    cpu: dict[str, list[float]] = {h: [] for h in models}
+    # one intra-op thread: on a shared machine, multi-threaded timings mostly measure waiting for the others
+    with torch.no_grad(), _threads_for(torch.device("cpu")):
+        for _ in range(ctx.pick(7, 25)):
+            for head, model in models.items():
+                c0 = time.process_time()
+                wall[head].append(time_call(lambda m=model: m(x), "cpu", warmup=1, repeat=1))
+                cpu[head].append((time.process_time() - c0) * 500)  # two calls (warm-up + timed): ms per call
+                head_wall[head].append(time_call(lambda m=model, f=feats[head]: m.head(f), "cpu", warmup=1, repeat=1))
+    rows = []
+    for head, model in models.items():
+        rows.append({"head": head, "head_MFLOPs": round(count_flops(model.head, feats[head]) / 1e6, 3),
+                     "model_MFLOPs": round(count_flops(model, x) / 1e6, 1),
                      "head_params": sum(p.numel() for p in model.head.parameters()),
-                     "head_ms": round(head_ms, 3), "model_ms": round(total_ms, 2)})
+                     "head_ms": round(statistics.median(head_wall[head]), 3),
+                     "model_ms": round(statistics.median(wall[head]), 2),
+                     "model_cpu_ms": round(statistics.median(cpu[head]), 2)})
     r, h = rows
-    figures = {f"{k}_{row['head']}": row[k] for row in rows for k in ("head_MFLOPs", "model_MFLOPs", "head_ms", "model_ms")}
+    figures = {f"{k}_{row['head']}": row[k] for row in rows for k in ("head_MFLOPs", "model_MFLOPs", "head_ms", "model_ms", "model_cpu_ms")}
     figures["head_flop_ratio_heatmap_over_rle"] = h["head_MFLOPs"] / max(r["head_MFLOPs"], 1e-9)
     held = r["head_MFLOPs"] * 100 < h["head_MFLOPs"] and r["model_ms"] < h["model_ms"]
     return Outcome(figures=figures, held=held, tables={"cost": rows},
-                   notes=f"ResNet-{depth} width {width}, {channels} deconv channels, input {input_hw}, CPU threads "
-                         f"{torch.get_num_threads()}")
+                   notes=f"ResNet-{depth} width {width}, {channels} deconv channels, input {input_hw}, timed with one "
+                         "CPU thread, models interleaved")
 
 
 @claim(

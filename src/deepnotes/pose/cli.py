@@ -58,6 +58,7 @@ def train(
     heatmap_size: str = typer.Option("16,12", "--heatmap-size", help="heatmap H,W (heatmap head)"),
     decoder: str = typer.Option("argmax", "--decoder", help="heatmap decoder: argmax or soft_argmax"),
     rle_base: str = typer.Option("laplace", "--rle-base", help="RLE base density: laplace or gaussian"),
+    pool: str = typer.Option("flatten", "--pool", help="regression/RLE features: flatten or avg (global pooling)"),
     depth: int = typer.Option(18, "--depth", help="ResNet depth"),
     width: int = typer.Option(16, "--width", help="ResNet width (channels of the first stage)"),
     seed: int = typer.Option(0, "--seed"),
@@ -77,7 +78,7 @@ def train(
     try:
         config = PoseConfig(head=head, input_hw=_pair(input_size, "--input-size"),
                             heatmap_hw=_pair(heatmap_size, "--heatmap-size"), depth=depth, width=width,
-                            deconv_channels=4 * width, decoder=decoder, rle_base=rle_base)
+                            deconv_channels=4 * width, decoder=decoder, rle_base=rle_base, pool=pool)
         tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
                          workers=workers)
         run_train(train_ann, val_ann, out, config, tc, pick_device(device), images=images, resume=resume,

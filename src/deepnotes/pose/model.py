@@ -29,6 +29,7 @@ class PoseConfig:
     deconv_channels: int = 64
     decoder: str = "argmax"  # heatmap head only
     rle_base: str = "laplace"  # RLE head only
+    pool: str = "flatten"  # regression and RLE heads: "flatten" or "avg" (global average pooling)
 
     @classmethod
     def from_dict(cls, d: dict) -> PoseConfig:
@@ -61,9 +62,9 @@ class PoseModel(nn.Module):
             self.head: nn.Module = HeatmapHead(cin, (fh, fw), config.input_hw, config.heatmap_hw, NUM_JOINTS,
                                                config.deconv_channels, decoder=config.decoder)
         elif config.head == "regression":
-            self.head = RegressionHead(cin, config.input_hw, NUM_JOINTS)
+            self.head = RegressionHead(cin, (fh, fw), config.input_hw, NUM_JOINTS, pool=config.pool)
         else:
-            self.head = RLEHead(cin, config.input_hw, NUM_JOINTS, base=config.rle_base)
+            self.head = RLEHead(cin, (fh, fw), config.input_hw, NUM_JOINTS, base=config.rle_base, pool=config.pool)
         self.feature_hw = (int(fh), int(fw))
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:

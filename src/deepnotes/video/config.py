@@ -33,12 +33,22 @@ class TrainConfig:
     width: int = 64
     stem_stride: int | None = None  # None: 4 for inputs >= 112, 2 for >= 48, else 1
     dropout: float = 0.5
+    eval_every: int = 1  # validate every k epochs (and always after the last)
     freeze_bn: bool = False  # BN uses running statistics (makes DDP match one process exactly on CPU)
     cache: bool = False  # keep decoded videos in memory (small datasets)
     seed: int = 0
     device: str = "auto"
     workers: int = 2
     resume: bool = False
+    # two-stream (--model two_stream; deepnotes.video.two_stream): flow lists written by `deepnotes video
+    # flow`, matched line by line with --train/--val; videos without stored flow get it computed on the fly
+    flow_train: str | None = None
+    flow_val: str | None = None
+    new_length: int = 5  # flow fields stacked per segment (2L input channels of the temporal stream)
+    fusion: str = "weighted:1,1.5"  # weighted[:w_rgb,w_flow] or learned
+    stream: str = "tsn"  # the recogniser both streams use
+    flow_method: str = "dis"  # for flow computed on the fly
+    flow_bound: float = 20.0  # the bound the flow was stored with
 
     def resolved_stem_stride(self) -> int:
         if self.stem_stride is not None:

@@ -12,7 +12,8 @@ exactly. A ``flow_list.txt`` in the raw-frame list format (``flow_dir num_flow_f
 folders, so the flow dataset and mmaction2-style tools read them directly.
 
 Extraction is resumable: a video's folder is written under a temporary name and renamed into place only
-when complete, so a folder that exists with ``flow.json`` inside is done and is skipped next time.
+when complete, so a folder with ``flow.json`` inside is done; it is skipped next time unless the video file
+(size, modification time), the method or the bound changed.
 """
 
 from __future__ import annotations
@@ -228,13 +229,30 @@ def extract_video(video_path: Path, out_dir: Path, method: str = "dis", bound: f
     shutil.rmtree(tmp, ignore_errors=True)
     write_flow(tmp, flow, bound, formats)
     info = {"frames": len(flow), "height": int(flow.shape[1]), "width": int(flow.shape[2]), "bound": bound,
-            "method": method, "formats": list(formats), "video": str(video_path),
+            "method": method, "formats": list(formats), "video": str(video_path), "source": _stamp(video_path),
             "seconds": time.perf_counter() - start}
     (tmp / DONE_FILE).write_text(json.dumps(info, indent=2))
     if out_dir.exists():  # a stale, unfinished folder from an older layout
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
     return info
+
+
+def _stamp(video_path: Path) -> list[int]:
+    """(size, mtime in ns) of a video: a flow folder made from another version of it is not "done"."""
+    st = Path(video_path).stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _is_done(dst: Path, src: Path, method: str, bound: float) -> bool:
+    if not (dst / DONE_FILE).is_file():
+        return False
+    try:
+        info = flow_info(dst)
+        return (src.is_file() and info.get("source") == _stamp(src) and info.get("method") == method
+                and float(info["bound"]) == bound)
+    except (ValueError, FileNotFoundError):
+        return False
 
 
 def _worker_init() -> None:
@@ -274,7 +292,7 @@ def extract_list(list_file: Path, out: Path, root: Path | None = None, method: s
     todo = []
     for video, _ in items:
         dst = resolve_inside(out, flow_dir_name(video))
-        if (dst / DONE_FILE).is_file():
+        if _is_done(dst, base / video, method, bound):  # same video file, same settings: nothing to redo
             report.skipped_done.append(video)
         else:
             todo.append((video, str(base / video), str(dst), method, bound, tuple(formats)))

@@ -247,3 +247,24 @@ def pair_flow_lists(rgb_records: list[VideoRecord], flow_records: list[VideoReco
             raise ListError(f"first mismatch: {r.source} is {r.path.name} (label {r.label}) but {f.source} is "
                             f"{f.path.name} (label {f.label}); the two lists must list the same videos in order")
     return {str(r.path): f for r, f in zip(rgb_records, flow_records, strict=True)}
+
+
+def two_stream_loader(cfg, rgb: Callable) -> TwoStreamLoader:
+    """The loader of a two-stream training config (``deepnotes.video.config.TrainConfig``): RGB from ``rgb``,
+    flow from ``cfg.flow_train`` / ``cfg.flow_val`` paired with ``cfg.train`` / ``cfg.val`` line by line."""
+    pairs: dict[str, VideoRecord] = {}
+    for rgb_list, flow_list in ((cfg.train, cfg.flow_train), (cfg.val, cfg.flow_val)):
+        if rgb_list and flow_list:
+            rgb_records = read_list(rgb_list, cfg.root, kind=cfg.list_format)
+            pairs.update(pair_flow_lists(rgb_records, read_list(flow_list, None, kind="rawframes", check_files=False)))
+    return TwoStreamLoader(rgb, pairs, cfg.new_length, cfg.flow_bound, cfg.flow_method)
+
+
+def two_stream_transform(cfg, train: bool, crops: int = 1, label_map: dict[int, int] | None = None) -> Compose:
+    """Transforms for (T, 3 + 2L, H, W) two-stream clips: one crop and flip shared by RGB and flow."""
+    if crops != 1:
+        raise ValueError("two-stream evaluation supports one centre crop per clip (--crops 1)")
+    if train:
+        return flow_train_transform(cfg.input_size, cfg.flow_bound, cfg.flip, label_map, flow_from=3,
+                                    channels=3 + 2 * cfg.new_length)
+    return flow_test_transform(cfg.input_size, cfg.flow_bound, flow_from=3)

@@ -34,7 +34,7 @@ from deepnotes.optim import AdamW, cosine_with_warmup
 from deepnotes.video.config import TrainConfig
 from deepnotes.video.data import ClipSampler, RGBLoader, VideoDataset, make_loader, set_epoch
 from deepnotes.video.data.lists import ListError, VideoRecord, read_classes, read_list
-from deepnotes.video.data.transforms import test_transform, train_transform
+from deepnotes.video.data.transforms import eval_transform, train_transform
 from deepnotes.video.metrics import confusion, plot_confusion, summarize, topk_correct
 from deepnotes.video.models import build_from_config, build_model
 
@@ -43,7 +43,15 @@ log = logging.getLogger("deepnotes.video")
 # modality -> frame loader factory(config); the two-stream work registers "flow" here
 LOADERS: dict[str, Callable[[TrainConfig], Callable]] = {
     "rgb": lambda cfg: CachedLoader(RGBLoader(cfg.frame_template)) if cfg.cache else RGBLoader(cfg.frame_template),
+    # RGB frames + the stacked flow around each (deepnotes.video.flow_dataset.TwoStreamLoader)
+    "two_stream": lambda cfg: _two_stream_data().two_stream_loader(cfg, LOADERS["rgb"](cfg)),
 }
+
+
+def _two_stream_data():
+    from deepnotes.video import flow_dataset
+
+    return flow_dataset
 
 
 class CachedLoader:
@@ -89,16 +97,21 @@ def flip_map(cfg: TrainConfig) -> dict[int, int]:
 
 
 def model_options(cfg: TrainConfig) -> dict[str, Any]:
-    return {"num_segments": cfg.segments, "depth": cfg.depth, "width": cfg.width,
-            "stem_stride": cfg.resolved_stem_stride(), "dropout": cfg.dropout, "input_size": cfg.input_size}
+    options = {"num_segments": cfg.segments, "depth": cfg.depth, "width": cfg.width,
+               "stem_stride": cfg.resolved_stem_stride(), "dropout": cfg.dropout, "input_size": cfg.input_size}
+    if cfg.model == "two_stream":
+        options.update(stream=cfg.stream, new_length=cfg.new_length, fusion=cfg.fusion)
+    return options
 
 
 def make_dataset(cfg: TrainConfig, records: list[VideoRecord], train: bool, num_clips: int = 1,
                  crops: int = 1, label_map: dict[int, int] | None = None) -> VideoDataset:
-    if train:
+    if cfg.modality == "two_stream":  # one crop and flip shared by RGB and flow, flow values follow them
+        tf = _two_stream_data().two_stream_transform(cfg, train, crops, label_map)
+    elif train:
         tf = train_transform(cfg.input_size, cfg.crop, cfg.flip, label_map)
     else:
-        tf = test_transform(cfg.input_size, crops)
+        tf = eval_transform(cfg.input_size, crops)
     if cfg.modality not in LOADERS:
         raise ValueError(f"unknown modality {cfg.modality!r}; valid: {', '.join(LOADERS)}")
     return VideoDataset(records, sampler_of(cfg), tf, train, LOADERS[cfg.modality](cfg), num_clips, cfg.seed)
@@ -157,6 +170,8 @@ def train(cfg: TrainConfig) -> list[dict[str, Any]]:
 
 def _train(cfg: TrainConfig, device: torch.device, info: DistInfo) -> list[dict[str, Any]]:
     seed_everything(cfg.seed)
+    if cfg.model == "two_stream":  # its clips carry RGB and flow
+        cfg = TrainConfig.from_dict({**cfg.to_dict(), "modality": "two_stream"})
     train_records = read_list(cfg.train, cfg.root, kind=cfg.list_format)
     classes = class_names(cfg, train_records)
     train_records = read_list(cfg.train, cfg.root, len(classes), cfg.list_format)  # checks the label range
@@ -216,7 +231,9 @@ def _train(cfg: TrainConfig, device: torch.device, info: DistInfo) -> list[dict[
                 scheduler.step()
                 continue
             clips, labels = batch.clips.to(device, non_blocking=True), batch.labels.to(device)
-            loss = F.cross_entropy(net(clips), labels)
+            out = net(clips)
+            # models with their own objective (two_stream: one cross-entropy per stream) define .loss
+            loss = model.loss(out, labels) if hasattr(model, "loss") else F.cross_entropy(out, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -227,11 +244,13 @@ def _train(cfg: TrainConfig, device: torch.device, info: DistInfo) -> list[dict[
         entry: dict[str, Any] = {"epoch": epoch, "train_loss": totals[0].item() / max(totals[1].item(), 1),
                                  "train_skipped": int(totals[2]), "lr": scheduler.get_last_lr()[0],
                                  "seconds": round(time.perf_counter() - t0, 2)}
-        if val_loader is not None:
+        if val_loader is not None and ((epoch + 1) % max(cfg.eval_every, 1) == 0 or epoch + 1 == cfg.epochs):
             set_epoch(val_loader, 0)
             res = evaluate_loader(model, val_loader, len(classes), device, info, desc="val")
             entry.update({"loss": res["loss"], "top1": res["top1"], "top5": res["top5"],
                           "mean_class_acc": res["mean_class_acc"], "val_skipped": res["skipped"]})
+            if cfg.model == "two_stream":  # each stream alone next to the fusion
+                entry.update(_two_stream_val(model, val_loader, len(classes), device, info))
         if entry["train_skipped"] or entry.get("val_skipped"):
             log.warning("epoch %d: skipped %d unreadable training and %d validation videos", epoch,
                         entry["train_skipped"], entry.get("val_skipped", 0))
@@ -245,10 +264,22 @@ def _train(cfg: TrainConfig, device: torch.device, info: DistInfo) -> list[dict[
     return run.metrics if info.is_main else []
 
 
+def _two_stream_val(model: nn.Module, loader, num_classes: int, device: torch.device,
+                    info: DistInfo) -> dict[str, float]:
+    from deepnotes.video.two_stream import StreamView
+
+    out = {}
+    for stream in ("rgb", "flow"):
+        res = evaluate_loader(StreamView(model, stream), loader, num_classes, device, info, desc=f"val {stream}")
+        out.update({f"{stream}_top1": res["top1"], f"{stream}_mean_class_acc": res["mean_class_acc"]})
+    return out
+
+
 def data_meta(cfg: TrainConfig) -> dict[str, Any]:
     """What eval/predict need to sample and transform clips the way training did."""
     return {k: getattr(cfg, k) for k in ("segments", "sampling", "frame_interval", "input_size", "modality",
-                                         "frame_template", "list_format", "seed")}
+                                         "frame_template", "list_format", "seed", "new_length", "flow_method",
+                                         "flow_bound")}
 
 
 def load_run(run_dir: str | Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:

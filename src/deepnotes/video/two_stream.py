@@ -17,10 +17,13 @@ on it is the fused negative log-likelihood; the training loss is :meth:`TwoStrea
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from deepnotes.video.models.base import ModelConfig
 
 FUSIONS = ("weighted", "learned")
 DEFAULT_WEIGHTS = (1.0, 1.5)
@@ -187,3 +190,22 @@ def fused_probs(model: TwoStream, x: torch.Tensor) -> dict[str, torch.Tensor]:
     z_rgb, z_flow = model.streams(x)
     return {"rgb": F.softmax(z_rgb, 1), "flow": F.softmax(z_flow, 1), "fusion": model.fusion([z_rgb, z_flow])}
 
+
+
+@dataclass
+class TwoStreamConfig(ModelConfig):
+    """ModelConfig plus the two-stream options; ``in_channels`` is the fused input's 3 + 2L."""
+
+    stream: str = "tsn"
+    new_length: int = 5
+    fusion: str = "weighted:1,1.5"
+
+    def __post_init__(self) -> None:
+        self.in_channels = 3 + 2 * self.new_length
+
+
+def build(cfg: TwoStreamConfig) -> TwoStream:
+    """``MODELS["two_stream"]``: both streams share every ModelConfig option of ``cfg``."""
+    shared = {f.name: getattr(cfg, f.name) for f in fields(ModelConfig) if f.name not in ("name", "num_classes",
+                                                                                           "in_channels")}
+    return build_two_stream(cfg.num_classes, cfg.stream, cfg.new_length, cfg.fusion, **shared)

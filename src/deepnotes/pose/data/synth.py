@@ -1,9 +1,11 @@
 """A deterministic renderer of articulated stick figures with the 17 COCO joints.
 
 Each image holds a few figures on a random background (noise, gradients, stripes), drawn with thick limbs
-whose widths, lengths and angles are random. The person's left limbs get a warm colour and right limbs a
-cool one, so a left wrist can be told from a right one (as clothing and body shape tell them apart in
-photos). Random occluders cover some joints: those keep their position with visibility 1, as COCO marks a
+whose widths, lengths and angles are random. As in photos, left and right are told apart by which way the
+figure faces: a figure facing the camera shows a face (eyes, nose) and has its left side on the image
+right; one facing away shows a plain dark head and has its left side on the image left. Both sides share
+colours, so a mirrored figure is again a valid figure with left and right swapped, which is what flip
+augmentation assumes. Random occluders cover some joints: those keep their position with visibility 1, as COCO marks a
 labelled but hidden joint; joints outside the image get visibility 0. The output is COCO keypoint JSON
 plus PNG images, so every reader and tool that speaks COCO works on it.
 
@@ -26,24 +28,26 @@ def _rot(v: np.ndarray, angle: float) -> np.ndarray:
     return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
 
 
-def sample_pose(rng: np.random.Generator, height: float, center: np.ndarray) -> np.ndarray:
-    """Joint positions (17, 2) of a random figure about ``height`` pixels tall, pelvis near ``center``."""
+def sample_pose(rng: np.random.Generator, height: float, center: np.ndarray, facing: int = 1) -> np.ndarray:
+    """Joint positions (17, 2) of a random figure about ``height`` pixels tall, pelvis near ``center``;
+    ``facing`` 1: toward the camera, -1: away from it."""
     down = _rot(np.array([0.0, 1.0]), rng.normal(0, 0.25))  # torso lean
-    side = np.array([-down[1], down[0]])  # points to the image right when the figure faces us
+    side = facing * np.array([-down[1], down[0]])  # toward the person's left
     torso = 0.30 * height * rng.uniform(0.9, 1.1)
     pelvis = center + 0.1 * height * down
     neck = pelvis - torso * down
     k = np.zeros((NUM_JOINTS, 2))
     sw, hw = 0.11 * height * rng.uniform(0.8, 1.2), 0.08 * height * rng.uniform(0.8, 1.2)
-    # facing the camera: the person's left side is on the image right
     k[5], k[6] = neck + sw * side, neck - sw * side
     k[11], k[12] = pelvis + hw * side, pelvis - hw * side
     for sh, el, wr, sign in ((5, 7, 9, 1.0), (6, 8, 10, -1.0)):
+        sign *= facing  # mirror the joint-angle ranges for a figure seen from behind
         upper = _rot(down, sign * rng.uniform(-0.4, 2.6)) * 0.17 * height
         fore = _rot(upper / np.linalg.norm(upper), sign * rng.uniform(-0.2, 2.2)) * 0.15 * height
         k[el] = k[sh] + upper
         k[wr] = k[el] + fore
     for hip, kn, an, sign in ((11, 13, 15, 1.0), (12, 14, 16, -1.0)):
+        sign *= facing
         thigh = _rot(down, sign * rng.uniform(-0.3, 0.9)) * 0.23 * height
         shin = _rot(thigh / np.linalg.norm(thigh), rng.uniform(-1.3, 1.3)) * 0.22 * height
         k[kn] = k[hip] + thigh
@@ -81,28 +85,30 @@ def _colour(rng: np.random.Generator, hue_lo: int, hue_hi: int) -> tuple[int, in
     return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
 
 
-def draw_figure(img: np.ndarray, mask: np.ndarray, k: np.ndarray, rng: np.random.Generator, height: float) -> None:
+def draw_figure(img: np.ndarray, mask: np.ndarray, k: np.ndarray, rng: np.random.Generator, height: float,
+                facing: int = 1) -> None:
     """Draw the figure with joints ``k`` (17, 2) onto ``img`` (BGR) and its silhouette onto ``mask``."""
-    left, right = _colour(rng, 0, 30), _colour(rng, 95, 130)  # warm left, cool right (OpenCV hue 0..179)
-    torso_c, skin = _colour(rng, 35, 90), (int(rng.integers(90, 200)),) * 3
+    arms, legs, torso_c = _colour(rng, 0, 180), _colour(rng, 0, 180), _colour(rng, 0, 180)
+    head_c = (int(rng.integers(150, 220)),) * 3 if facing == 1 else (int(rng.integers(20, 70)),) * 3
     width = max(2, int(round(height * rng.uniform(0.04, 0.08))))
     pt = lambda j: (int(round(k[j, 0] * 16)), int(round(k[j, 1] * 16)))  # noqa: E731  (4 fractional bits)
     quad = np.round(k[[5, 6, 12, 11]] * 16).astype(np.int32)
     for target, c in ((img, torso_c), (mask, 255)):
         cv2.fillConvexPoly(target, quad, c, cv2.LINE_AA, shift=4)
-    limbs = [(5, 7, left), (7, 9, left), (11, 13, left), (13, 15, left),
-             (6, 8, right), (8, 10, right), (12, 14, right), (14, 16, right)]
+    limbs = [(5, 7, arms), (7, 9, arms), (11, 13, legs), (13, 15, legs),
+             (6, 8, arms), (8, 10, arms), (12, 14, legs), (14, 16, legs)]
     for a, b, c in limbs:
         for target, cc in ((img, c), (mask, 255)):
             cv2.line(target, pt(a), pt(b), cc, width, cv2.LINE_AA, shift=4)
     head = (k[1] + k[2]) / 2
     r = int(round(0.09 * height * 16))
     hc = (int(round(head[0] * 16)), int(round(head[1] * 16)))
-    cv2.circle(img, hc, r, skin, -1, cv2.LINE_AA, shift=4)
+    cv2.circle(img, hc, r, head_c, -1, cv2.LINE_AA, shift=4)
     cv2.circle(mask, hc, r, 255, -1, cv2.LINE_AA, shift=4)
-    dot = max(1, int(round(0.015 * height * 16)))
-    for j, c in ((1, left), (2, right), (0, (30, 30, 200)), (3, left), (4, right)):
-        cv2.circle(img, pt(j), max(16, dot), c, -1, cv2.LINE_AA, shift=4)
+    if facing == 1:  # the face: dark eyes, a red nose
+        dot = max(16, int(round(0.015 * height * 16)))
+        for j, c in ((1, (20, 20, 20)), (2, (20, 20, 20)), (0, (30, 30, 220))):
+            cv2.circle(img, pt(j), dot, c, -1, cv2.LINE_AA, shift=4)
 
 
 def render_image(seed: int, index: int, size: tuple[int, int] = (128, 128), max_people: int = 2,
@@ -119,15 +125,18 @@ def render_image(seed: int, index: int, size: tuple[int, int] = (128, 128), max_
     for _ in range(int(rng.integers(1, max_people + 1))):
         height = rng.uniform(0.45, 0.9) * h
         center = rng.uniform([0.15 * w, 0.35 * h], [0.85 * w, 0.65 * h])
-        k = sample_pose(rng, height, center)
+        facing = 1 if rng.uniform() < 0.6 else -1
+        k = sample_pose(rng, height, center, facing)
         # rotate the whole figure a little about its pelvis (people bend, cameras tilt)
         angle = rng.normal(0, 0.2)
         k = np.array([center + _rot(p - center, angle) for p in k])
         mask = np.zeros((h, w), np.uint8)
-        draw_figure(img, mask, k, rng, height)
+        draw_figure(img, mask, k, rng, height, facing)
         for prev in people:  # a figure drawn later hides the joints of earlier ones it covers
             prev["occluded"] |= _covered(prev["k"], mask)
-        people.append({"k": k, "mask": mask, "occluded": np.zeros(NUM_JOINTS, bool)})
+        hidden = np.zeros(NUM_JOINTS, bool)
+        hidden[:3] = facing == -1  # face points of a figure seen from behind: labelled, not visible
+        people.append({"k": k, "mask": mask, "occluded": hidden})
     if rng.uniform() < occluder_prob:
         occ = np.zeros((h, w), np.uint8)
         x0, y0 = rng.uniform(0, w), rng.uniform(0, h)

@@ -8,6 +8,7 @@ scores (N, K))``. Coordinates for regression heads are normalised by :func:`norm
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 
 def normalise(xy: torch.Tensor, input_hw: tuple[int, int]) -> torch.Tensor:
@@ -24,3 +25,20 @@ def denormalise(u: torch.Tensor, input_hw: tuple[int, int]) -> torch.Tensor:
 def weighted_mean(per_joint: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Mean of (N, K) over the joints with weight 1 (0 when none is labelled, keeping the graph)."""
     return (per_joint * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+class FeatureVector(nn.Module):
+    """(N, C, h, w) -> (N, dim): ``avg`` = global average pooling (dim C, the RLE paper's choice with an
+    ImageNet-pretrained ResNet-50), ``flatten`` = all positions (dim C*h*w, DeepPose's choice). Through average
+    pooling a small from-scratch network can only infer positions from padding effects; ``flatten`` keeps
+    them explicit, so it is the default here."""
+
+    def __init__(self, channels: int, feature_hw: tuple[int, int], pool: str = "flatten") -> None:
+        super().__init__()
+        if pool not in ("avg", "flatten"):
+            raise ValueError(f"unknown pooling {pool!r}; valid: avg, flatten")
+        self.pool = pool
+        self.dim = channels if pool == "avg" else channels * feature_hw[0] * feature_hw[1]
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return feats.mean(dim=(2, 3)) if self.pool == "avg" else feats.flatten(1)

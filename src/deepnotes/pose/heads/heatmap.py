@@ -109,6 +109,13 @@ class HeatmapHead(nn.Module):
             cin = channels
         self.upsample = nn.Sequential(*layers)
         self.final = nn.Conv2d(cin, num_joints, 1)
+        # SimpleBaseline's init: near-zero maps at the start (the targets are mostly zero); with PyTorch's
+        # default init the head first spends many steps unlearning large random maps
+        for m in self.modules():
+            if isinstance(m, nn.ConvTranspose2d | nn.Conv2d):
+                nn.init.normal_(m.weight, std=0.001)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         self.input_hw, self.heatmap_hw = tuple(input_hw), tuple(heatmap_hw)
         self.sigma = sigma if sigma is not None else max(1.0, 2.0 * heatmap_hw[1] / 48)
         self.decoder = decoder

@@ -1,23 +1,25 @@
-"""Direct regression head: global average pooling, one linear layer, L1 loss on normalised coordinates."""
+"""Direct regression head: features -> one linear layer -> coordinates; L1 loss on normalised coordinates."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from deepnotes.pose.heads import denormalise, normalise, weighted_mean
+from deepnotes.pose.heads import FeatureVector, denormalise, normalise, weighted_mean
 
 
 class RegressionHead(nn.Module):
     """Features (N, C, h, w) -> ``coords`` (N, K, 2) in normalised units ([-0.5, 0.5] spans the crop)."""
 
-    def __init__(self, in_channels: int, input_hw: tuple[int, int], num_joints: int = 17) -> None:
+    def __init__(self, in_channels: int, feature_hw: tuple[int, int], input_hw: tuple[int, int],
+                 num_joints: int = 17, pool: str = "flatten") -> None:
         super().__init__()
         self.input_hw, self.num_joints = tuple(input_hw), num_joints
-        self.fc = nn.Linear(in_channels, num_joints * 2)
+        self.features = FeatureVector(in_channels, feature_hw, pool)
+        self.fc = nn.Linear(self.features.dim, num_joints * 2)
 
     def forward(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"coords": self.fc(feats.mean(dim=(2, 3))).reshape(-1, self.num_joints, 2)}
+        return {"coords": self.fc(self.features(feats)).reshape(-1, self.num_joints, 2)}
 
     def loss(self, out: dict[str, torch.Tensor], keypoints: torch.Tensor, weight: torch.Tensor) -> dict[str, torch.Tensor]:
         l1 = weighted_mean((out["coords"] - normalise(keypoints, self.input_hw)).abs().sum(-1), weight)

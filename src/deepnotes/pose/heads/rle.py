@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from deepnotes.pose.flow import RealNVP
-from deepnotes.pose.heads import denormalise, normalise, weighted_mean
+from deepnotes.pose.heads import FeatureVector, denormalise, normalise, weighted_mean
 
 
 def base_nll(r: torch.Tensor, base: str) -> torch.Tensor:
@@ -35,17 +35,19 @@ def base_nll(r: torch.Tensor, base: str) -> torch.Tensor:
 class RLEHead(nn.Module):
     """Features (N, C, h, w) -> ``mu`` (N, K, 2) normalised coordinates and ``sigma`` (N, K, 2) in (0, 1)."""
 
-    def __init__(self, in_channels: int, input_hw: tuple[int, int], num_joints: int = 17, base: str = "laplace",
-                 flow_layers: int = 6, flow_hidden: int = 64) -> None:
+    def __init__(self, in_channels: int, feature_hw: tuple[int, int], input_hw: tuple[int, int],
+                 num_joints: int = 17, base: str = "laplace", pool: str = "flatten", flow_layers: int = 6,
+                 flow_hidden: int = 64) -> None:
         super().__init__()
         base_nll(torch.zeros(1, 2), base)  # validates the name early
         self.input_hw, self.num_joints, self.base = tuple(input_hw), num_joints, base
-        self.fc_mu = nn.Linear(in_channels, num_joints * 2)
-        self.fc_sigma = nn.Linear(in_channels, num_joints * 2)
+        self.features = FeatureVector(in_channels, feature_hw, pool)
+        self.fc_mu = nn.Linear(self.features.dim, num_joints * 2)
+        self.fc_sigma = nn.Linear(self.features.dim, num_joints * 2)
         self.flow: RealNVP | None = RealNVP(flow_layers, flow_hidden)
 
     def forward(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
-        pooled = feats.mean(dim=(2, 3))
+        pooled = self.features(feats)
         mu = self.fc_mu(pooled).reshape(-1, self.num_joints, 2)
         sigma = torch.sigmoid(self.fc_sigma(pooled)).reshape(-1, self.num_joints, 2)
         return {"mu": mu, "sigma": sigma}

@@ -57,8 +57,8 @@ def _draw(canvas: np.ndarray, pair: int, pos: tuple[float, float], scale: float,
         cv2.circle(canvas, tip, max(1, r // 4), color, -1)
 
 
-def motion_video(label: int, frames: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """(T, S, S, 3) uint8 video of class ``label`` of :data:`MOTION_CLASSES`."""
+def motion_video(label: int, frames: int, size: int, rng: np.random.Generator, noise: float = 0.015) -> np.ndarray:
+    """(T, S, S, 3) uint8 video of class ``label`` of :data:`MOTION_CLASSES` (``noise``: pixel noise std)."""
     pair, backwards = divmod(label, 2)
     bg = _background(rng, size * SS)
     color = tuple(float(v) for v in np.clip(PAIR_COLORS[pair] + rng.normal(0, 0.05, 3), 0, 1))
@@ -84,7 +84,7 @@ def motion_video(label: int, frames: int, size: int, rng: np.random.Generator) -
         canvas = bg.copy()
         _draw(canvas, pair, (x, y), sc, ang, color)
         out.append(cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA))
-    video = np.stack(out) + rng.normal(0, 0.015, (frames, size, size, 3))
+    video = np.stack(out) + rng.normal(0, noise, (frames, size, size, 3))
     return (np.clip(video, 0, 1) * 255).astype(np.uint8)
 
 

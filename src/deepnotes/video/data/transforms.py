@@ -155,7 +155,7 @@ def train_transform(input_size: int, crop: str = "multiscale", flip: bool = True
     return Compose([*steps, Normalize(mean, std)])
 
 
-def test_transform(input_size: int, crops: int = 1, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Compose:
+def eval_transform(input_size: int, crops: int = 1, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Compose:
     """Test pipeline: resize short side to 8/7 of the input, then centre (``crops=1``) or three crops.
     Output (crops, T, C, H, W)."""
     if crops not in (1, 3):

@@ -31,16 +31,21 @@ TEMPORAL_2D = ("tsm", "tea", "stm", "tdn", "tam")
 MODELS_3D = ("c3d", "i3d", "r2plus1d")
 
 
+# models with options beyond ModelConfig's name a ModelConfig subclass here (e.g. two_stream)
+CONFIGS: dict[str, type[ModelConfig]] = {}
+
+
 def build_model(name: str, num_classes: int, **options) -> nn.Module:
     """Build model ``name`` (see ``MODELS``); ``options`` are :class:`ModelConfig` fields (num_segments,
     depth, width, stem_stride, dropout, in_channels, input_size). The model keeps its config in ``.cfg``."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid: {', '.join(MODELS)}")
-    fields = set(ModelConfig.__dataclass_fields__) - {"name", "num_classes"}
+    config_cls = CONFIGS.get(name, ModelConfig)
+    fields = set(config_cls.__dataclass_fields__) - {"name", "num_classes"}
     unknown = set(options) - fields
     if unknown:
         raise ValueError(f"unknown model option(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(fields))}")
-    cfg = ModelConfig(name=name, num_classes=num_classes, **options)
+    cfg = config_cls(name=name, num_classes=num_classes, **options)
     model = MODELS[name](cfg)
     model.cfg = cfg
     return model
@@ -59,6 +64,11 @@ def model_cost(model: nn.Module, frames: int | None = None, size: int | None = N
                     device=next(model.parameters()).device)
     return {"params": count_parameters(model), "flops": count_flops(model, x)}
 
+
+# the two-stream network (deepnotes.video.two_stream) registers itself: MODELS / CONFIGS["two_stream"]
+from deepnotes.video import two_stream as _two_stream  # noqa: E402
+
+MODELS["two_stream"], CONFIGS["two_stream"] = _two_stream.build, _two_stream.TwoStreamConfig
 
 __all__ = ["MODELS", "MODELS_3D", "TEMPORAL_2D", "ModelConfig", "Recognizer2D", "Recognizer3D", "asdict",
            "build_from_config", "build_model", "model_cost"]

@@ -58,13 +58,25 @@ def conv_channels(block: nn.Module) -> tuple[int, int]:
 def insert_after_conv1(backbone: ResNet, make: callable) -> None:
     """Put ``make(channels)`` after every block's first conv (inside the residual branch)."""
     for block in backbone.blocks():
-        block.conv1 = nn.Sequential(block.conv1, make(conv_channels(block)[1]))
+        block.conv1 = nn.Sequential(block.conv1, _mark(make(conv_channels(block)[1])))
 
 
 def insert_before_conv1(backbone: ResNet, make: callable) -> None:
     """Put ``make(channels)`` before every block's first conv (residual placement: the shortcut is untouched)."""
     for block in backbone.blocks():
-        block.conv1 = nn.Sequential(make(conv_channels(block)[0]), block.conv1)
+        block.conv1 = nn.Sequential(_mark(make(conv_channels(block)[0])), block.conv1)
+
+
+def _mark(module: nn.Module) -> nn.Module:
+    module.is_temporal_module = True
+    return module
+
+
+def temporal_modules(model: nn.Module) -> list[nn.Module]:
+    """The modules a 2D model added to the ResNet (inserted in blocks, plus a stem fusion), for cost accounting."""
+    found = [m for m in model.modules() if getattr(m, "is_temporal_module", False)]
+    fusion = getattr(model, "stem_fusion", None)
+    return found + ([fusion] if fusion is not None else [])
 
 
 class Recognizer2D(nn.Module):

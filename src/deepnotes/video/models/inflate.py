@@ -24,6 +24,8 @@ def conv3d_like(conv: nn.Conv2d, kt: int, weight_from_2d: bool = False) -> nn.Co
                     groups=conv.groups, bias=conv.bias is not None)
     if weight_from_2d:
         out.weight.data.copy_(conv.weight.data.unsqueeze(2).repeat(1, 1, kt, 1, 1) / kt)
+        if conv.bias is not None:
+            out.bias.data.copy_(conv.bias.data)
     else:
         nn.init.kaiming_normal_(out.weight, mode="fan_out", nonlinearity="relu")
     return out

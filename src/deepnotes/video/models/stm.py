@@ -2,9 +2,8 @@
 
 CSTM: a channel-wise temporal conv (k=3) then a channel-wise 3x3 spatial conv. CMM: squeeze channels,
 feature differences ``conv3x3(x[t+1]) - x[t]`` (motion encoded at feature level, no optical flow),
-expand back. STM adds the two; here in residual form, ``x + CSTM(x) + CMM(x)`` with both branches
-ending in zero-init BN, so the network starts as a 2D ResNet and the module plugs in after any block's
-first conv.
+expand back. STM adds the two; here in residual form, ``x + CSTM(x) + CMM(x)`` (each branch ending in
+BN), so the module plugs in after any block's first conv without losing the frame's own features.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deepnotes.video.models.base import ModelConfig, Recognizer2D, insert_after_conv1, resnet, zero_bn
+from deepnotes.video.models.base import ModelConfig, Recognizer2D, insert_after_conv1, resnet
 from deepnotes.video.models.ops import TemporalConv, dw3x3, next_minus_now, reduced
 
 
@@ -21,10 +20,10 @@ class STMModule(nn.Module):
         super().__init__()
         r = reduced(channels, ratio)
         self.t = t
-        self.cstm = nn.Sequential(TemporalConv(channels, t), dw3x3(channels), zero_bn(channels))
+        self.cstm = nn.Sequential(TemporalConv(channels, t), dw3x3(channels), nn.BatchNorm2d(channels))
         self.squeeze = nn.Sequential(nn.Conv2d(channels, r, 1, bias=False), nn.BatchNorm2d(r))
         self.transform = nn.Conv2d(r, r, 3, padding=1, bias=False)
-        self.expand = nn.Sequential(nn.Conv2d(r, channels, 1, bias=False), zero_bn(channels))
+        self.expand = nn.Sequential(nn.Conv2d(r, channels, 1, bias=False), nn.BatchNorm2d(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         motion = next_minus_now(self.squeeze(x), self.t, self.transform)

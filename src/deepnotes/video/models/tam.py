@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepnotes.video.models.base import ModelConfig, Recognizer2D, fold, insert_after_conv1, resnet, unfold
+from deepnotes.video.models.base import ModelConfig, Recognizer2D, insert_after_conv1, resnet
 from deepnotes.video.models.ops import reduced
 
 
@@ -29,16 +29,19 @@ class TAM(nn.Module):
         self.last_kernel: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = fold(x, self.t)  # (N, C, T, H, W)
-        n, c, t = v.shape[:3]
-        pooled = v.mean((3, 4))  # (N, C, T)
+        nt, c, h, w = x.shape
+        t = self.t
+        v = x.view(nt // t, t, c, h, w)  # (N, T, C, H, W): a view, no transpose copies
+        n = v.shape[0]
+        pooled = v.mean((3, 4)).transpose(1, 2)  # (N, C, T)
         kernel = self.glob(pooled.reshape(n * c, t)).view(n, c, self.k)
         self.last_kernel = kernel.detach()
-        v = v * self.local(pooled)[..., None, None]
+        v = v * self.local(pooled).transpose(1, 2)[..., None, None]
         p = self.k // 2
-        padded = F.pad(v, (0, 0, 0, 0, p, p))
-        out = sum(kernel[:, :, j, None, None, None] * padded[:, :, j:j + t] for j in range(self.k))
-        return unfold(out)
+        padded = F.pad(v, (0, 0, 0, 0, 0, 0, p, p))
+        kt = kernel.permute(2, 0, 1)[:, :, None, :, None, None]  # (K, N, 1, C, 1, 1)
+        out = sum(kt[j] * padded[:, j:j + t] for j in range(self.k))
+        return out.reshape(nt, c, h, w)
 
 
 def build(cfg: ModelConfig) -> Recognizer2D:

@@ -41,7 +41,7 @@ class LongTermTDM(nn.Module):
         self.squeeze = nn.Sequential(nn.Conv2d(channels, r, 1, bias=False), nn.BatchNorm2d(r))
         self.fwd = nn.Conv2d(r, r, 3, padding=1, groups=r, bias=False)
         self.bwd = nn.Conv2d(r, r, 3, padding=1, groups=r, bias=False)
-        self.expand = nn.Sequential(nn.Conv2d(r, channels, 1, bias=False), zero_bn(channels))
+        self.expand = nn.Sequential(nn.Conv2d(r, channels, 1, bias=False), nn.BatchNorm2d(channels))
 
     def _reverse(self, x: torch.Tensor) -> torch.Tensor:
         nt, c, h, w = x.shape

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deepnotes.video.models.base import ModelConfig, Recognizer2D, insert_after_conv1, resnet, zero_bn
+from deepnotes.video.models.base import ModelConfig, Recognizer2D, insert_after_conv1, resnet
 from deepnotes.video.models.ops import TemporalConv, dw3x3, next_minus_now, reduced
 
 
@@ -24,11 +24,11 @@ class MotionExcitation(nn.Module):
         self.t = t
         self.squeeze = nn.Sequential(nn.Conv2d(channels, r, 1, bias=False), nn.BatchNorm2d(r))
         self.transform = dw3x3(r)
-        self.expand = nn.Sequential(nn.Conv2d(r, channels, 1, bias=False), zero_bn(channels))
+        self.expand = nn.Sequential(nn.Conv2d(r, channels, 1, bias=False), nn.BatchNorm2d(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = next_minus_now(self.squeeze(x), self.t, self.transform).mean((2, 3), keepdim=True)
-        a = 2 * torch.sigmoid(self.expand(m)) - 1  # 0 at init (zero BN): the module starts as identity
+        a = 2 * torch.sigmoid(self.expand(m)) - 1
         return x + x * a
 
 
@@ -39,7 +39,7 @@ class MultipleTemporalAggregation(nn.Module):
         self.split = [channels // self.groups] * self.groups
         self.temporal = nn.ModuleList(TemporalConv(c, t, identity_init=True) for c in self.split[1:])
         self.spatial = nn.ModuleList(dw3x3(c) for c in self.split[1:])
-        for conv in self.spatial:  # identity init: the block starts as its 2D ResNet self
+        for conv in self.spatial:  # identity init: MTA starts as a pass-through and learns its mixing
             nn.init.zeros_(conv.weight)
             conv.weight.data[:, 0, 1, 1] = 1.0
 

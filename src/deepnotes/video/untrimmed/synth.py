@@ -21,6 +21,7 @@ import numpy as np
 
 CLASSES = ("background", "run_right", "run_left", "jump", "crouch")
 BACKGROUND = 0
+FLIP_MAP = {1: 2, 2: 1}  # label -> label of the horizontally mirrored clip
 
 
 @dataclass

@@ -1,0 +1,123 @@
+"""LoRA training step and inference latency: deepnotes.peft against HF peft on the same GPT-2.
+
+    python benchmarks/peft_step.py --device cpu --layers 6 --width 384 --batch 8 --seq 128
+    python benchmarks/peft_step.py --device cuda --layers 12 --width 768 --batch 8 --seq 512 --bf16
+
+Prints one table: full fine-tuning, peft LoRA, our LoRA (same config, same batch) for the train step
+(forward + backward + AdamW), and inference of the base, our LoRA merged/unmerged and peft unmerged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from deepnotes.core import pick_device
+from deepnotes.core.timing import time_call
+
+
+def build(args, device):
+    torch.manual_seed(0)
+    cfg = GPT2Config(n_layer=args.layers, n_embd=args.width, n_head=args.width // 64, vocab_size=args.vocab,
+                     n_positions=max(1024, args.seq), resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    return GPT2LMHeadModel(cfg).to(device)
+
+
+def peak(device, fn):
+    if device.type != "cuda":
+        return float("nan")
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) / 2**30
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--layers", type=int, default=6)
+    ap.add_argument("--width", type=int, default=384)
+    ap.add_argument("--vocab", type=int, default=50257)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--r", type=int, default=8)
+    ap.add_argument("--dropout", type=float, default=0.05)
+    ap.add_argument("--targets", default="c_attn,c_proj,c_fc")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+    ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    args = ap.parse_args()
+    device = pick_device(args.device)
+    targets = args.targets.split(",")
+    x = torch.randint(0, args.vocab, (args.batch, args.seq), device=device)
+    amp = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if args.bf16 else contextlib.nullcontext
+    fused = {"fused": True} if device.type == "cuda" else {}
+
+    def step_fn(model):
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, **fused)
+        model.train()
+
+        def step():
+            with amp():
+                loss = model(input_ids=x, labels=x).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return step
+
+    def infer_fn(model):
+        model.eval()
+
+        def infer():
+            with torch.no_grad(), amp():
+                model(input_ids=x)
+        return infer
+
+    import peft
+    from deepnotes import peft as dpeft
+
+    rows = []
+    full = build(args, device)
+    f = step_fn(full)
+    rows.append(("train step: full fine-tuning", time_call(f, device, args.warmup, args.repeat), peak(device, f)))
+    base_inf = time_call(infer_fn(full), device, args.warmup, args.repeat)
+    del full
+
+    for dropout in sorted({args.dropout, 0.0}, reverse=True):
+        theirs = peft.get_peft_model(build(args, device), peft.LoraConfig(
+            r=args.r, lora_alpha=2 * args.r, lora_dropout=dropout, target_modules=targets, fan_in_fan_out=True))
+        ours = dpeft.apply(build(args, device), dpeft.LoraConfig(r=args.r, alpha=2 * args.r, dropout=dropout,
+                                                                   target_modules=targets))
+        ft, fo = step_fn(theirs), step_fn(ours)
+        t_theirs = time_call(ft, device, args.warmup, args.repeat)
+        t_ours = time_call(fo, device, args.warmup, args.repeat)
+        rows.append((f"train step: peft LoRA (dropout {dropout})", t_theirs, peak(device, ft)))
+        rows.append((f"train step: ours LoRA (dropout {dropout})", t_ours, peak(device, fo)))
+        if dropout == 0.0:
+            inf_theirs = time_call(infer_fn(theirs), device, args.warmup, args.repeat)
+            inf_ours = time_call(infer_fn(ours), device, args.warmup, args.repeat)
+            dpeft.merge(ours)
+            inf_merged = time_call(infer_fn(ours), device, args.warmup, args.repeat)
+        del theirs, ours
+
+    print(f"# GPT-2 {args.layers}x{args.width}, vocab {args.vocab}, batch {args.batch}x{args.seq}, LoRA r={args.r} "
+          f"on {targets}, device {device}{', bf16' if args.bf16 else ''}")
+    print(f"{'what':45s} {'ms':>9s} {'peak GiB':>9s}")
+    for name, ms, gib in rows:
+        print(f"{name:45s} {ms:9.1f} {gib:9.2f}")
+    step = {name: ms for name, ms, _ in rows}
+    for d in sorted({args.dropout, 0.0}, reverse=True):
+        ratio = step[f"train step: ours LoRA (dropout {d})"] / step[f"train step: peft LoRA (dropout {d})"]
+        vs_full = step[f"train step: ours LoRA (dropout {d})"] / step["train step: full fine-tuning"]
+        print(f"ratio ours/peft train step (dropout {d}): {ratio:.2f}   ours/full: {vs_full:.2f}")
+    print(f"{'inference: base':45s} {base_inf:9.1f}")
+    print(f"{'inference: ours LoRA merged':45s} {inf_merged:9.1f}  ({100 * (inf_merged / base_inf - 1):+.1f}%)")
+    print(f"{'inference: ours LoRA unmerged':45s} {inf_ours:9.1f}  ({100 * (inf_ours / base_inf - 1):+.1f}%)")
+    print(f"{'inference: peft LoRA unmerged':45s} {inf_theirs:9.1f}  ({100 * (inf_theirs / base_inf - 1):+.1f}%)")
+
+
+if __name__ == "__main__":
+    main()

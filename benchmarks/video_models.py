@@ -1,0 +1,83 @@
+"""Speed of every video model, side by side: clips/s in training and inference at one input size, and the
+TSM shift against a naive concatenation shift.
+
+    .venv/bin/python benchmarks/video_models.py [--device cpu] [--depth 18 --width 64 --size 112 --frames 8]
+
+Goals (issue 4): each 2D temporal model within 1.3x TSN's inference latency, and at least 3x faster than I3D.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+
+from deepnotes.core import pick_device
+from deepnotes.core.timing import count_flops, count_parameters, time_call
+from deepnotes.video.models import MODELS, MODELS_3D, TEMPORAL_2D, build_model
+from deepnotes.video.models.tsm import naive_shift, temporal_shift
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--depth", type=int, default=18)
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--size", type=int, default=112)
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--models", default=",".join(("tsn", *TEMPORAL_2D, *MODELS_3D)), help=f"any of {', '.join(MODELS)}")
+    args = p.parse_args()
+    device = pick_device(args.device)
+    stem = 4 if args.size >= 112 else 2 if args.size >= 48 else 1
+    x = torch.randn(args.batch, 3, args.frames, args.size, args.size, device=device)
+    y = torch.zeros(args.batch, dtype=torch.long, device=device)
+    print(f"device {device}, ResNet-{args.depth} width {args.width}, clips {args.batch} x 3 x {args.frames} x "
+          f"{args.size}^2, torch threads {torch.get_num_threads()}")
+    print(f"{'model':10s} {'params':>9s} {'GFLOPs/clip':>12s} {'infer ms/clip':>14s} {'infer clips/s':>14s} "
+          f"{'train clips/s':>14s} {'vs TSN':>7s}")
+    rows = {}
+    for name in args.models.split(","):
+        model = build_model(name, 10, num_segments=args.frames, depth=args.depth, width=args.width,
+                            stem_stride=stem, input_size=args.size).to(device)
+        flops = count_flops(model, x[:1])
+        model.eval()
+        with torch.no_grad():
+            infer = time_call(lambda m=model: m(x), device, warmup=1, repeat=args.repeat) / args.batch
+        model.train()
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+        def step(m=model, o=opt):
+            o.zero_grad(set_to_none=True)
+            F.cross_entropy(m(x), y).backward()
+            o.step()
+
+        trn = time_call(step, device, warmup=1, repeat=max(2, args.repeat // 2)) / args.batch
+        rows[name] = (count_parameters(model), flops, infer, trn)
+        vs_tsn = f"{infer / rows['tsn'][2]:.2f}x" if "tsn" in rows else "-"
+        print(f"{name:10s} {rows[name][0]:9d} {flops / 1e9:12.3f} {infer:14.2f} {1e3 / infer:14.2f} "
+              f"{1e3 / trn:14.2f} {vs_tsn:>7s}", flush=True)
+    tsn, i3d = rows.get("tsn"), rows.get("i3d")
+    if tsn and i3d:
+        for name in TEMPORAL_2D:
+            if name in rows:
+                lat = rows[name][2]
+                ok = lat <= 1.3 * tsn[2] and i3d[2] >= 3 * lat
+                print(f"goal {name}: {lat / tsn[2]:.2f}x TSN (<= 1.3), I3D {i3d[2] / lat:.2f}x slower (>= 3): "
+                      f"{'met' if ok else 'NOT met'}")
+        for name in MODELS_3D:
+            if name in rows:
+                print(f"{name}: {rows[name][2] / tsn[2]:.2f}x TSN latency")
+
+    feat = torch.randn(args.batch * args.frames, args.width, args.size // 4, args.size // 4, device=device)
+    fast = time_call(lambda: temporal_shift(feat, args.frames), device, warmup=3, repeat=50)
+    naive = time_call(lambda: naive_shift(feat, args.frames), device, warmup=3, repeat=50)
+    assert torch.equal(temporal_shift(feat, args.frames), naive_shift(feat, args.frames))
+    print(f"TSM shift on {tuple(feat.shape)}: in-place slices {fast:.3f} ms, naive concatenation {naive:.3f} ms, "
+          f"ratio naive/ours {naive / fast:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

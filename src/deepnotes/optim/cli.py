@@ -1,0 +1,141 @@
+"""`deepnotes optim ...`: stochastic-approximation demo, streaming mean of a file, the digits lr x decay grid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command("sa-demo")
+def sa_demo(
+    schedule: list[str] = typer.Option(["1/k", "1/k^0.7", "const:0.1"], "--schedule",
+                                       help="repeatable: '1/k', 'c/k^a' (e.g. 0.5/k^0.7) or 'const:c'"),
+    steps: int = typer.Option(10_000, "--steps", min=1),
+    replicates: int = typer.Option(200, "--replicates", min=1),
+    noise: float = typer.Option(1.0, "--noise", min=0.0, help="std of the observation noise"),
+    allow_nonconvergent: bool = typer.Option(False, "--allow-nonconvergent",
+                                             help="run schedules that break the Robbins-Monro conditions"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(Path("sa_demo.png"), "--out", help="PNG to write"),
+) -> None:
+    """Robbins-Monro on g(t) = t - 2 seen through Gaussian noise: RMS error against k for each schedule."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from deepnotes.core import seeded_generator
+    from deepnotes.optim.schedule_sa import parse_schedule
+    from deepnotes.optim.stochastic import robbins_monro
+
+    try:
+        schedules = [parse_schedule(s) for s in schedule]
+    except ValueError as exc:
+        _fail(f"--schedule: {exc}")
+    rng = seeded_generator(seed)
+    record = np.unique(np.logspace(0, np.log10(steps), 60).astype(int))
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for sched in schedules:
+        try:
+            trace = robbins_monro(lambda t, k: t - 2.0 + noise * rng.standard_normal(t.shape), np.zeros(replicates),
+                                  sched, steps, require_convergence=not allow_nonconvergent, record=record)
+        except ValueError as exc:
+            _fail(f"--schedule {sched}: {exc}")
+        err = np.sqrt(((trace.thetas - 2.0) ** 2).mean(axis=1))
+        ax.loglog(trace.ks, err, label=str(sched))
+        typer.echo(f"{str(sched):>16s}: RMS error after {steps} steps {err[-1]:.4g}")
+    ax.set_xlabel("step k")
+    ax.set_ylabel("RMS error")
+    ax.legend()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    typer.echo(f"plot: {out}")
+
+
+@app.command("mean")
+def mean(path: Path = typer.Argument(..., exists=True, dir_okay=False, help="text file, one number per line"),
+         compensated: bool = typer.Option(True, "--compensated/--plain", help="Kahan-compensated increments"),
+         float32: bool = typer.Option(False, "--float32", help="accumulate in float32 instead of float64")) -> None:
+    """Mean of a stream of numbers in O(1) memory. Bad lines are skipped, counted and reported."""
+    import numpy as np
+
+    from deepnotes.optim.stochastic import IncrementalMean
+
+    acc = IncrementalMean(np.float32 if float32 else np.float64, compensated=compensated)
+    bad: list[int] = []
+    with path.open() as f:
+        for lineno, line in enumerate(f, start=1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            try:
+                value = float(text)
+            except ValueError:
+                bad.append(lineno)
+                continue
+            if not np.isfinite(value):
+                bad.append(lineno)
+                continue
+            acc.update(value)
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+        typer.echo(f"warning: skipped {len(bad)} line(s) of {path} that are not finite numbers: {shown}", err=True)
+    if acc.count == 0:
+        _fail(f"{path} holds no numbers (one per line expected)")
+    typer.echo(json.dumps({"file": str(path), "count": acc.count, "mean": float(acc.mean), "skipped": len(bad)}))
+
+
+@app.command("grid")
+def grid(
+    lrs: str = typer.Option("3e-4,1e-3,3e-3,1e-2", "--lrs", help="comma-separated learning rates"),
+    adam_decays: str = typer.Option("1e-5,1e-4,1e-3,1e-2", "--adam-decays", help="L2 coefficients for Adam"),
+    adamw_decays: str = typer.Option("3e-5,3e-4,3e-3,3e-2", "--adamw-decays",
+                                     help="AdamW decay per schedule unit (weight_decay = value / lr)"),
+    epochs: int = typer.Option(10, "--epochs", min=1),
+    seeds: int = typer.Option(1, "--seeds", min=1),
+    device: str = typer.Option("auto", "--device"),
+    out: Path = typer.Option(Path("runs/optim_grid"), "--out", help="folder for grid.json and grid.png"),
+) -> None:
+    """Digits + small CNN: validation accuracy over lr x decay for Adam+L2 and AdamW, as JSON and heat maps."""
+    import numpy as np
+
+    from deepnotes.core import atomic_write_json, pick_device
+    from deepnotes.optim.digits_grid import optimum_coupling, plot_grid, sweep
+
+    def floats(flag: str, text: str) -> np.ndarray:
+        try:
+            values = np.array([float(v) for v in text.split(",") if v.strip()])
+        except ValueError:
+            _fail(f"{flag}: expected comma-separated numbers, got {text!r}")
+        if len(values) == 0 or np.any(values <= 0):
+            _fail(f"{flag}: need at least one value, all > 0, got {text!r}")
+        return values
+
+    lr_values = floats("--lrs", lrs)
+    decays = {"Adam": floats("--adam-decays", adam_decays), "AdamW": floats("--adamw-decays", adamw_decays)}
+    try:
+        dev = pick_device(device)
+    except ValueError as exc:
+        _fail(str(exc))
+    result = sweep(lr_values, decays, epochs=epochs, seeds=list(range(seeds)), device=dev)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"lrs": lr_values.tolist(), "epochs": epochs, "seeds": seeds}
+    for name in decays:
+        slope, best = optimum_coupling(result, name)
+        summary[name] = {"decays": decays[name].tolist(), "val_acc": result.acc[name].tolist(),
+                         "best_val_acc": float(result.acc[name].max()), "best_decay_per_lr": best.tolist(),
+                         "coupling_slope": slope}
+        typer.echo(f"{name:6s} best val acc {result.acc[name].max():.4f}, best-decay slope vs lr {slope:.2f}")
+    atomic_write_json(out / "grid.json", summary)
+    plot_grid(result).savefig(out / "grid.png", dpi=110, bbox_inches="tight")
+    typer.echo(f"wrote {out / 'grid.json'} and {out / 'grid.png'}")

@@ -1,0 +1,156 @@
+"""Claims of the PEFT notes, measured on a tiny GPT-2 pre-trained here and the synthetic table2text task."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from deepnotes.core import ClaimContext, Outcome, claim
+from deepnotes.core.timing import time_call
+
+TOPIC = "peft"
+
+
+def _base(ctx: ClaimContext) -> Path:
+    """The pre-trained base model, shared by the claims and cached in the report's work folder."""
+    from deepnotes.peft.pretrain import pretrain
+
+    size = ctx.pick("tiny", "small")
+    path = ctx.out_dir / "work" / "peft_base" / f"gpt2-{size}"
+    if not (path / "model.safetensors").is_file():
+        pretrain("gpt2", size, path, steps=ctx.pick(100, 20000), seed=ctx.seed, device=str(ctx.device))
+    return path
+
+
+def _run(ctx: ClaimContext, method: str, name: str, seed: int = 0, options: dict | None = None) -> dict:
+    from deepnotes.peft.train import train
+
+    return train(method, _base(ctx), "table2text", ctx.scratch(name), steps=ctx.pick(100, 2000),
+                 batch_size=8, n_train=ctx.pick(400, 20000), n_test=ctx.pick(16, 500), seed=seed,
+                 device=str(ctx.device), options=options)
+
+
+METHODS = ("full", "lora", "adapter", "prefix", "prompt")
+
+
+@claim("peft.trainable_vs_score", TOPIC,
+       "LoRA, adapters, prefix and prompt tuning train a small fraction of the parameters of full "
+       "fine-tuning and come close to its task score.",
+       "every PEFT method trains <= 10% of the parameters (prefix: after folding the MLP) and reaches >= 50% "
+       "of full fine-tuning's BLEU on table2text")
+def trainable_vs_score(ctx: ClaimContext) -> Outcome:
+    rows, figures = [], {}
+    for m in METHODS:
+        t0 = time.perf_counter()
+        r = _run(ctx, m, m)
+        folded = r["trainable"]
+        if m == "prefix":
+            from safetensors.torch import load_file
+
+            folded = sum(t.numel() for t in load_file(str(ctx.scratch(m) / "adapter" / "adapter_model.safetensors")).values())
+        pct = 100 * folded / r["total"] if m != "full" else 100.0
+        rows.append({"method": m, "trainable (train)": r["trainable"], "stored after training": folded,
+                     "% of full": round(pct, 3), "BLEU": round(r["bleu"], 2), "ROUGE-L": round(r["rougeL"], 2),
+                     "seconds": round(time.perf_counter() - t0, 1)})
+        figures[f"{m}_bleu"] = r["bleu"]
+        figures[f"{m}_trainable_percent"] = pct
+    full = figures["full_bleu"]
+    held = all(figures[f"{m}_trainable_percent"] <= 10 and figures[f"{m}_bleu"] >= 0.5 * full for m in METHODS[1:])
+    return Outcome(figures, held, tables={"methods": rows},
+                   notes="base: gpt2 pre-trained on stdlib docstrings; greedy decoding; sacreBLEU corpus BLEU.")
+
+
+@claim("peft.training_memory", TOPIC,
+       "PEFT methods need less training memory than full fine-tuning (no gradients or optimizer state "
+       "for the frozen weights).",
+       "peak training memory of every PEFT method < full fine-tuning's on the same batch")
+def training_memory(ctx: ClaimContext) -> Outcome:
+    from deepnotes.optim import AdamW
+    from deepnotes.peft.api import apply
+    from deepnotes.peft.data.tasks import make_task
+    from deepnotes.peft.memory import training_step_bytes
+    from deepnotes.peft.models import load_base
+    from deepnotes.peft.train import collate, encode, method_config
+
+    rows, figures = [], {}
+    for m in METHODS:
+        model, tok = load_base(_base(ctx), ctx.device)
+        cfg = method_config(m, model)
+        if cfg is not None:
+            apply(model, cfg)
+        data = encode(tok, make_task("table2text", "train", ctx.pick(8, 32)), False)
+        batch = {k: v.to(ctx.device) for k, v in collate(data, tok.pad_token_id, False).items()}
+        opt = AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        mib = training_step_bytes(model, batch, opt) / 2**20
+        figures[f"{m}_peak_mib"] = mib
+        rows.append({"method": m, "peak MiB": round(mib, 2)})
+    for r in rows:
+        r["vs full"] = round(r["peak MiB"] / figures["full_peak_mib"], 3)
+    held = all(figures[f"{m}_peak_mib"] < figures["full_peak_mib"] for m in METHODS[1:])
+    how = "cuda max_memory_allocated" if ctx.device.type == "cuda" else "accounted: weights+grads+Adam state+saved activations"
+    return Outcome(figures, held, tables={"memory": rows}, notes=f"measurement: {how}")
+
+
+@claim("peft.lora_merged_latency", TOPIC,
+       "Merged LoRA has exactly the base model's inference cost; unmerged LoRA adds a measurable overhead.",
+       "merged LoRA latency within 5% of the base model's (unmerged overhead reported)")
+def lora_merged_latency(ctx: ClaimContext) -> Outcome:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from deepnotes.peft import LoraConfig, apply, merge_and_unload
+
+    torch.manual_seed(ctx.seed)
+    cfg = GPT2Config(n_layer=ctx.pick(4, 6), n_embd=ctx.pick(256, 384), n_head=ctx.pick(4, 6), vocab_size=8000)
+    model = GPT2LMHeadModel(cfg).to(ctx.device).eval()
+    x = torch.randint(0, 8000, (4, ctx.pick(64, 128)), device=ctx.device)
+
+    repeat, rounds = ctx.pick(7, 20), ctx.pick(4, 6)
+    base, unmerged, merged = [], [], []
+    lora = GPT2LMHeadModel(cfg).to(ctx.device).eval()
+    lora.load_state_dict(model.state_dict())
+    apply(lora, LoraConfig(r=8, alpha=16, target_modules=["c_attn", "c_proj", "c_fc"]))
+    merged_model = GPT2LMHeadModel(cfg).to(ctx.device).eval()
+    merged_model.load_state_dict(model.state_dict())
+    # deployment form: the update folded into the weights and the wrappers removed
+    merge_and_unload(apply(merged_model, LoraConfig(r=8, alpha=16, target_modules=["c_attn", "c_proj", "c_fc"])))
+
+    def timed(m):
+        def f():
+            with torch.no_grad():
+                m(input_ids=x)
+        return time_call(f, ctx.device, warmup=1, repeat=repeat)
+
+    for _ in range(rounds):  # interleave to share the machine's load evenly
+        base.append(timed(model))
+        unmerged.append(timed(lora))
+        merged.append(timed(merged_model))
+    b, u, mg = min(base), min(unmerged), min(merged)
+    figures = {"base_ms": b, "merged_ms": mg, "unmerged_ms": u,
+               "merged_overhead_percent": 100 * (mg / b - 1), "unmerged_overhead_percent": 100 * (u / b - 1)}
+    return Outcome(figures, abs(mg / b - 1) <= 0.05,
+                   notes=f"min over {rounds} interleaved rounds of median-of-{repeat}; device {ctx.device}")
+
+
+@claim("peft.prefix_mlp_stability", TOPIC,
+       "Prefix tuning through the MLP reparameterisation is more stable than optimising the prefix directly "
+       "(Li & Liang 2021).",
+       "across seeds, the MLP run's mean BLEU >= the direct run's and its standard deviation <= the direct run's")
+def prefix_mlp_stability(ctx: ClaimContext) -> Outcome:
+    seeds = list(range(ctx.pick(3, 5)))
+    res = {True: [], False: []}
+    rows = []
+    for projection in (True, False):
+        for s in seeds:
+            r = _run(ctx, "prefix", f"prefix-{'mlp' if projection else 'direct'}-{s}", seed=s,
+                     options={"projection": projection})
+            res[projection].append(r["bleu"])
+            rows.append({"prefix": "MLP" if projection else "direct", "seed": s, "BLEU": round(r["bleu"], 2)})
+    mean = {k: statistics.mean(v) for k, v in res.items()}
+    std = {k: statistics.pstdev(v) for k, v in res.items()}
+    figures = {"mlp_mean_bleu": mean[True], "mlp_std_bleu": std[True],
+               "direct_mean_bleu": mean[False], "direct_std_bleu": std[False]}
+    held = mean[True] >= mean[False] and std[True] <= std[False]
+    return Outcome(figures, held, tables={"runs": rows})

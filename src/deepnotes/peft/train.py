@@ -1,0 +1,202 @@
+"""Fine-tune a base model with one method on a task; evaluate with sacreBLEU / ROUGE; generate.
+
+Run folder: ``config.json`` (what was asked, incl. the base model folder), ``metrics.json`` (one entry
+per evaluation), ``checkpoint.safetensors`` (only the trained parameters + optimizer state + step, so
+``--resume`` continues, including prefix tuning's MLP), ``adapter/`` (peft layout; ``full``: none) and
+``results.json`` (test scores).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from deepnotes.core import RunDir, atomic_write_json, pick_device, progress, seed_everything
+from deepnotes.peft.api import apply, trainable_parameters
+from deepnotes.peft.config import AdapterConfig, LoraConfig, PrefixConfig, PromptConfig
+from deepnotes.peft.data.tasks import TASKS, Example, make_task
+from deepnotes.peft.io import load_adapter, save_adapter
+from deepnotes.peft.models import load_base
+
+METHODS = ("lora", "adapter", "prefix", "prompt", "full")
+
+
+def method_config(method: str, model: nn.Module, **opts):
+    """The default config of ``method`` for ``model`` (``opts`` override fields)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    encdec = bool(model.config.is_encoder_decoder)
+    if method == "lora":
+        # every projection: a tiny base needs the capacity (attention-only LoRA barely moved the loss)
+        targets = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"] if encdec else ["c_attn", "c_proj", "c_fc"]
+        return LoraConfig(**{"r": 8, "alpha": 16, "target_modules": targets, **opts})
+    if method == "adapter":
+        return AdapterConfig(**opts)
+    if method == "prefix":
+        return PrefixConfig(**{"num_virtual_tokens": 10, "hidden_size": 256, **opts})
+    if method == "prompt":
+        return PromptConfig(**{"num_virtual_tokens": 10, **opts})
+    return None
+
+
+def encode(tokenizer, examples: list[Example], encdec: bool, max_len: int = 192) -> list[dict]:
+    """Token ids per example. Decoder-only: ``source <s> target </s>`` with the source masked out of the loss."""
+    out = []
+    for ex in examples:
+        src = tokenizer(ex.source, add_special_tokens=False)["input_ids"][:max_len]
+        tgt = tokenizer(" " + ex.target, add_special_tokens=False)["input_ids"][:max_len] + [tokenizer.eos_token_id]
+        if encdec:
+            out.append({"input_ids": src, "labels": tgt})
+        else:
+            ids = src + [tokenizer.bos_token_id] + tgt
+            out.append({"input_ids": ids, "labels": [-100] * (len(src) + 1) + tgt})
+    return out
+
+
+def collate(rows: list[dict], pad: int, encdec: bool) -> dict[str, torch.Tensor]:
+    """Right-pad a batch: ``input_ids, attention_mask, labels`` ``(B, T)`` (-100 where padded)."""
+    n = max(len(r["input_ids"]) for r in rows)
+    ids = torch.full((len(rows), n), pad)
+    mask = torch.zeros((len(rows), n), dtype=torch.long)
+    m = max(len(r["labels"]) for r in rows) if encdec else n
+    labels = torch.full((len(rows), m), -100)
+    for i, r in enumerate(rows):
+        ids[i, : len(r["input_ids"])] = torch.tensor(r["input_ids"])
+        mask[i, : len(r["input_ids"])] = 1
+        labels[i, : len(r["labels"])] = torch.tensor(r["labels"])
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+@torch.no_grad()
+def generate_texts(model, tokenizer, sources: list[str], max_new_tokens: int = 48, batch_size: int = 16) -> list[str]:
+    """Greedy outputs for ``sources`` (decoder-only models read ``source <s>`` left-padded)."""
+    model.eval()
+    encdec = bool(model.config.is_encoder_decoder)
+    dev = next(model.parameters()).device
+    outs = []
+    for i in range(0, len(sources), batch_size):
+        chunk = sources[i : i + batch_size]
+        rows = [tokenizer(s, add_special_tokens=False)["input_ids"][:192] + ([] if encdec else [tokenizer.bos_token_id])
+                for s in chunk]
+        n = max(map(len, rows))
+        ids = torch.full((len(rows), n), tokenizer.pad_token_id)
+        mask = torch.zeros_like(ids)
+        for j, r in enumerate(rows):  # left padding for decoder-only, right for the encoder
+            sl = slice(0, len(r)) if encdec else slice(n - len(r), n)
+            ids[j, sl], mask[j, sl] = torch.tensor(r), 1
+        gen = model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), max_new_tokens=max_new_tokens,
+                             do_sample=False, num_beams=1, pad_token_id=tokenizer.pad_token_id,
+                             eos_token_id=tokenizer.eos_token_id)
+        new = gen if encdec else gen[:, n:]
+        outs += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+    return outs
+
+
+def score(hyps: list[str], refs: list[str]) -> dict[str, float]:
+    """Corpus sacreBLEU and mean ROUGE-1/2/L F1 (rouge-score), all in 0..100."""
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    rouge = {k: 0.0 for k in ("rouge1", "rouge2", "rougeL")}
+    for h, r in zip(hyps, refs, strict=True):
+        for k, v in scorer.score(r, h).items():
+            rouge[k] += 100 * v.fmeasure / max(len(refs), 1)
+    return {"bleu": sacrebleu.corpus_bleu(hyps, [refs]).score, **rouge}
+
+
+def trained_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def train(method: str, model_dir: str | Path, task: str, out: str | Path, steps: int = 300, batch_size: int = 8,
+          lr: float | None = None, n_train: int = 2000, n_test: int = 100, eval_every: int | None = None,
+          seed: int = 0, device: str = "auto", resume: bool = False, options: dict | None = None) -> dict:
+    """Fine-tune ``model_dir`` with ``method`` on ``task``; returns the test scores (also results.json)."""
+    from deepnotes.optim import AdamW
+    from deepnotes.optim.schedule import cosine_with_warmup
+
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    seed_everything(seed)
+    dev = pick_device(device)
+    run = RunDir(Path(out))
+    model, tok = load_base(model_dir, dev)
+    encdec = bool(model.config.is_encoder_decoder)
+    config = method_config(method, model, **(options or {}))
+    if config is not None:
+        apply(model, config)
+    lr = lr if lr is not None else {"full": 5e-4, "lora": 5e-3, "adapter": 5e-3, "prefix": 1e-2, "prompt": 2e-2}[method]
+    asked = {"method": method, "model": str(Path(model_dir).resolve()), "task": task, "steps": steps,
+             "batch_size": batch_size, "lr": lr, "n_train": n_train, "n_test": n_test, "seed": seed,
+             "method_config": asdict(config) if config is not None else None}
+    report = trainable_parameters(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = AdamW(params, lr=lr, weight_decay=0.0)
+    sched = cosine_with_warmup(opt, warmup_steps=max(1, steps // 10), total_steps=steps)
+    start_step = 0
+    if resume and run.has_checkpoint():
+        state, meta = run.load(str(dev), expect={"method": method, "task": task})
+        own = dict(model.named_parameters())
+        with torch.no_grad():
+            for n, t in state["trained"].items():
+                if n not in own:
+                    raise ValueError(f"{run.checkpoint_path}: tensor {n!r} is not in the model; wrong --model?")
+                own[n].copy_(t)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start_step = int(meta["step"])
+    run.write_config(asked)
+    data = encode(tok, make_task(task, "train", n_train, seed=0), encdec)
+    gen = torch.Generator().manual_seed(seed + start_step)
+    eval_every = eval_every or steps
+    t0 = time.perf_counter()
+    model.train()
+    losses = []
+    for step in progress(range(start_step, steps), desc=f"{method} on {task}", total=steps - start_step):
+        idx = torch.randint(0, len(data), (batch_size,), generator=gen).tolist()
+        batch = {k: v.to(dev) for k, v in collate([data[i] for i in idx], tok.pad_token_id, encdec).items()}
+        loss = model(**batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if (step + 1) % eval_every == 0 or step + 1 == steps:
+            run.log_epoch({"epoch": step + 1, "train_loss": sum(losses) / len(losses)})
+            losses = []
+            run.save({"trained": trained_state(model), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()},
+                     {"method": method, "task": task, "step": step + 1})
+            model.train()
+    seconds = time.perf_counter() - t0
+    if method == "prefix":
+        model.prefix_tuning.fold()  # inference keeps only the prefix table, not the MLP
+    if config is not None:
+        save_adapter(model, run.path / "adapter")
+    test = make_task(task, "test", n_test, seed=0)
+    hyps = generate_texts(model, tok, [e.source for e in test])
+    result = {**score(hyps, [e.target for e in test]), "trainable": report.trainable, "total": report.total,
+              "trainable_percent": report.percent, "train_seconds": seconds,
+              "examples": [{"source": e.source, "reference": e.target, "output": h} for e, h in zip(test[:5], hyps, strict=False)]}
+    atomic_write_json(run.path / "results.json", result)
+    return result
+
+
+def load_run(run_dir: str | Path, device: str = "auto"):
+    """(model with the trained method inserted, tokenizer, run config) of a finished run."""
+    run = RunDir(Path(run_dir))
+    asked = run.read_config()
+    model, tok = load_base(asked["model"], pick_device(device))
+    if asked["method"] == "full":
+        state, _ = run.load(str(next(model.parameters()).device), expect={"method": "full"})
+        model.load_state_dict(state["trained"], strict=False)
+    else:
+        load_adapter(model, run.path / "adapter")
+    return model.eval(), tok, asked

@@ -1,0 +1,110 @@
+"""Shared experiment plumbing for the video claims and benchmark: sized setups, synthetic datasets and
+trained runs cached on disk (so claims 1-3 train each model once per report)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepnotes.core import RunDir
+from deepnotes.core.timing import count_flops, count_parameters, time_call
+from deepnotes.video.config import TrainConfig
+from deepnotes.video.data.synth import synth_dataset
+from deepnotes.video.models import build_model
+from deepnotes.video.training import load_run, train
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Data and model size of one experiment."""
+
+    frames: int = 8  # frames per synthetic video
+    size: int = 16  # synthetic frame size (and network input)
+    n_per_class: int = 24
+    val_per_class: int = 8
+    segments: int = 4  # frames per clip
+    epochs: int = 12
+    batch_size: int = 16
+    lr: float = 5e-3
+    depth: int = 10
+    width: int = 8
+    stem_stride: int = 1
+
+    def key(self) -> str:
+        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
+
+
+@contextmanager
+def threads(n: int = 1) -> Iterator[None]:
+    """Run tiny models on ``n`` CPU threads: their ops are too small to gain from more, and on a shared
+    machine extra threads mostly wait for each other (20-30x slower steps were measured under load)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+QUICK = Setup()
+FULL = Setup(frames=16, size=32, n_per_class=64, val_per_class=16, segments=8, epochs=30, width=16, stem_stride=1,
+             lr=3e-3)
+
+
+def dataset(work: Path, kind: str, setup: Setup, seed: int) -> dict[str, Path]:
+    """The synthetic ``kind`` dataset for ``setup`` (written once under ``work``)."""
+    root = Path(work) / f"data-{kind}-{setup.frames}x{setup.size}-{setup.n_per_class}-{setup.val_per_class}-s{seed}"
+    done = root / "val.txt"
+    if done.is_file():
+        return {"train": root / "train.txt", "val": done, "classes": root / "classes.txt"}
+    return synth_dataset(kind, root, setup.n_per_class, setup.val_per_class, setup.frames, setup.size, seed)
+
+
+def train_config(model: str, data: dict[str, Path], out: Path, setup: Setup, seed: int, device: str) -> TrainConfig:
+    return TrainConfig(model=model, train=str(data["train"]), val=str(data["val"]), out=str(out), epochs=setup.epochs,
+                       batch_size=setup.batch_size, lr=setup.lr, warmup_epochs=0.5, segments=setup.segments,
+                       input_size=setup.size, crop="center", depth=setup.depth, width=setup.width,
+                       stem_stride=setup.stem_stride, dropout=0.0, cache=True, seed=seed, device=device, workers=0,
+                       eval_every=setup.epochs)
+
+
+def trained(work: Path, kind: str, model: str, setup: Setup, seed: int, device: str) -> tuple[list[dict], Path]:
+    """Train ``model`` on ``kind`` (or reuse the finished run); returns (per-epoch metrics, run folder)."""
+    out = Path(work) / f"run-{kind}-{model}-{setup.key()}-s{seed}"
+    run = RunDir(out)
+    if len(run.metrics) == setup.epochs and run.has_checkpoint():
+        return run.metrics, out
+    cfg = train_config(model, dataset(work, kind, setup, seed), out, setup, seed, device)
+    cfg.resume = run.has_checkpoint()
+    with threads(1):
+        return train(cfg), out
+
+
+def load_trained(run_dir: Path, device: str = "cpu") -> torch.nn.Module:
+    return load_run(run_dir, torch.device(device))[0]
+
+
+def model_for(name: str, setup: Setup, num_classes: int = 8) -> torch.nn.Module:
+    """A freshly initialised ``name`` sized by ``setup``."""
+    return build_model(name, num_classes, num_segments=setup.segments, depth=setup.depth, width=setup.width,
+                       stem_stride=setup.stem_stride, input_size=setup.size)
+
+
+def cost(name: str, setup: Setup, device: torch.device, repeat: int = 5) -> dict[str, Any]:
+    """Parameters, forward FLOPs and median latency (ms, one CPU thread) of one clip (1, 3, T, S, S)."""
+    model = model_for(name, setup).to(device).eval()
+    x = torch.randn(1, 3, setup.segments, setup.size, setup.size, device=device)
+    with torch.no_grad(), threads(1):
+        ms = time_call(lambda: model(x), device, warmup=2, repeat=repeat)
+    return {"model": name, "params": count_parameters(model), "flops": count_flops(model, x), "latency_ms": ms}
+
+
+def reference(setup: Setup, **changes) -> Setup:
+    return replace(setup, **changes)

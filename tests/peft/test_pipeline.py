@@ -1,0 +1,120 @@
+"""Tasks, tokenizer/pretraining, train (incl. resume), generate and the CLI's bad-input errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from deepnotes.peft.cli import app
+from deepnotes.peft.data.tasks import make_task, read_jsonl
+from deepnotes.peft.memory import training_step_bytes
+from deepnotes.peft.train import score
+
+runner = CliRunner()
+
+
+def test_tasks_are_deterministic_and_state_every_slot():
+    a, b = make_task("table2text", "train", 50), make_task("table2text", "train", 50)
+    assert a == b and make_task("table2text", "test", 50) != a
+    for ex in a:
+        slots = dict(part.split(" : ") for part in ex.source.split(" | "))
+        assert slots["name"] in ex.target
+        if "food" in slots:
+            assert slots["food"] in ex.target
+    for ex in make_task("summarize", "train", 20):
+        key = next(s for s in ex.source.split(". ") if s.startswith("On "))
+        assert key.split(", ", 1)[1].split(" of ")[1].split(" ")[0] in ex.target  # the city
+
+
+def test_unknown_task_lists_valid():
+    with pytest.raises(ValueError, match="table2text, summarize"):
+        make_task("translate", "train", 3)
+
+
+def test_read_jsonl_skips_and_reports_bad_lines(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"source": "a", "target": "b"}\nnot json\n{"source": "c"}\n')
+    ex, problems = read_jsonl(p)
+    assert len(ex) == 1 and len(problems) == 2 and "d.jsonl:2" in problems[0]
+
+
+def test_score_uses_sacrebleu_and_rouge():
+    s = score(["the cat sat on the mat"], ["the cat sat on the mat"])
+    assert s["bleu"] == pytest.approx(100.0) and s["rougeL"] == pytest.approx(100.0)
+    assert score(["dog"], ["the cat sat on the mat"])["bleu"] < 5
+
+
+def test_memory_accounting_full_exceeds_lora(ids):
+    from deepnotes.peft import LoraConfig, apply
+    from tests.peft.conftest import tiny_gpt2
+
+    def measure(model):
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+        return training_step_bytes(model, {"input_ids": ids, "labels": ids}, opt)
+
+    full = measure(tiny_gpt2())
+    lora = measure(apply(tiny_gpt2(), LoraConfig(r=2, target_modules=["c_attn"])))
+    # full: + gradients and 2 Adam moments of every weight
+    n = sum(p.numel() for p in tiny_gpt2().parameters()) * 4
+    assert full - lora > 2.5 * n
+
+
+@pytest.fixture(scope="session")
+def pretrained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("base") / "gpt2"
+    res = runner.invoke(app, ["pretrain", "--arch", "gpt2", "--size", "tiny", "--out", str(out), "--steps", "3",
+                              "--batch-size", "2", "--device", "cpu", "--max-chars", "60000"])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_pretrain_writes_from_pretrained_folder(pretrained):
+    from deepnotes.peft.models import load_base
+
+    model, tok = load_base(pretrained)
+    assert len(tok) == model.config.vocab_size and tok.decode(tok("hello world")["input_ids"]) == "hello world"
+    assert json.loads((pretrained / "pretrain.json").read_text())["steps"] == 3
+
+
+def test_bart_pretrain_infill_runs(tmp_path):
+    from deepnotes.peft.pretrain import pretrain
+
+    s = pretrain("bart", "tiny", tmp_path / "bart", steps=2, batch_size=2, device="cpu", max_chars=20000)
+    assert s["steps"] == 2 and (tmp_path / "bart" / "tokenizer.json").is_file()
+
+
+def test_train_resume_generate(pretrained, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--method", "prefix", "--model", str(pretrained), "--task", "table2text", "--out", str(run),
+            "--batch-size", "2", "--n-train", "20", "--n-test", "2", "--device", "cpu"]
+    res = runner.invoke(app, [*args, "--steps", "2"])
+    assert res.exit_code == 0, res.output
+    from deepnotes.core.checkpoint import load_checkpoint
+
+    state, meta = load_checkpoint(run / "checkpoint.safetensors")
+    # only the trained parameters: the prefix (embedding + MLP while training), nothing of the base model
+    assert state["trained"] and all(k.startswith("prefix_tuning.") for k in state["trained"])
+    assert any(".mlp." in k for k in state["trained"]) and meta["step"] == 2
+    res = runner.invoke(app, [*args, "--steps", "3", "--resume"])
+    assert res.exit_code == 0, res.output
+    assert [m["epoch"] for m in json.loads((run / "metrics.json").read_text())] == [2, 3]
+    results = json.loads((run / "results.json").read_text())
+    assert {"bleu", "rouge1", "rouge2", "rougeL", "trainable"} <= set(results)
+    res = runner.invoke(app, ["generate", str(run), "name : Aromi | eatType : pub", "--max-new-tokens", "4",
+                              "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+
+
+def test_cli_bad_method_and_task(pretrained, tmp_path):
+    res = runner.invoke(app, ["train", "--method", "ia3", "--model", str(pretrained), "--task", "table2text",
+                              "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "lora, adapter, prefix, prompt, full" in res.output
+    res = runner.invoke(app, ["train", "--method", "lora", "--model", str(pretrained), "--task", "qa",
+                              "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "table2text, summarize" in res.output
+    res = runner.invoke(app, ["train", "--method", "lora", "--model", str(tmp_path / "nope"), "--task", "qa",
+                              "--out", str(tmp_path)])
+    assert res.exit_code == 2

@@ -1,0 +1,135 @@
+import pytest
+import torch
+from torch import nn
+
+from deepnotes.core.timing import count_flops
+from deepnotes.video.models import MODELS, MODELS_3D, TEMPORAL_2D, build_model, model_cost
+from deepnotes.video.models.base import fold, unfold
+from deepnotes.video.models.inflate import conv3d_like
+from deepnotes.video.models.ops import TemporalConv
+from deepnotes.video.models.r2plus1d import factorised
+from deepnotes.video.models.tam import TAM
+from deepnotes.video.models.tsm import naive_shift, temporal_shift
+
+SMALL = {"num_segments": 4, "depth": 10, "width": 4, "stem_stride": 1, "input_size": 16, "dropout": 0.0}
+
+
+def _perturb(model):
+    """Give zero-initialised residual branches (and BN) non-trivial values so every path is active."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.1, 0.1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", ["tsn", *TEMPORAL_2D, *MODELS_3D])
+def test_every_model_maps_clips_to_logits_and_reports_cost(name):
+    model = build_model(name, 5, **SMALL)
+    x = torch.randn(2, 3, 4, 16, 16)
+    out = model(x)
+    assert out.shape == (2, 5)
+    out.sum().backward()
+    cost = model_cost(model)
+    assert cost["params"] == sum(p.numel() for p in model.parameters()) and cost["flops"] > 0
+
+
+def test_tsn_is_blind_to_frame_order_and_temporal_models_are_not():
+    x = torch.randn(2, 3, 4, 16, 16)
+    perm = x[:, :, [2, 0, 3, 1]]
+    tsn = _perturb(build_model("tsn", 5, **SMALL))
+    assert torch.allclose(tsn(x), tsn(perm), atol=1e-5)
+    for name in (*TEMPORAL_2D, *MODELS_3D):
+        model = _perturb(build_model(name, 5, **SMALL))
+        with torch.no_grad():
+            for p in model.parameters():  # zero-init convs too (identity/zero branches start inert)
+                if p.ndim > 1 and p.abs().sum() == 0:
+                    p.normal_(0, 0.3)
+        assert not torch.allclose(model(x), model(perm), atol=1e-4), name
+
+
+def test_shift_matches_naive_and_moves_the_right_channels():
+    x = torch.randn(2 * 3, 16, 2, 2)  # N=2, T=3, C=16 -> fold 2
+    out = temporal_shift(x, 3)
+    assert torch.equal(out, naive_shift(x, 3))
+    v, o = x.view(2, 3, 16, 2, 2), out.view(2, 3, 16, 2, 2)
+    assert torch.equal(o[:, 0, :2], v[:, 1, :2]) and torch.all(o[:, 2, :2] == 0)  # from the next frame
+    assert torch.equal(o[:, 1, 2:4], v[:, 0, 2:4]) and torch.all(o[:, 0, 2:4] == 0)  # from the previous frame
+    assert torch.equal(o[:, :, 4:], v[:, :, 4:])
+    tsn, tsm = build_model("tsn", 5, **SMALL), build_model("tsm", 5, **SMALL)
+    x = torch.randn(1, 3, 4, 16, 16)
+    assert count_flops(tsn, x) == count_flops(tsm, x)  # the shift is free in FLOPs
+
+
+def test_temporal_conv_equals_depthwise_conv3d():
+    tc = TemporalConv(6, t=5)
+    ref = nn.Conv3d(6, 6, (3, 1, 1), padding=(1, 0, 0), groups=6, bias=False)
+    ref.weight.data.copy_(tc.weight.data.view(6, 1, 3, 1, 1))
+    x = torch.randn(2 * 5, 6, 4, 4)
+    assert torch.allclose(tc(x), unfold(ref(fold(x, 5))), atol=1e-6)
+
+
+def test_tdn_short_term_branch_starts_silent():
+    """S-TDM ends in a zero-init BN: at init TDN's stem output is the 2D stem's."""
+    model = build_model("tdn", 5, **SMALL).eval()
+    clip = torch.randn(2, 3, 4, 16, 16)
+    assert torch.all(model.stem_fusion(clip, (16, 16)) == 0)
+
+
+def test_tam_kernels_are_distributions_per_clip_and_channel():
+    tam = TAM(8, t=4).eval()
+    tam(torch.randn(3 * 4, 8, 5, 5))
+    k = tam.last_kernel
+    assert k.shape == (3, 8, 3) and torch.allclose(k.sum(-1), torch.ones(3, 8)) and (k >= 0).all()
+
+
+def test_i3d_inflation_reproduces_the_2d_conv_on_a_static_video():
+    conv2d = nn.Conv2d(3, 4, 3, padding=1)
+    conv3d = conv3d_like(conv2d, 3, weight_from_2d=True)
+    img = torch.randn(1, 3, 8, 8)
+    video = img[:, :, None].repeat(1, 1, 5, 1, 1)
+    out = conv3d(video)
+    assert torch.allclose(out[:, :, 2], conv2d(img), atol=1e-5)  # inner frames: the kernel sums to the 2D one
+
+
+def test_r2plus1d_keeps_the_3d_parameter_count():
+    conv2d = nn.Conv2d(16, 32, 3, padding=1, bias=False)
+    fact = factorised(conv2d)
+    full = 3 * 3 * 3 * 16 * 32
+    n = sum(p.numel() for m in fact if isinstance(m, nn.Conv3d) for p in m.parameters())
+    assert abs(n - full) / full < 0.05
+    assert fact(torch.randn(1, 16, 4, 6, 6)).shape == (1, 32, 4, 6, 6)
+
+
+def test_registry_is_extensible_and_checks_names():
+    with pytest.raises(ValueError, match="unknown model 'x3d'"):
+        build_model("x3d", 3)
+    with pytest.raises(ValueError, match="unknown model option"):
+        build_model("tsn", 3, depthh=10)
+    MODELS["tsn_copy"] = MODELS["tsn"]
+    try:
+        assert build_model("tsn_copy", 3, **SMALL).cfg.name == "tsn_copy"
+    finally:
+        del MODELS["tsn_copy"]
+
+
+def test_wrong_number_of_frames_is_a_clear_error():
+    with pytest.raises(ValueError, match="built for 4 frames"):
+        build_model("tsm", 3, **SMALL)(torch.randn(1, 3, 6, 16, 16))
+
+
+def test_tam_applies_its_clip_kernel_as_a_channelwise_temporal_conv():
+    tam = TAM(4, t=5).eval()
+    x = torch.randn(2 * 5, 4, 3, 3)
+    out = tam(x).view(2, 5, 4, 3, 3)
+    k = tam.last_kernel
+    v = x.view(2, 5, 4, 3, 3)
+    pooled = v.mean((3, 4)).transpose(1, 2)
+    scaled = v * tam.local(pooled).transpose(1, 2)[..., None, None]
+    for n in range(2):
+        for c in range(4):
+            seq = scaled[n, :, c].reshape(5, 9).t()[:, None]  # (pixels, 1, T)
+            ref = torch.nn.functional.conv1d(seq, k[n, c].view(1, 1, 3), padding=1)[:, 0].t().reshape(5, 3, 3)
+            assert torch.allclose(out[n, :, c], ref, atol=1e-6)

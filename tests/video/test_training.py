@@ -1,0 +1,165 @@
+import json
+import shutil
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from deepnotes.cli import app
+from deepnotes.core import load_checkpoint
+from deepnotes.video import TrainConfig, evaluate, predict, train
+from deepnotes.video import training as training_mod
+from deepnotes.video.data import VideoReadError
+
+
+@pytest.fixture(scope="module")
+def data_with_bad_video(motion_data, tmp_path_factory):
+    """The motion lists with one training and one validation video replaced by a corrupt file."""
+    root = motion_data["train"].parent
+    bad = root / "videos" / "corrupt.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 definitely not h264" * 10)
+    out = tmp_path_factory.mktemp("lists")
+    for split in ("train", "val"):
+        lines = (root / f"{split}.txt").read_text().splitlines()
+        lines[3] = "videos/corrupt.mp4 3"
+        (out / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    shutil.copy(root / "classes.txt", out / "classes.txt")
+    return {"train": out / "train.txt", "val": out / "val.txt", "root": root, "bad": bad}
+
+
+@pytest.fixture(scope="module")
+def trained_run(motion_data, tiny_train_kwargs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    cfg = TrainConfig(model="tsm", train=str(motion_data["train"]), val=str(motion_data["val"]), out=str(out),
+                      epochs=2, **tiny_train_kwargs)
+    return out, train(cfg)
+
+
+def test_train_writes_metrics_config_and_checkpoint(trained_run):
+    out, metrics = trained_run
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert [m["epoch"] for m in metrics] == [0, 1]
+    for m in metrics:
+        assert {"loss", "top1", "top5", "mean_class_acc", "train_loss", "train_skipped"} <= set(m)
+        assert 0 <= m["top1"] <= m["top5"] <= 1
+    assert metrics[1]["train_loss"] < metrics[0]["train_loss"] + 0.5
+    state, meta = load_checkpoint(out / "checkpoint.safetensors")
+    assert meta["model"] == "tsm" and meta["epoch"] == 1 and len(meta["classes"]) == 8
+    assert json.loads((out / "config.json").read_text())["model"] == "tsm"
+
+
+def test_resume_after_a_crash_gives_the_same_weights(motion_data, tiny_train_kwargs, trained_run, tmp_path,
+                                                     monkeypatch):
+    out = tmp_path / "crashed"
+    cfg = TrainConfig(model="tsm", train=str(motion_data["train"]), val=str(motion_data["val"]), out=str(out),
+                      epochs=2, **tiny_train_kwargs)
+    real = training_mod.set_epoch
+
+    def crash_in_second_epoch(loader, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        real(loader, epoch)
+
+    monkeypatch.setattr(training_mod, "set_epoch", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.setattr(training_mod, "set_epoch", real)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(cfg)
+    cfg.resume = True
+    metrics = train(cfg)
+    assert [m["epoch"] for m in metrics] == [0, 1]
+    ref, _ = load_checkpoint(trained_run[0] / "checkpoint.safetensors")
+    got, _ = load_checkpoint(out / "checkpoint.safetensors")
+    for k, v in ref["model"].items():
+        assert torch.allclose(v.float(), got["model"][k].float(), atol=1e-6), k
+    cfg.model = "tsn"
+    with pytest.raises(ValueError, match="model='tsm'.*not 'tsn'"):
+        train(cfg)
+
+
+def test_unreadable_videos_are_skipped_counted_and_reported(data_with_bad_video, tiny_train_kwargs, tmp_path):
+    d = data_with_bad_video
+    cfg = TrainConfig(model="tsn", train=str(d["train"]), val=str(d["val"]), root=str(d["root"]),
+                      out=str(tmp_path / "run"), epochs=1, **tiny_train_kwargs)
+    (m,) = train(cfg)
+    assert m["train_skipped"] == 1 and m["val_skipped"] == 1
+    res = evaluate(tmp_path / "run", d["val"], root=d["root"], workers=0, device="cpu")
+    assert res["skipped"] == 1 and res["skipped_paths"] == [str(d["bad"])] and res["n"] == 7
+    assert (tmp_path / "run" / "eval" / "val-confusion.png").is_file()
+    with pytest.raises(VideoReadError, match="corrupt.mp4"):
+        predict(tmp_path / "run", d["bad"], device="cpu")
+
+
+def test_eval_views_and_predict(trained_run, motion_data):
+    out, _ = trained_run
+    res = evaluate(out, motion_data["val"], clips=2, crops=3, workers=0, device="cpu")
+    assert res["n"] == 8 and res["views"] == {"clips": 2, "crops": 3}
+    assert sum(map(sum, res["confusion"])) == 8
+    video = next((motion_data["train"].parent / "videos" / "move_left").glob("*.mp4"))
+    top = predict(out, video, device="cpu")
+    assert len(top) == 5 and all(a[1] >= b[1] for a, b in zip(top, top[1:], strict=False))
+    assert 0 < sum(s for _, s in top) <= 1 + 1e-6
+
+
+def test_cli_train_eval_predict_and_errors(motion_data, trained_run, tmp_path):
+    runner = CliRunner()
+    out, _ = trained_run
+    res = runner.invoke(app, ["video", "eval", str(out), "--list", str(motion_data["val"]), "--workers", "0",
+                              "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "top1" in res.output and "confusion matrix" in res.output
+    video = next((motion_data["train"].parent / "videos" / "turn_cw").glob("*.mp4"))
+    res = runner.invoke(app, ["video", "predict", str(out), str(video), "--device", "cpu"])
+    assert res.exit_code == 0 and len(res.output.strip().splitlines()) == 5
+    bad = tmp_path / "bad.txt"
+    bad.write_text("videos/move_left/move_left_train_0000.mp4 0\nvideos/move_left/move_left_train_0001.mp4 99\n")
+    res = runner.invoke(app, ["video", "train", "--model", "tsm", "--train", str(bad), "--out", str(tmp_path / "r"),
+                              "--root", str(motion_data["train"].parent), "--classes", str(motion_data["classes"])])
+    assert res.exit_code == 2 and "bad.txt:2" in res.output and "label 99" in res.output
+    res = runner.invoke(app, ["video", "predict", str(out), str(tmp_path / "nope.mp4")])
+    assert res.exit_code == 2 and "nope.mp4" in res.output
+    res = runner.invoke(app, ["video", "train", "--model", "nope", "--train", str(motion_data["train"]),
+                              "--out", str(tmp_path / "r2")])
+    assert res.exit_code == 2 and "unknown model 'nope'" in res.output
+
+
+def test_cli_synth(tmp_path):
+    res = CliRunner().invoke(app, ["video", "synth", "scene", str(tmp_path / "s"), "--n-per-class", "1",
+                                   "--val-per-class", "1", "--frames", "4", "--size", "16"])
+    assert res.exit_code == 0, res.output
+    assert len((tmp_path / "s" / "train.txt").read_text().splitlines()) == 8
+
+
+def test_loader_workers_and_shards_give_the_same_samples(motion_data):
+    """Augmentation depends on (seed, epoch, index) only: 0 or 2 workers, 1 or 2 shards, same clips."""
+    from deepnotes.video.data import make_loader, read_list, set_epoch
+    from deepnotes.video.training import make_dataset
+
+    cfg = TrainConfig(model="tsn", train=str(motion_data["train"]), out="", segments=4, input_size=16)
+    ds = make_dataset(cfg, read_list(motion_data["train"]), True, label_map={0: 1, 1: 0})
+
+    def batches(workers, rank=0, world=1, bs=4):
+        loader = make_loader(ds, bs, True, workers, seed=3, rank=rank, world_size=world, drop_last=True)
+        set_epoch(loader, 1)
+        return list(loader)
+
+    serial, parallel = batches(0), batches(2)
+    assert len(serial) == 4
+    for a, b in zip(serial, parallel, strict=True):
+        assert a.indices == b.indices and torch.equal(a.clips, b.clips) and torch.equal(a.labels, b.labels)
+    halves = [batches(0, r, 2, 2) for r in (0, 1)]
+    for g, full in enumerate(serial):
+        joined = torch.cat([halves[0][g].clips, halves[1][g].clips])
+        assert torch.equal(joined, full.clips)
+    assert sorted(i for b in serial for i in b.indices) == list(range(16))
+
+
+def test_cli_models_lists_cost():
+    res = CliRunner().invoke(app, ["video", "models", "--segments", "2", "--input-size", "16", "--depth", "10",
+                                   "--width", "4"])
+    assert res.exit_code == 0, res.output
+    lines = {ln.split()[0]: ln.split() for ln in res.output.splitlines()[1:]}
+    assert set(lines) == {"tsn", "tsm", "tea", "stm", "tdn", "tam", "c3d", "i3d", "r2plus1d"}
+    assert lines["tsn"][1:] == lines["tsm"][1:]  # the shift adds neither parameters nor FLOPs
+    assert float(lines["i3d"][2]) > float(lines["tsn"][2])
