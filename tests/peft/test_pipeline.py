@@ -102,7 +102,8 @@ def test_train_resume_generate(pretrained, tmp_path):
     assert res.exit_code == 0, res.output
     assert [m["epoch"] for m in json.loads((run / "metrics.json").read_text())] == [2, 3]
     results = json.loads((run / "results.json").read_text())
-    assert {"bleu", "rouge1", "rouge2", "rougeL", "trainable"} <= set(results)
+    assert {"bleu", "rouge1", "rouge2", "rougeL", "trainable", "test_loss"} <= set(results)
+    assert 0 < results["test_loss"] < 20
     res = runner.invoke(app, ["generate", str(run), "name : Aromi | eatType : pub", "--max-new-tokens", "4",
                               "--device", "cpu"])
     assert res.exit_code == 0, res.output

@@ -40,7 +40,7 @@ METHODS = ("full", "lora", "adapter", "prefix", "prompt")
        "LoRA, adapters, prefix and prompt tuning train a small fraction of the parameters of full "
        "fine-tuning and come close to its task score.",
        "every PEFT method trains <= 10% of the parameters (prefix: after folding the MLP) and reaches >= 50% "
-       "of full fine-tuning's BLEU on table2text")
+       "of full fine-tuning's BLEU on table2text (full fine-tuning must reach BLEU >= 1 for the test to count)")
 def trainable_vs_score(ctx: ClaimContext) -> Outcome:
     rows, figures = [], {}
     for m in METHODS:
@@ -56,9 +56,13 @@ def trainable_vs_score(ctx: ClaimContext) -> Outcome:
                      "% of full": round(pct, 3), "BLEU": round(r["bleu"], 2), "ROUGE-L": round(r["rougeL"], 2),
                      "seconds": round(time.perf_counter() - t0, 1)})
         figures[f"{m}_bleu"] = r["bleu"]
+        figures[f"{m}_test_loss"] = r["test_loss"]
+        rows[-1]["test loss"] = round(r["test_loss"], 3)
         figures[f"{m}_trainable_percent"] = pct
     full = figures["full_bleu"]
-    held = all(figures[f"{m}_trainable_percent"] <= 10 and figures[f"{m}_bleu"] >= 0.5 * full for m in METHODS[1:])
+    # a full fine-tuning BLEU near zero means the run was too short to compare scores: not held
+    held = full >= 1.0 and all(figures[f"{m}_trainable_percent"] <= 10 and figures[f"{m}_bleu"] >= 0.5 * full
+                               for m in METHODS[1:])
     return Outcome(figures, held, tables={"methods": rows},
                    notes="base: gpt2 pre-trained on stdlib docstrings; greedy decoding; sacreBLEU corpus BLEU.")
 
@@ -137,20 +141,31 @@ def lora_merged_latency(ctx: ClaimContext) -> Outcome:
 @claim("peft.prefix_mlp_stability", TOPIC,
        "Prefix tuning through the MLP reparameterisation is more stable than optimising the prefix directly "
        "(Li & Liang 2021).",
-       "across seeds, the MLP run's mean BLEU >= the direct run's and its standard deviation <= the direct run's")
+       "across seeds, the MLP run's mean BLEU >= the direct run's and its standard deviation <= the direct run's "
+       "(if both BLEU means are < 1, the same test on the test-target loss, lower is better)")
 def prefix_mlp_stability(ctx: ClaimContext) -> Outcome:
     seeds = list(range(ctx.pick(3, 5)))
     res = {True: [], False: []}
+    losses = {True: [], False: []}
     rows = []
     for projection in (True, False):
         for s in seeds:
             r = _run(ctx, "prefix", f"prefix-{'mlp' if projection else 'direct'}-{s}", seed=s,
                      options={"projection": projection})
             res[projection].append(r["bleu"])
-            rows.append({"prefix": "MLP" if projection else "direct", "seed": s, "BLEU": round(r["bleu"], 2)})
+            losses[projection].append(r["test_loss"])
+            rows.append({"prefix": "MLP" if projection else "direct", "seed": s, "BLEU": round(r["bleu"], 2),
+                         "test loss": round(r["test_loss"], 3)})
     mean = {k: statistics.mean(v) for k, v in res.items()}
     std = {k: statistics.pstdev(v) for k, v in res.items()}
+    lmean = {k: statistics.mean(v) for k, v in losses.items()}
+    lstd = {k: statistics.pstdev(v) for k, v in losses.items()}
     figures = {"mlp_mean_bleu": mean[True], "mlp_std_bleu": std[True],
-               "direct_mean_bleu": mean[False], "direct_std_bleu": std[False]}
-    held = mean[True] >= mean[False] and std[True] <= std[False]
+               "direct_mean_bleu": mean[False], "direct_std_bleu": std[False],
+               "mlp_mean_test_loss": lmean[True], "mlp_std_test_loss": lstd[True],
+               "direct_mean_test_loss": lmean[False], "direct_std_test_loss": lstd[False]}
+    if max(mean.values()) >= 1.0:
+        held = mean[True] >= mean[False] and std[True] <= std[False]
+    else:  # BLEU still ~0 for both (short run): compare the reference targets' loss instead
+        held = lmean[True] <= lmean[False] and lstd[True] <= lstd[False]
     return Outcome(figures, held, tables={"runs": rows})

@@ -109,6 +109,23 @@ def score(hyps: list[str], refs: list[str]) -> dict[str, float]:
     return {"bleu": sacrebleu.corpus_bleu(hyps, [refs]).score, **rouge}
 
 
+@torch.no_grad()
+def target_loss(model: nn.Module, tokenizer, examples: list[Example], batch_size: int = 16) -> float:
+    """Mean per-token cross-entropy of the reference targets (teacher forcing): a score that moves
+    smoothly even when a short run does not yet generate good text."""
+    model.eval()
+    encdec = bool(model.config.is_encoder_decoder)
+    dev = next(model.parameters()).device
+    rows = encode(tokenizer, examples, encdec)
+    total, count = 0.0, 0
+    for i in range(0, len(rows), batch_size):
+        batch = {k: v.to(dev) for k, v in collate(rows[i : i + batch_size], tokenizer.pad_token_id, encdec).items()}
+        n = int((batch["labels"][:, 1:] != -100).sum()) if not encdec else int((batch["labels"] != -100).sum())
+        total += float(model(**batch).loss) * n
+        count += n
+    return total / max(count, 1)
+
+
 def trained_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
 
@@ -181,8 +198,9 @@ def train(method: str, model_dir: str | Path, task: str, out: str | Path, steps:
     if config is not None:
         save_adapter(model, run.path / "adapter")
     test = make_task(task, "test", n_test, seed=0)
+    test_loss = target_loss(model, tok, test, batch_size)
     hyps = generate_texts(model, tok, [e.source for e in test])
-    result = {**score(hyps, [e.target for e in test]), "trainable": report.trainable, "total": report.total,
+    result = {**score(hyps, [e.target for e in test]), "test_loss": test_loss, "trainable": report.trainable, "total": report.total,
               "trainable_percent": report.percent, "train_seconds": seconds,
               "examples": [{"source": e.source, "reference": e.target, "output": h} for e, h in zip(test[:5], hyps, strict=False)]}
     atomic_write_json(run.path / "results.json", result)

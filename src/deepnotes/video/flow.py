@@ -19,6 +19,7 @@ when complete, so a folder with ``flow.json`` inside is done; it is skipped next
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -29,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deepnotes.core.checkpoint import atomic_write_text
+from deepnotes.core.checkpoint import atomic_write_json, atomic_write_text
 from deepnotes.core.paths import resolve_inside
 from deepnotes.core.progress import progress
 from deepnotes.video.data.decode import read_video
@@ -301,13 +302,16 @@ def extract_list(list_file: Path, out: Path, root: Path | None = None, method: s
         for video, info, err in progress(map(_extract_one, todo), desc=f"flow ({method})", total=len(todo)):
             seconds, frames = _record(report, video, info, err, seconds, frames)
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as pool:
+        # spawn, not fork: a forked child inherits OpenCV's and torch's thread pools in whatever state the
+        # parent left them (locks held), and hangs on its first parallel call
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, mp_context=ctx) as pool:
             results = pool.map(_extract_one, todo)
             for video, info, err in progress(results, desc=f"flow ({method}, {workers} workers)", total=len(todo)):
                 seconds, frames = _record(report, video, info, err, seconds, frames)
     report.seconds_per_frame = seconds / max(frames, 1)
     _write_flow_list(out, items)
-    (out / REPORT_FILE).write_text(json.dumps(report.as_dict(), indent=2))
+    atomic_write_json(out / REPORT_FILE, report.as_dict())
     return report
 
 
