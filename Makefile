@@ -15,9 +15,12 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# reproduce exits 1 when a claim did not hold: the demo still did its job (the report says which and why);
+# any other failure (bad arguments, a crash) fails the demo.
 demo: install
 	$(VENV)/bin/deepnotes reproduce --quick --out $(OUT) --force; rc=$$?; \
-	echo "report: $(OUT)/report.html  (also $(OUT)/report.md, $(OUT)/results.json)"; exit $$rc
+	echo "report: $(OUT)/report.html  (also $(OUT)/report.md, $(OUT)/results.json)"; \
+	if [ $$rc -eq 1 ]; then echo "some claims did not hold: see the report"; fi; test $$rc -le 1
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -39,6 +39,9 @@ def build_model(arch: str, size: str, vocab_size: int, pad: int, bos: int, eos: 
 def load_base(model_dir: str | Path, device=None):
     """(model, tokenizer) saved by ``save_pretrained`` in ``model_dir`` (a local folder; nothing downloaded)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, PreTrainedTokenizerFast
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a bar per tiny local load only clutters the reports' logs
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
