@@ -82,3 +82,11 @@ def test_resolve_inside_refuses_escape(tmp_path):
 def test_atomic_write_json(tmp_path):
     atomic_write_json(tmp_path / "x.json", {"a": torch.tensor(2.5)})
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": 2.5}
+
+
+def test_atomic_write_gives_the_mode_of_a_plain_open(tmp_path):
+    import os
+
+    atomic_write_json(tmp_path / "a.json", {"a": 1})
+    (tmp_path / "b.json").write_text("{}")
+    assert os.stat(tmp_path / "a.json").st_mode == os.stat(tmp_path / "b.json").st_mode
