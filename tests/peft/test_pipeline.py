@@ -119,3 +119,25 @@ def test_cli_bad_method_and_task(pretrained, tmp_path):
     res = runner.invoke(app, ["train", "--method", "lora", "--model", str(tmp_path / "nope"), "--task", "qa",
                               "--out", str(tmp_path)])
     assert res.exit_code == 2
+
+
+def test_train_on_user_jsonl_skips_and_reports_bad_lines(pretrained, tmp_path):
+    data = tmp_path / "mine.jsonl"
+    rows = [json.dumps({"source": f"name : Cafe{i} | food : Thai", "target": f"Cafe{i} serves Thai food."})
+            for i in range(6)]
+    data.write_text("\n".join([*rows[:3], "{not json", json.dumps({"source": "x"}), *rows[3:]]) + "\n")
+    run = tmp_path / "run"
+    res = runner.invoke(app, ["train", "--method", "lora", "--model", str(pretrained), "--task", "table2text",
+                              "--out", str(run), "--steps", "1", "--batch-size", "2", "--device", "cpu",
+                              "--train-file", str(data), "--test-file", str(data)])
+    assert res.exit_code == 0, res.output
+    results = json.loads((run / "results.json").read_text())
+    # 2 bad lines, read once for train and once for test
+    assert results["skipped_lines"] == 4 and "mine.jsonl:4" in results["skipped"][0]
+    assert results["examples"][0]["reference"] == "Cafe0 serves Thai food."
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("{bad\n")
+    res = runner.invoke(app, ["train", "--method", "lora", "--model", str(pretrained), "--task", "table2text",
+                              "--out", str(tmp_path / "r2"), "--steps", "1", "--device", "cpu",
+                              "--train-file", str(empty)])
+    assert res.exit_code == 2 and "no usable train example" in res.output

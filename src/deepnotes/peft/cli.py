@@ -54,12 +54,15 @@ def train_cmd(
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device"),
     resume: bool = typer.Option(False, "--resume", help="continue from the run folder's checkpoint"),
+    train_file: Path = typer.Option(None, "--train-file", help="your data: JSON lines {source, target}"),
+    test_file: Path = typer.Option(None, "--test-file", help="your test data: JSON lines {source, target}"),
 ) -> None:
     """Fine-tune with one method; writes the adapter (peft layout), metrics and test scores."""
     from deepnotes.peft.train import train
 
     try:
-        r = train(method, model, task, out, steps, batch_size, lr, n_train, n_test, eval_every, seed, device, resume)
+        r = train(method, model, task, out, steps, batch_size, lr, n_train, n_test, eval_every, seed, device, resume,
+                  train_file=train_file, test_file=test_file)
     except _USER_ERRORS as exc:
         _fail(exc)
     typer.echo(f"{method} on {task}: BLEU {r['bleu']:.1f}  ROUGE-L {r['rougeL']:.1f}  "

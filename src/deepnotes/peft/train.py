@@ -18,7 +18,7 @@ from torch import nn
 from deepnotes.core import RunDir, atomic_write_json, pick_device, progress, seed_everything
 from deepnotes.peft.api import apply, trainable_parameters
 from deepnotes.peft.config import AdapterConfig, LoraConfig, PrefixConfig, PromptConfig
-from deepnotes.peft.data.tasks import TASKS, Example, make_task
+from deepnotes.peft.data.tasks import TASKS, Example, make_task, read_jsonl
 from deepnotes.peft.io import load_adapter, save_adapter
 from deepnotes.peft.models import load_base
 
@@ -132,8 +132,13 @@ def trained_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def train(method: str, model_dir: str | Path, task: str, out: str | Path, steps: int = 300, batch_size: int = 8,
           lr: float | None = None, n_train: int = 2000, n_test: int = 100, eval_every: int | None = None,
-          seed: int = 0, device: str = "auto", resume: bool = False, options: dict | None = None) -> dict:
-    """Fine-tune ``model_dir`` with ``method`` on ``task``; returns the test scores (also results.json)."""
+          seed: int = 0, device: str = "auto", resume: bool = False, options: dict | None = None,
+          train_file: str | Path | None = None, test_file: str | Path | None = None) -> dict:
+    """Fine-tune ``model_dir`` with ``method`` on ``task``; returns the test scores (also results.json).
+
+    ``train_file`` / ``test_file``: the user's own data as JSON lines ``{"source": ..., "target": ...}``
+    replacing the synthetic task's split; malformed lines are skipped, counted and listed in results.json.
+    """
     from deepnotes.optim import AdamW
     from deepnotes.optim.schedule import cosine_with_warmup
 
@@ -169,8 +174,12 @@ def train(method: str, model_dir: str | Path, task: str, out: str | Path, steps:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start_step = int(meta["step"])
+    train_examples, skipped = _examples(task, "train", n_train, train_file)
+    test, test_skipped = _examples(task, "test", n_test, test_file)
+    skipped += test_skipped
+    asked.update(train_file=str(train_file) if train_file else None, test_file=str(test_file) if test_file else None)
     run.write_config(asked)
-    data = encode(tok, make_task(task, "train", n_train, seed=0), encdec)
+    data = encode(tok, train_examples, encdec)
     gen = torch.Generator().manual_seed(seed + start_step)
     eval_every = eval_every or steps
     t0 = time.perf_counter()
@@ -197,14 +206,24 @@ def train(method: str, model_dir: str | Path, task: str, out: str | Path, steps:
         model.prefix_tuning.fold()  # inference keeps only the prefix table, not the MLP
     if config is not None:
         save_adapter(model, run.path / "adapter")
-    test = make_task(task, "test", n_test, seed=0)
     test_loss = target_loss(model, tok, test, batch_size)
     hyps = generate_texts(model, tok, [e.source for e in test])
     result = {**score(hyps, [e.target for e in test]), "test_loss": test_loss, "trainable": report.trainable, "total": report.total,
               "trainable_percent": report.percent, "train_seconds": seconds,
+              "skipped_lines": len(skipped), "skipped": skipped[:100],
               "examples": [{"source": e.source, "reference": e.target, "output": h} for e, h in zip(test[:5], hyps, strict=False)]}
     atomic_write_json(run.path / "results.json", result)
     return result
+
+
+def _examples(task: str, split: str, n: int, path: str | Path | None) -> tuple[list[Example], list[str]]:
+    """The synthetic task's split, or the examples of the user's JSON-lines file (with skipped-line notes)."""
+    if path is None:
+        return make_task(task, split, n, seed=0), []
+    examples, problems = read_jsonl(path)
+    if not examples:
+        raise ValueError(f"{path}: no usable {split} example (need JSON lines with \"source\" and \"target\")")
+    return examples, problems
 
 
 def load_run(run_dir: str | Path, device: str = "auto"):
