@@ -35,6 +35,24 @@ def test_synth_untrimmed_train_and_detect(tmp_path):
     frames_dir = tmp_path / "res_frames"
     assert (frames_dir / "frame_00001.png").is_file() and (frames_dir / "detections.mp4").is_file()
 
+    # learned actor boxes: a clear error before training, then train-actors -> detect --boxes learned
+    detect_learned = ["video", "detect", str(run), str(data / "videos/val_0000.mp4"), "--out", str(out),
+                      "--window", "16", "--stride", "8", "--device", "cpu", "--no-render", "--boxes", "learned"]
+    r = runner.invoke(app, detect_learned)
+    assert r.exit_code == 2 and "train-actors" in r.output
+    r = runner.invoke(app, ["video", "train-actors", str(data), "--out", str(run / "actor_net.safetensors"),
+                            "--steps", "5", "--device", "cpu"])
+    assert r.exit_code == 0 and "annotated frames" in r.output, r.output
+    r = runner.invoke(app, detect_learned)
+    assert r.exit_code == 0, r.output
+    res = json.loads(out.read_text())
+    assert "learned boxes" in res["external_data"]["details"]
+    for d in res["results"]["val_0000"]:
+        for _, x1, y1, x2, y2 in d.get("boxes", []):
+            assert 0 <= x1 < x2 <= 32 and 0 <= y1 < y2 <= 32
+    r = runner.invoke(app, [*detect_learned, "--actor-model", str(run / "checkpoint.safetensors")])
+    assert r.exit_code == 2 and "not an actor net" in r.output
+
     # bad input: a video shorter than one window, a missing video, a run without a background class
     r = runner.invoke(app, ["video", "detect", str(run), str(data / "videos/val_0000.mp4"), "--out", str(out),
                             "--window", "64", "--device", "cpu", "--no-render"])

@@ -52,6 +52,9 @@ def detect_cmd(
     window: int = typer.Option(16, "--window", help="sliding-window length in frames"),
     stride: int = typer.Option(4, "--stride", help="step between windows in frames"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps"),
+    boxes: str = typer.Option("motion", "--boxes", help="actor boxes from 'motion' or a 'learned' actor net"),
+    actor_model: Path = typer.Option(None, "--actor-model", help="actor net for --boxes learned "
+                                                                 "(default: RUN/actor_net.safetensors)"),
 ) -> None:
     """Where, when, what: localise and classify actions in an untrimmed video and box the actors."""
     from deepnotes.video.data.decode import VideoReadError
@@ -61,7 +64,8 @@ def detect_cmd(
         _fail(f"video {video} does not exist")
     render_dir = None if no_render else (render or out.with_name(out.stem + "_frames"))
     try:
-        result = detect_run(run, video, out, render_dir, window, stride, device=device)
+        result = detect_run(run, video, out, render_dir, window, stride, boxes=boxes, device=device,
+                            actor_model=actor_model)
     except (ValueError, FileNotFoundError, VideoReadError) as exc:
         _fail(str(exc))
     dets = next(iter(result["results"].values()))
@@ -69,3 +73,30 @@ def detect_cmd(
         typer.echo(f"{d['score']:.3f}  {d['label']:<12s} {d['segment'][0]:7.2f}s - {d['segment'][1]:7.2f}s  "
                    f"({len(d.get('boxes', []))} boxes)")
     typer.echo(f"{len(dets)} detection(s): {out}" + (f"  rendered: {render_dir}" if render_dir else ""))
+
+
+@app.command("train-actors")
+def train_actors_cmd(
+    dataset: Path = typer.Argument(..., help="folder from `deepnotes video synth untrimmed` (train_gt.json, videos/)"),
+    out: Path = typer.Option(..., "--out", help="where to write the actor net, e.g. RUN/actor_net.safetensors"),
+    gt: Path = typer.Option(None, "--gt", help="ActivityNet-style ground truth with boxes (default: DATASET/train_gt.json)"),
+    steps: int = typer.Option(300, "--steps"),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps"),
+) -> None:
+    """Train the learned actor-box net used by `detect --boxes learned` on ground-truth actor boxes."""
+    from deepnotes.core import pick_device
+    from deepnotes.video.untrimmed.actors import annotated_frames, save_actor_net, train_actor_net
+
+    gt = gt or dataset / "train_gt.json"
+    if not gt.is_file():
+        _fail(f"ground truth {gt} does not exist")
+    try:
+        frames, boxes, skipped = annotated_frames(gt, dataset / "videos")
+    except ValueError as exc:
+        _fail(str(exc))
+    for s in skipped:
+        typer.echo(f"  skipped {s}", err=True)
+    net = train_actor_net(frames, boxes, steps=steps, seed=seed, device=pick_device(device))
+    save_actor_net(net.cpu(), out)
+    typer.echo(f"actor net trained on {len(frames)} annotated frames ({len(skipped)} videos skipped) -> {out}")

@@ -13,6 +13,8 @@ training data of the same kind of actor. The localisation claim measures the fra
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import torch
@@ -167,3 +169,58 @@ def actor_net_boxes(net: ActorNet, frames: np.ndarray, batch_size: int = 64) -> 
                 x0, y0, w, h, _ = stats[best]
                 out[i + k] = (x0, y0, x0 + w, y0 + h)
     return out
+
+
+ACTOR_NET_FILE = "actor_net.safetensors"
+
+
+def save_actor_net(net: ActorNet, path: str | Path) -> Path:
+    """Write the net atomically as a deepnotes checkpoint (safetensors + JSON header)."""
+    from deepnotes.core.checkpoint import save_checkpoint
+
+    return save_checkpoint(path, {"model": net.state_dict()}, {"kind": "actor_net", "width": net.head.in_channels // 2})
+
+
+def load_actor_net(path: str | Path, device: str | torch.device = "cpu") -> ActorNet:
+    from deepnotes.core.checkpoint import load_checkpoint, read_meta
+
+    meta = read_meta(path)
+    if meta.get("kind") != "actor_net":
+        raise ValueError(f"{path} is a deepnotes checkpoint of {meta.get('kind') or meta.get('model')!r}, not an actor "
+                         "net; train one with `deepnotes video train-actors`")
+    state, _ = load_checkpoint(path, device=device)
+    net = ActorNet(width=int(meta["width"])).to(device)
+    net.load_state_dict(state["model"])
+    return net.eval()
+
+
+def annotated_frames(gt_json: str | Path, videos_dir: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Frames (N, H, W, 3) and boxes (N, 4) of every annotated actor box in an ActivityNet-style ground truth
+    whose annotations carry ``boxes`` ``[[frame, x1, y1, x2, y2], ...]`` (as ``synth untrimmed`` writes),
+    reading ``videos_dir/<video id>.mp4``. Videos that cannot be read are skipped and listed."""
+    import json
+
+    from deepnotes.core.paths import resolve_inside
+    from deepnotes.video.data.decode import read_video
+
+    try:
+        database = json.loads(Path(gt_json).read_text())["database"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{gt_json}: not an ActivityNet-style ground truth with a 'database' ({exc})") from exc
+    frames, boxes, skipped = [], [], []
+    for vid, entry in database.items():
+        rows = [b for ann in entry.get("annotations", []) for b in ann.get("boxes", [])]
+        if not rows:
+            continue
+        try:
+            video = read_video(resolve_inside(videos_dir, f"{vid}.mp4"))
+        except Exception as exc:  # one unreadable video must not stop the job
+            skipped.append(f"{vid}: {exc}")
+            continue
+        for f, *box in rows:
+            if 0 <= int(f) < len(video):
+                frames.append(video[int(f)])
+                boxes.append(box)
+    if not frames:
+        raise ValueError(f"{gt_json}: no annotated actor box could be read from {videos_dir}")
+    return np.stack(frames), np.asarray(boxes, np.float32), skipped

@@ -97,28 +97,39 @@ def detect(frames: np.ndarray, scorer: Callable, classes: list[str], cfg: Locali
 
 def detect_run(run_dir: str | Path, video: str | Path, out: str | Path, render: str | Path | None = None,
                window: int = 16, stride: int = 4, boxes: str = "motion", device: str = "auto",
-               min_score: float = 0.1) -> dict[str, Any]:
+               min_score: float = 0.1, actor_model: str | Path | None = None) -> dict[str, Any]:
     """``deepnotes video detect``: write ActivityNet-style ``out`` and, when ``render`` is given, annotated
-    frames (``render/frame_00001.png``...) and ``render/detections.mp4``. Returns the result dict."""
+    frames (``render/frame_00001.png``...) and ``render/detections.mp4``. Returns the result dict.
+
+    ``boxes``: ``motion`` (no training needed) or ``learned`` (an :class:`ActorNet` from ``actor_model``,
+    default ``RUN/actor_net.safetensors``, written by ``deepnotes video train-actors``)."""
     from deepnotes.core import pick_device
     from deepnotes.video.data.decode import read_video
     from deepnotes.video.data.synth import write_mp4
     from deepnotes.video.training import load_run
-    from deepnotes.video.untrimmed.actors import motion_boxes
+    from deepnotes.video.untrimmed.actors import ACTOR_NET_FILE, actor_net_boxes, load_actor_net, motion_boxes
     from deepnotes.video.untrimmed.render import render_detections, write_frames
 
-    if boxes != "motion":
-        raise ValueError(f"unknown box source {boxes!r}; valid: motion")
+    if boxes not in ("motion", "learned"):
+        raise ValueError(f"unknown box source {boxes!r}; valid: motion, learned")
     dev = pick_device(device)
+    boxes_fn = motion_boxes
+    if boxes == "learned":
+        path = Path(actor_model) if actor_model else Path(run_dir) / ACTOR_NET_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: train an actor net with `deepnotes video train-actors "
+                                    f"DATASET --out {path}` or pass --actor-model")
+        net = load_actor_net(path, dev)
+        boxes_fn = lambda f: actor_net_boxes(net, f)  # noqa: E731
     model, meta = load_run(run_dir, dev)
     classes = list(meta["classes"])
     frames = read_video(video)
     fps = video_fps(video)
     cfg = LocalizeConfig(window=window, stride=stride)
-    detections, actor_boxes = detect(frames, run_scorer(model, meta, dev), classes, cfg, motion_boxes)
+    detections, actor_boxes = detect(frames, run_scorer(model, meta, dev), classes, cfg, boxes_fn)
     vid = Path(video).stem
     entries = [detection_entry(s, e, classes[c], sc, fps, actor_boxes) for s, e, c, sc in detections]
-    result = results_json({vid: entries}, details=f"recogniser {meta['model']} from {run_dir}")
+    result = results_json({vid: entries}, details=f"recogniser {meta['model']} from {run_dir}; {boxes} boxes")
     write_json(out, result)
     if render is not None:
         drawn = render_detections(frames, detections, actor_boxes, classes, min_score=min_score)
