@@ -9,15 +9,12 @@ Written as real .mp4 files with ``train.txt`` / ``val.txt``, ``classes.txt`` and
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from deepnotes.core import atomic_write_text
-from deepnotes.video.data.lists import write_list
-from deepnotes.video.data.synth import write_mp4
+from deepnotes.video.data.synth import write_synthetic_set
 
 CLASSES = ("red_left", "red_right", "blue_left", "blue_right")
 FLIP_MAP = {0: 1, 1: 0, 2: 3, 3: 2}
@@ -49,19 +46,5 @@ def appearance_motion_video(label: int, frames: int, size: int, rng: np.random.G
 def write_appearance_motion(out: str | Path, n_per_class: int = 16, val_per_class: int = 6, frames: int = 12,
                             size: int = 32, seed: int = 0) -> dict[str, Path]:
     """Write the dataset to ``out``; same arguments, same bytes. Returns the paths of its files."""
-    out = Path(out)
-    paths: dict[str, Path] = {}
-    for split_id, (split, n) in enumerate((("train", n_per_class), ("val", val_per_class))):
-        rows = []
-        for label, name in enumerate(CLASSES):
-            for i in range(n):
-                rel = f"videos/{name}/{name}_{split}_{i:04d}.mp4"
-                write_mp4(out / rel, appearance_motion_video(label, frames, size,
-                                                             np.random.default_rng([seed, split_id, label, i])))
-                rows.append((rel, label))
-        write_list(out / f"{split}.txt", rows)
-        paths[split] = out / f"{split}.txt"
-    atomic_write_text(out / "classes.txt", "".join(c + "\n" for c in CLASSES))
-    atomic_write_text(out / "flip_map.json", json.dumps({str(k): v for k, v in FLIP_MAP.items()}) + "\n")
-    paths.update(classes=out / "classes.txt", flip_map=out / "flip_map.json")
-    return paths
+    return write_synthetic_set(out, CLASSES, FLIP_MAP, appearance_motion_video, n_per_class, val_per_class,
+                               frames, size, seed)

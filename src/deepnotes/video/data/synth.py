@@ -15,6 +15,7 @@ Output folder: ``videos/<class>/<class>_<split>_<i>.mp4``, ``train.txt``, ``val.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -161,10 +162,17 @@ def synth_dataset(kind: str, out: str | Path, n_per_class: int, val_per_class: i
         raise ValueError("need n_per_class >= 1, frames >= 2 and an even size >= 16")
     classes, flip = KINDS[kind]
     make = motion_video if kind == "motion" else scene_video
-    out = Path(out)
     val_per_class = max(2, n_per_class // 3) if val_per_class is None else val_per_class
+    return write_synthetic_set(out, classes, flip, make, n_per_class, val_per_class, frames, size, seed)
+
+
+def write_synthetic_set(out: str | Path, classes: tuple[str, ...], flip: dict[int, int], make: Callable,
+                        n_train: int, n_val: int, frames: int, size: int, seed: int) -> dict[str, Path]:
+    """Write ``make(label, frames, size, rng)`` clips as mp4 with train/val lists, ``classes.txt`` and
+    ``flip_map.json``; each clip's rng is seeded by (seed, split, label, index), so the bytes are reproducible."""
+    out = Path(out)
     lists = {}
-    for split_id, (split, n) in enumerate((("train", n_per_class), ("val", val_per_class))):
+    for split_id, (split, n) in enumerate((("train", n_train), ("val", n_val))):
         rows = []
         for label, name in enumerate(classes):
             for i in range(n):
