@@ -12,13 +12,12 @@ Use --threads 1 on a CPU shared with other jobs (OpenMP threads waiting on each 
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import torch
 
 from deepnotes.core import pick_device
-from deepnotes.core.timing import time_call
-from deepnotes.optim import AdamW
+from deepnotes.core.timing import time_call, time_interleaved
+from deepnotes.optim import AdamW, fused
 
 
 def param_shapes(total: int, d: int = 512) -> list[tuple[int, ...]]:
@@ -53,9 +52,22 @@ def make_step(device: torch.device, shapes, impl: str, lr: float = 1e-3, weight_
     for p in params:
         p.grad = torch.randn(p.shape, generator=gen).to(device) * 1e-2
     owner, mode = impl.split("-")
-    kw = dict(foreach=mode == "foreach", fused=mode == "fused")
+    kw = dict(foreach=mode == "foreach", fused=mode.startswith("fused"))
     cls = torch.optim.AdamW if owner == "torch" else AdamW
     opt = cls(params, lr=lr, weight_decay=weight_decay, **kw)
+    if mode in ("fused", "fused_nopack", "fused_packall"):
+        # our fused path with its default packing threshold, with none, or with every tensor packed
+        limit = {"fused": fused.pack_below(device), "fused_nopack": 0, "fused_packall": 1 << 62}[mode]
+
+        def step():
+            saved = dict(fused.PACK_BELOW)
+            fused.PACK_BELOW[device.type] = limit
+            try:
+                opt.step()
+            finally:
+                fused.PACK_BELOW.clear()
+                fused.PACK_BELOW.update(saved)
+        return step
     return opt.step
 
 
@@ -64,7 +76,8 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--params", type=float, default=25e6, help="number of parameters (default 25e6)")
     ap.add_argument("--repeat", type=int, default=10)
-    ap.add_argument("--impls", default="torch-loop,torch-foreach,torch-fused,ours-loop,ours-foreach,ours-fused")
+    ap.add_argument("--impls", default="torch-loop,torch-foreach,torch-fused,ours-loop,ours-foreach,ours-fused",
+                    help="also: ours-fused_nopack (one compiled call per tensor), ours-fused_packall")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     args = ap.parse_args()
     if args.threads > 0:
@@ -81,15 +94,8 @@ def main() -> None:
           + f"; floor (7 x 4 B/param) {floor_ms:.2f} ms")
     impls = args.impls.split(",")
     steps = {impl: make_step(device, shapes, impl) for impl in impls}
-    for step in steps.values():  # warm-up (includes compilation for ours-fused)
-        step()
-        step()
-    # round-robin, so that load from other processes hits every implementation alike
-    samples: dict[str, list[float]] = {impl: [] for impl in impls}
-    for _ in range(args.repeat):
-        for impl, step in steps.items():
-            samples[impl].append(time_call(step, device, warmup=0, repeat=1))
-    times = {impl: statistics.median(v) for impl, v in samples.items()}
+    # warm-up includes compilation for ours-fused; round-robin timing spreads machine load evenly
+    times = time_interleaved(steps, device, warmup=2, rounds=args.repeat)
     ref = times.get("torch-fused")
     print(f"{'implementation':16s} {'ms/step':>9s} {'x torch-fused':>14s} {'x floor':>8s}")
     for impl, ms in times.items():

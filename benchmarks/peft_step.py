@@ -16,7 +16,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from deepnotes.core import pick_device
-from deepnotes.core.timing import time_call
+from deepnotes.core.timing import time_interleaved
 
 
 def build(args, device):
@@ -58,9 +58,9 @@ def main() -> None:
 
     def step_fn(model):
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, **fused)
-        model.train()
 
         def step():
+            model.train()  # the same model is also timed in eval mode for inference
             with amp():
                 loss = model(input_ids=x, labels=x).loss
             loss.backward()
@@ -69,9 +69,9 @@ def main() -> None:
         return step
 
     def infer_fn(model):
-        model.eval()
 
         def infer():
+            model.eval()
             with torch.no_grad(), amp():
                 model(input_ids=x)
         return infer
@@ -79,44 +79,53 @@ def main() -> None:
     import peft
     from deepnotes import peft as dpeft
 
-    rows = []
-    full = build(args, device)
-    f = step_fn(full)
-    rows.append(("train step: full fine-tuning", time_call(f, device, args.warmup, args.repeat), peak(device, f)))
-    base_inf = time_call(infer_fn(full), device, args.warmup, args.repeat)
-    del full
+    dropouts = sorted({args.dropout, 0.0}, reverse=True)
 
-    for dropout in sorted({args.dropout, 0.0}, reverse=True):
-        theirs = peft.get_peft_model(build(args, device), peft.LoraConfig(
+    def peft_lora(dropout):
+        return peft.get_peft_model(build(args, device), peft.LoraConfig(
             r=args.r, lora_alpha=2 * args.r, lora_dropout=dropout, target_modules=targets, fan_in_fan_out=True))
-        ours = dpeft.apply(build(args, device), dpeft.LoraConfig(r=args.r, alpha=2 * args.r, dropout=dropout,
+
+    def ours_lora(dropout):
+        return dpeft.apply(build(args, device), dpeft.LoraConfig(r=args.r, alpha=2 * args.r, dropout=dropout,
                                                                    target_modules=targets))
-        ft, fo = step_fn(theirs), step_fn(ours)
-        t_theirs = time_call(ft, device, args.warmup, args.repeat)
-        t_ours = time_call(fo, device, args.warmup, args.repeat)
-        rows.append((f"train step: peft LoRA (dropout {dropout})", t_theirs, peak(device, ft)))
-        rows.append((f"train step: ours LoRA (dropout {dropout})", t_ours, peak(device, fo)))
-        if dropout == 0.0:
-            inf_theirs = time_call(infer_fn(theirs), device, args.warmup, args.repeat)
-            inf_ours = time_call(infer_fn(ours), device, args.warmup, args.repeat)
-            dpeft.merge(ours)
-            inf_merged = time_call(infer_fn(ours), device, args.warmup, args.repeat)
-        del theirs, ours
+
+    makers = {"train step: full fine-tuning": lambda: build(args, device)}
+    for d in dropouts:
+        makers[f"train step: peft LoRA (dropout {d})"] = lambda d=d: peft_lora(d)
+        makers[f"train step: ours LoRA (dropout {d})"] = lambda d=d: ours_lora(d)
+
+    # peak memory: each variant alone on the device (weights, grads, optimizer state, activations)
+    peaks = {}
+    for name, make in makers.items():
+        f = step_fn(make())
+        f()
+        peaks[name] = peak(device, f)
+        del f
+    # timing: every variant built first and all timed round-robin, so that machine load hits them alike
+    models = {name: make() for name, make in makers.items()}
+    train = {name: step_fn(m) for name, m in models.items()}
+    merged = ours_lora(0.0)
+    dpeft.merge(merged)
+    infer = {"inference: base": infer_fn(models["train step: full fine-tuning"]),
+             "inference: ours LoRA merged": infer_fn(merged),
+             "inference: ours LoRA unmerged": infer_fn(models["train step: ours LoRA (dropout 0.0)"]),
+             "inference: peft LoRA unmerged": infer_fn(models["train step: peft LoRA (dropout 0.0)"])}
+    step = time_interleaved(train, device, args.warmup, args.repeat)
+    rows = [(name, ms, peaks[name]) for name, ms in step.items()]
+    inf = time_interleaved(infer, device, args.warmup, args.repeat)
 
     print(f"# GPT-2 {args.layers}x{args.width}, vocab {args.vocab}, batch {args.batch}x{args.seq}, LoRA r={args.r} "
           f"on {targets}, device {device}{', bf16' if args.bf16 else ''}")
     print(f"{'what':45s} {'ms':>9s} {'peak GiB':>9s}")
     for name, ms, gib in rows:
         print(f"{name:45s} {ms:9.1f} {gib:9.2f}")
-    step = {name: ms for name, ms, _ in rows}
-    for d in sorted({args.dropout, 0.0}, reverse=True):
+    for d in dropouts:
         ratio = step[f"train step: ours LoRA (dropout {d})"] / step[f"train step: peft LoRA (dropout {d})"]
         vs_full = step[f"train step: ours LoRA (dropout {d})"] / step["train step: full fine-tuning"]
         print(f"ratio ours/peft train step (dropout {d}): {ratio:.2f}   ours/full: {vs_full:.2f}")
-    print(f"{'inference: base':45s} {base_inf:9.1f}")
-    print(f"{'inference: ours LoRA merged':45s} {inf_merged:9.1f}  ({100 * (inf_merged / base_inf - 1):+.1f}%)")
-    print(f"{'inference: ours LoRA unmerged':45s} {inf_ours:9.1f}  ({100 * (inf_ours / base_inf - 1):+.1f}%)")
-    print(f"{'inference: peft LoRA unmerged':45s} {inf_theirs:9.1f}  ({100 * (inf_theirs / base_inf - 1):+.1f}%)")
+    base = inf["inference: base"]
+    for name, ms in inf.items():
+        print(f"{name:45s} {ms:9.1f}" + (f"  ({100 * (ms / base - 1):+.1f}%)" if name != "inference: base" else ""))
 
 
 if __name__ == "__main__":

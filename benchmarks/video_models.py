@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from deepnotes.core import pick_device
-from deepnotes.core.timing import count_flops, count_parameters, time_call
+from deepnotes.core.timing import count_flops, count_parameters, time_call, time_interleaved
 from deepnotes.video.models import MODELS, MODELS_3D, TEMPORAL_2D, build_model
 from deepnotes.video.models.tsm import naive_shift, temporal_shift
 
@@ -38,26 +38,35 @@ def main() -> None:
           f"{args.size}^2, torch threads {torch.get_num_threads()}")
     print(f"{'model':10s} {'params':>9s} {'GFLOPs/clip':>12s} {'infer ms/clip':>14s} {'infer clips/s':>14s} "
           f"{'train clips/s':>14s} {'vs TSN':>7s}")
-    rows = {}
-    for name in args.models.split(","):
-        model = build_model(name, 10, num_segments=args.frames, depth=args.depth, width=args.width,
-                            stem_stride=stem, input_size=args.size).to(device)
-        flops = count_flops(model, x[:1])
-        model.eval()
-        with torch.no_grad():
-            infer = time_call(lambda m=model: m(x), device, warmup=1, repeat=args.repeat) / args.batch
-        model.train()
+    names = args.models.split(",")
+    models = {name: build_model(name, 10, num_segments=args.frames, depth=args.depth, width=args.width,
+                                stem_stride=stem, input_size=args.size).to(device) for name in names}
+    infer, train = {}, {}
+    for name, model in models.items():
         opt = torch.optim.SGD(model.parameters(), lr=1e-3)
 
+        def inference(m=model):
+            m.eval()
+            with torch.no_grad():
+                m(x)
+
         def step(m=model, o=opt):
+            m.train()
             o.zero_grad(set_to_none=True)
             F.cross_entropy(m(x), y).backward()
             o.step()
 
-        trn = time_call(step, device, warmup=1, repeat=max(2, args.repeat // 2)) / args.batch
-        rows[name] = (count_parameters(model), flops, infer, trn)
-        vs_tsn = f"{infer / rows['tsn'][2]:.2f}x" if "tsn" in rows else "-"
-        print(f"{name:10s} {rows[name][0]:9d} {flops / 1e9:12.3f} {infer:14.2f} {1e3 / infer:14.2f} "
+        infer[name], train[name] = inference, step
+    # all models timed round-robin, so that machine load hits each alike
+    infer_ms = time_interleaved(infer, device, warmup=1, rounds=args.repeat)
+    train_ms = time_interleaved(train, device, warmup=1, rounds=max(2, args.repeat // 2))
+    rows = {}
+    for name, model in models.items():
+        flops = count_flops(model, x[:1])
+        lat, trn = infer_ms[name] / args.batch, train_ms[name] / args.batch
+        rows[name] = (count_parameters(model), flops, lat, trn)
+        vs_tsn = f"{lat / (infer_ms['tsn'] / args.batch):.2f}x" if "tsn" in infer_ms else "-"
+        print(f"{name:10s} {rows[name][0]:9d} {flops / 1e9:12.3f} {lat:14.2f} {1e3 / lat:14.2f} "
               f"{1e3 / trn:14.2f} {vs_tsn:>7s}", flush=True)
     tsn, i3d = rows.get("tsn"), rows.get("i3d")
     if tsn and i3d:

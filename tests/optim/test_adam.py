@@ -116,9 +116,18 @@ def test_foreach_equals_loop_across_mixed_dtypes(kind):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("pack", ["packed", "per-tensor"])
 @pytest.mark.parametrize("amsgrad", [False, True])
-def test_fused_matches_loop(amsgrad):
-    """The torch.compile'd update: same numbers up to float64 rounding; a non-contiguous param falls back."""
+def test_fused_matches_loop(amsgrad, pack, monkeypatch):
+    """The torch.compile'd update: same numbers up to float64 rounding; a non-contiguous param falls back.
+
+    Small tensors are packed into one buffer per step (the default on CPU for these sizes); "per-tensor"
+    turns packing off so each tensor gets its own compiled call.
+    """
+    from deepnotes.optim import fused
+
+    if pack == "per-tensor":
+        monkeypatch.setitem(fused.PACK_BELOW, "cpu", 0)
     init, set_grads = make_problem(9)
     init = init + [torch.randn(4, 6, dtype=torch.float64).t()]  # non-contiguous
     base = set_grads

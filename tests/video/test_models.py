@@ -6,7 +6,7 @@ from deepnotes.core.timing import count_flops
 from deepnotes.video.models import MODELS, MODELS_3D, TEMPORAL_2D, build_model, model_cost
 from deepnotes.video.models.base import fold, unfold
 from deepnotes.video.models.inflate import conv3d_like
-from deepnotes.video.models.ops import TemporalConv
+from deepnotes.video.models.ops import TemporalConv, previous_minus_now, temporal_taps
 from deepnotes.video.models.r2plus1d import factorised
 from deepnotes.video.models.tam import TAM
 from deepnotes.video.models.tsm import naive_shift, temporal_shift
@@ -133,3 +133,19 @@ def test_tam_applies_its_clip_kernel_as_a_channelwise_temporal_conv():
             seq = scaled[n, :, c].reshape(5, 9).t()[:, None]  # (pixels, 1, T)
             ref = torch.nn.functional.conv1d(seq, k[n, c].view(1, 1, 3), padding=1)[:, 0].t().reshape(5, 3, 3)
             assert torch.allclose(out[n, :, c], ref, atol=1e-6)
+
+
+def test_backward_difference_is_the_previous_frame_minus_this_one():
+    conv = nn.Conv2d(3, 3, 3, padding=1, bias=False)
+    x = torch.randn(2 * 4, 3, 5, 5)
+    out = previous_minus_now(x, 4, conv).view(2, 4, 3, 5, 5)
+    v, moved = x.view(2, 4, 3, 5, 5), conv(x).view(2, 4, 3, 5, 5)
+    assert torch.all(out[:, 0] == 0)
+    assert torch.allclose(out[:, 1:], moved[:, :-1] - v[:, 1:], atol=1e-6)
+
+
+def test_temporal_taps_gradients_match_finite_differences():
+    """The in-place multiply-adds on time slices must keep autograd exact (time-varying taps included)."""
+    v = torch.randn(2, 4, 3, 2, 2, dtype=torch.float64, requires_grad=True)
+    taps = [torch.randn(2, 4, 3, 1, 1, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    assert torch.autograd.gradcheck(lambda v, *w: temporal_taps(v, list(w)), (v, *taps))

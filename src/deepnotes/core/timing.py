@@ -26,6 +26,24 @@ def time_call(fn: Callable[[], object], device: torch.device | str = "cpu", warm
     return statistics.median(times)
 
 
+def time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device | str = "cpu", warmup: int = 2,
+                     rounds: int = 10) -> dict[str, float]:
+    """Median milliseconds of each ``fns[name]()``, timed round-robin (one call of each per round).
+
+    Interleaving makes the ratios between entries robust: a slow phase of the machine (other jobs, clock
+    changes, allocator growth) hits every entry alike instead of whichever happened to run then.
+    """
+    device = torch.device(device)
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            samples[name].append(time_call(fn, device, warmup=0, repeat=1))
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
 def count_flops(model: torch.nn.Module, *inputs: torch.Tensor) -> int:
     """Forward FLOPs of ``model(*inputs)`` counted by ``torch.utils.flop_counter`` (a multiply-add is 2 FLOPs)."""
     from torch.utils.flop_counter import FlopCounterMode

@@ -7,9 +7,29 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def temporal_taps(v: torch.Tensor, taps: list[torch.Tensor]) -> torch.Tensor:
+    """``out[:, t] = sum_j taps[j][:, t] * v[:, t + j - k//2]`` with zeros outside the clip.
+
+    ``v``: (N, T, C, H, W); ``taps``: k tensors broadcastable to (N, T, C, 1, 1) (their T axis of size 1
+    or T, so a tap may vary over time). A channel-wise temporal convolution written as one multiply for
+    the centre tap and one in-place multiply-add per other tap on the overlapping time slices: no padded
+    copy of ``v`` and no sum of k full-size products (3 passes over the features instead of ~8 for k=3).
+    """
+    k, t = len(taps), v.shape[1]
+    p = k // 2
+    out = v * taps[p]
+    for j, w in enumerate(taps):
+        d = j - p
+        if d == 0 or abs(d) >= t:
+            continue
+        lo, hi = max(0, -d), t - max(0, d)  # output frames that have a neighbour at offset d
+        out[:, lo:hi].addcmul_(w[:, lo:hi] if w.shape[1] > 1 else w, v[:, lo + d:hi + d])
+    return out
+
+
 class TemporalConv(nn.Module):
     """Channel-wise (depthwise) 1D convolution over time at every pixel, zero-padded: the same function as a
-    ``Conv3d(C, C, (k, 1, 1), groups=C)``, computed as k shifted multiply-adds (about 2x faster on CPU)."""
+    ``Conv3d(C, C, (k, 1, 1), groups=C)``, computed by :func:`temporal_taps` (several times faster on CPU)."""
 
     def __init__(self, channels: int, t: int, k: int = 3, identity_init: bool = False) -> None:
         super().__init__()
@@ -24,11 +44,8 @@ class TemporalConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nt, c, h, w = x.shape
         v = x.view(nt // self.t, self.t, c, h, w)  # (N, T, C, H, W): a view, no transpose copies
-        p = self.k // 2
-        padded = F.pad(v, (0, 0, 0, 0, 0, 0, p, p))
-        wt = self.weight.t()[:, None, :, None, None]  # (k, 1, C, 1, 1)
-        out = sum(wt[j] * padded[:, j:j + self.t] for j in range(self.k))
-        return out.reshape(nt, c, h, w)
+        wt = self.weight.t()[:, None, None, :, None, None]  # (k, 1, 1, C, 1, 1)
+        return temporal_taps(v, list(wt)).view(nt, c, h, w)
 
 
 def dw3x3(channels: int) -> nn.Conv2d:
@@ -42,6 +59,14 @@ def next_minus_now(x: torch.Tensor, t: int, transform: nn.Module | None = None) 
     nxt = transform(x) if transform is not None else x
     a, b = x.view(nt // t, t, c, h, w), nxt.view(nt // t, t, c, h, w)
     return F.pad(b[:, 1:] - a[:, :-1], (0, 0, 0, 0, 0, 0, 0, 1)).view(nt, c, h, w)
+
+
+def previous_minus_now(x: torch.Tensor, t: int, transform: nn.Module | None = None) -> torch.Tensor:
+    """The backward difference ``transform(x[t-1]) - x[t]``, zero at the first frame (no reversed copies)."""
+    nt, c, h, w = x.shape
+    prev = transform(x) if transform is not None else x
+    a, b = x.view(nt // t, t, c, h, w), prev.view(nt // t, t, c, h, w)
+    return F.pad(b[:, :-1] - a[:, 1:], (0, 0, 0, 0, 0, 0, 1, 0)).view(nt, c, h, w)
 
 
 def reduced(channels: int, ratio: int) -> int:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepnotes.video.models.base import ModelConfig, Recognizer2D, insert_after_conv1, resnet
-from deepnotes.video.models.ops import reduced
+from deepnotes.video.models.ops import reduced, temporal_taps
 
 
 class TAM(nn.Module):
@@ -36,12 +36,13 @@ class TAM(nn.Module):
         pooled = v.mean((3, 4)).transpose(1, 2)  # (N, C, T)
         kernel = self.glob(pooled.reshape(n * c, t)).view(n, c, self.k)
         self.last_kernel = kernel.detach()
-        v = v * self.local(pooled).transpose(1, 2)[..., None, None]
+        importance = self.local(pooled).transpose(1, 2)  # (N, T, C)
+        # the per-frame importance rescales the input frame a tap reads; folded into the (small) tap
+        # weights, so the full-size features are touched only by the convolution's own passes
         p = self.k // 2
-        padded = F.pad(v, (0, 0, 0, 0, 0, 0, p, p))
-        kt = kernel.permute(2, 0, 1)[:, :, None, :, None, None]  # (K, N, 1, C, 1, 1)
-        out = sum(kt[j] * padded[:, j:j + t] for j in range(self.k))
-        return out.reshape(nt, c, h, w)
+        padded = F.pad(importance, (0, 0, p, p))  # (N, T + 2p, C)
+        taps = [(kernel[:, None, :, j] * padded[:, j:j + t])[..., None, None] for j in range(self.k)]
+        return temporal_taps(v, taps).view(nt, c, h, w)
 
 
 def build(cfg: ModelConfig) -> Recognizer2D:

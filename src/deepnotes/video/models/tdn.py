@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepnotes.video.models.base import ModelConfig, Recognizer2D, insert_after_conv1, resnet, unfold, zero_bn
-from deepnotes.video.models.ops import next_minus_now, reduced
+from deepnotes.video.models.ops import next_minus_now, previous_minus_now, reduced
 
 
 class ShortTermTDM(nn.Module):
@@ -43,17 +43,13 @@ class LongTermTDM(nn.Module):
         self.bwd = nn.Conv2d(r, r, 3, padding=1, groups=r, bias=False)
         self.expand = nn.Sequential(nn.Conv2d(r, channels, 1, bias=False), nn.BatchNorm2d(channels))
 
-    def _reverse(self, x: torch.Tensor) -> torch.Tensor:
-        nt, c, h, w = x.shape
-        return x.view(nt // self.t, self.t, c, h, w).flip(1).reshape(nt, c, h, w)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.squeeze(x)
-        d = next_minus_now(s, self.t, self.fwd) + self._reverse(next_minus_now(self._reverse(s), self.t, self.bwd))
+        d = next_minus_now(s, self.t, self.fwd) + previous_minus_now(s, self.t, self.bwd)
         # two scales: full resolution and 2x pooled, averaged before the attention
         d = 0.5 * (d + F.interpolate(F.avg_pool2d(d, 2, ceil_mode=True), size=d.shape[-2:], mode="nearest"))
         a = 2 * torch.sigmoid(self.expand(d)) - 1
-        return x + x * a
+        return torch.addcmul(x, x, a)  # x + x * a in one pass
 
 
 def build(cfg: ModelConfig) -> Recognizer2D:

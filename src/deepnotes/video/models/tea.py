@@ -29,7 +29,7 @@ class MotionExcitation(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = next_minus_now(self.squeeze(x), self.t, self.transform).mean((2, 3), keepdim=True)
         a = 2 * torch.sigmoid(self.expand(m)) - 1
-        return x + x * a
+        return torch.addcmul(x, x, a)  # x + x * a in one pass
 
 
 class MultipleTemporalAggregation(nn.Module):
