@@ -206,3 +206,24 @@ def test_bad_config_field(tmp_path):
     (tmp_path / "adapter_config.json").write_text('{"peft_type": "LORA",\n "r": }')
     with pytest.raises(ValueError, match="line 2"):
         load_adapter(tiny_gpt2(), tmp_path)
+
+
+def test_autocast_inference_caches_casts_until_the_weights_change(ids):
+    """Under autocast without autograd, the half-precision copies of A and B are cached; an in-place change
+    of B must invalidate them (the result equals the uncached path with autograd on)."""
+    model = apply(tiny_gpt2(), LoraConfig(r=4, alpha=8, target_modules=["c_attn", "c_fc"]))
+    _randomise_b(model)
+
+    def run(grad: bool) -> torch.Tensor:
+        with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=torch.bfloat16):
+            return model(input_ids=ids).logits.float().detach()
+
+    first = run(False)
+    torch.testing.assert_close(first, run(True))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.mul_(3)
+    changed = run(False)
+    assert not torch.allclose(changed, first)
+    torch.testing.assert_close(changed, run(True))

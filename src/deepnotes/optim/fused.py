@@ -20,6 +20,7 @@ import functools
 
 import torch
 from torch import Tensor
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from deepnotes.optim.adam import _real, loop_update
 
@@ -60,6 +61,8 @@ def _compiled(amsgrad: bool):
     return torch.compile(_amsgrad_math if amsgrad else _adam_math, dynamic=True, fullgraph=True)
 
 
+_DOUBLE = (torch.float64, torch.complex128)
+
 # Tensors below this many elements are packed into one buffer per step and updated by a single call. Each
 # compiled call costs ~0.08 ms of Python; packing costs ~56 more bytes of traffic per element (gather p, g,
 # m, v; scatter p, m, v). Break-even is 0.08 ms x bandwidth / 56 B: ~30k elements on a CPU (~20 GB/s),
@@ -73,43 +76,47 @@ def pack_below(device: torch.device) -> int:
 
 def fused_update(lists: dict[str, list[Tensor]], *, lr: float, beta1: float, beta2: float, eps: float,
                  weight_decay: float, amsgrad: bool, maximize: bool, decoupled: bool) -> None:
-    """Same contract as :func:`deepnotes.optim.adam.loop_update`; non-contiguous tensors take the loop path."""
-    hyper = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                 maximize=maximize, decoupled=decoupled)
-    leftovers: dict[str, list[Tensor]] = {key: [] for key in lists}
+    """Same contract as :func:`deepnotes.optim.adam.loop_update`; non-contiguous tensors take the loop path.
+
+    Python work per tensor is kept to list indexing: step counters are advanced by one foreach call and
+    read back at once, and packs are gathered and scattered by torch's C++ flatten/unflatten and
+    ``_foreach_copy_`` (with hundreds of tensors, per-tensor Python calls cost more than a GPU update).
+    """
+    keys = ("params", "grads", "exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ())
+    ours = [i for i in range(len(lists["params"])) if all(lists[k][i].is_contiguous() for k in keys)]
+    if len(ours) < len(lists["params"]):
+        taken = set(ours)
+        rest = {key: [v for i, v in enumerate(values) if i not in taken] for key, values in lists.items()}
+        loop_update(rest, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                    maximize=maximize, decoupled=decoupled)
+    if not ours:
+        return
+    steps = [lists["step"][i] for i in ours]
+    torch._foreach_add_(steps, 1)
+    counts = torch.stack(steps).tolist()  # CPU scalars, as torch keeps them: no device sync
+
     fn = _compiled(amsgrad)
     sign, l2 = (-1.0 if maximize else 1.0), (0.0 if decoupled else weight_decay)
     shrink = 1 - lr * weight_decay if decoupled else 1.0
-    keys = ("params", "grads", "exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ())
     scalars: dict[tuple[float, torch.device, torch.dtype], Tensor] = {}  # one h per step count and place
-    packs: dict[tuple[float, torch.device, torch.dtype], list[list[Tensor]]] = {}
-    for i in range(len(lists["params"])):
-        tensors = [lists[key][i] for key in keys]
-        if not all(t.is_contiguous() for t in tensors):
-            for key in lists:
-                leftovers[key].append(lists[key][i])
-            continue
-        flat = [_real(t).view(-1) for t in tensors]
-        step = lists["step"][i]
-        step += 1
-        t = step.item()
-        p = flat[0]
+    packs: dict[tuple[float, torch.device, torch.dtype], list[int]] = {}
+    for i, t in zip(ours, counts, strict=True):
+        p = lists["params"][i]
         where = (t, p.device, p.dtype)
         if where not in scalars:
             scalars[where] = torch.tensor(
                 [sign, l2, shrink, -lr / (1 - beta1**t), (1 - beta2**t) ** -0.5, beta1, beta2, eps],
-                dtype=torch.float64 if p.dtype == torch.float64 else torch.float32, device=p.device)
+                dtype=torch.float64 if p.dtype in _DOUBLE else torch.float32, device=p.device)
         if p.numel() < pack_below(p.device):
-            packs.setdefault(where, []).append(flat)
+            packs.setdefault(where, []).append(i)
         else:
-            fn(*flat, scalars[where])
+            fn(*(_real(lists[k][i]).view(-1) for k in keys), scalars[where])
     for where, members in packs.items():
-        columns = list(zip(*members, strict=True))  # one tuple of 1-D tensors per key
-        packed = [torch.cat(column) for column in columns]
+        columns = [[lists[k][i] for i in members] for k in keys]
+        if where[2].is_complex:
+            columns = [[_real(t) for t in column] for column in columns]
+        packed = [_flatten_dense_tensors(column) for column in columns]
         fn(*packed, scalars[where])
-        sizes = [t.numel() for t in columns[0]]
-        for j, column in enumerate(columns):
-            if keys[j] != "grads":  # written back: params and state
-                torch._foreach_copy_(list(column), list(packed[j].split(sizes)))
-    if leftovers["params"]:
-        loop_update(leftovers, **hyper)
+        for key, column, flat in zip(keys, columns, packed, strict=True):
+            if key != "grads":  # written back: params and state
+                torch._foreach_copy_(column, _unflatten_dense_tensors(flat, column))

@@ -70,6 +70,7 @@ class LoraLayer(nn.Module):
         self.active_adapter: str | None = None
         self.merged_adapters: list[str] = []
         self.disabled = False
+        self._cast_cache: tuple | None = None  # (key, A, B^T) in a low precision, for inference only
 
     # --- adapters -------------------------------------------------------------------------------
     def add_adapter(self, name: str, r: int, scaling: float, dropout: float, init: str) -> None:
@@ -147,20 +148,40 @@ class LoraLayer(nn.Module):
         base = self.base_layer
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])
+        device_type = x.device.type
+        if torch.is_autocast_enabled(device_type):
+            # cast once here: autocast would cast x separately for the base and the low-rank product
+            x2 = x2.to(torch.get_autocast_dtype(device_type))
         if self.kind == "linear":
             out = F.linear(x2, base.weight, base.bias)
         elif base.bias is not None:
             out = torch.addmm(base.bias, x2, base.weight)
         else:
             out = x2 @ base.weight
-        a, b = self.lora_A[name].weight, self.lora_B[name].weight
+        a, bt = self._low_rank(name, out.dtype)
         p = self.dropout[name]
         xd = F.dropout(x2, p, True) if p > 0 and self.training else x2
         h = F.linear(xd, a)  # (N, r)
-        # under autocast `out` and `h` are half precision while B is fp32: the in-place GEMM needs one dtype
-        bt = b.t() if b.dtype == out.dtype else b.t().to(out.dtype)
-        out = out.addmm_(h.to(out.dtype), bt, alpha=self.scaling[name])
+        out = out.addmm_(h if h.dtype == out.dtype else h.to(out.dtype), bt, alpha=self.scaling[name])
         return out.view(*lead, out.shape[-1])
+
+    def _low_rank(self, name: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """``A`` (r, in) and ``B^T`` (r, out) in the compute dtype ``dtype``.
+
+        The in-place GEMM needs B in the output's dtype (under autocast, half precision while B is fp32).
+        Without autograd (inference) the cast copies are cached until the weights change, so an unmerged
+        adapter costs two small GEMMs per layer and no casts.
+        """
+        a, b = self.lora_A[name].weight, self.lora_B[name].weight
+        if b.dtype == dtype:
+            return a, b.t()
+        if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+            return a, b.t().to(dtype)
+        key = (name, dtype, a.data_ptr(), b.data_ptr(), a._version, b._version)
+        cached = self._cast_cache
+        if cached is None or cached[0] != key:
+            cached = self._cast_cache = (key, a.to(dtype), b.t().to(dtype))
+        return cached[1], cached[2]
 
     def _embedding_forward(self, ids: torch.Tensor, name: str) -> torch.Tensor:
         base = self.base_layer
