@@ -116,9 +116,11 @@ def main() -> None:
     models = {name: make() for name, make in makers.items()}
     train = {name: step_fn(m) for name, m in models.items()}
     merged = ours_lora(0.0)
-    dpeft.merge(merged)
+    dpeft.merge(merged)  # weights merged, wrappers kept (can unmerge)
+    unloaded = dpeft.merge_and_unload(ours_lora(0.0))  # a plain transformers model again
     infer = {"inference: base": infer_fn(models["train step: full fine-tuning"]),
              "inference: ours LoRA merged": infer_fn(merged),
+             "inference: ours LoRA merged and unloaded": infer_fn(unloaded),
              "inference: ours LoRA unmerged": infer_fn(models["train step: ours LoRA (dropout 0.0)"]),
              "inference: peft LoRA unmerged": infer_fn(models["train step: peft LoRA (dropout 0.0)"])}
     step = time_interleaved(train, device, args.warmup, args.repeat)
