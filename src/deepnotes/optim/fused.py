@@ -1,4 +1,4 @@
-"""Our Adam/AdamW update compiled by torch.compile into a single pass over memory per tensor.
+"""Our Adam/AdamW update compiled by torch.compile into a single pass over memory.
 
 The eager paths run the update as ~8 separate elementwise kernels, each reading and writing whole tensors.
 Here the same arithmetic is written once, element-wise, and inductor fuses it into one loop (C++/OpenMP on
@@ -6,7 +6,8 @@ CPU, Triton on CUDA) that reads p, g, m, v and writes p, m, v: 7 x 4 bytes per f
 memory-traffic floor of the algorithm. The kernel is generated from our function; no torch optimizer
 kernel is involved.
 
-Tensors are flattened to 1-D and compiled with a dynamic size, so one kernel serves every parameter shape.
+Tensors are flattened to 1-D and compiled with a dynamic size, so one kernel serves every parameter shape;
+large tensors get one call each, small ones are packed into one buffer per step (see ``PACK_BELOW``).
 The eight scalars (sign, L2 factor, shrink, step size, bias correction, betas, eps) travel in one small
 tensor ``h`` of the parameters' precision (float64 for float64 parameters, float32 otherwise), built once per
 step: passed as Python floats they became double-precision 0-d tensors converted on every call, which
