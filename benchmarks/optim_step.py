@@ -12,6 +12,7 @@ Use --threads 1 on a CPU shared with other jobs (OpenMP threads waiting on each 
 from __future__ import annotations
 
 import argparse
+from unittest import mock
 
 import torch
 
@@ -60,13 +61,8 @@ def make_step(device: torch.device, shapes, impl: str, lr: float = 1e-3, weight_
         limit = {"fused": fused.pack_below(device), "fused_nopack": 0, "fused_packall": 1 << 62}[mode]
 
         def step():
-            saved = dict(fused.PACK_BELOW)
-            fused.PACK_BELOW[device.type] = limit
-            try:
+            with mock.patch.dict(fused.PACK_BELOW, {device.type: limit}):  # restored after each step
                 opt.step()
-            finally:
-                fused.PACK_BELOW.clear()
-                fused.PACK_BELOW.update(saved)
         return step
     return opt.step
 
