@@ -5,8 +5,11 @@ that traffic divided by the best bandwidth a large tensor copy or in-place add a
 device. Rows are torch's for-loop, foreach and fused AdamW and our three paths, all on the same
 transformer-like set of tensors, as milliseconds and as ratios to torch's fused kernel and to the floor.
 Use --threads 1 on a CPU shared with other jobs (OpenMP threads waiting on each other distort timings).
+A narrow --width gives many small tensors, where host work per tensor (not memory traffic) sets the step
+time: on a CPU that is a stand-in for a GPU step, whose kernels are too fast to hide the host's work.
 
     python benchmarks/optim_step.py --device cpu --params 25e6
+    python benchmarks/optim_step.py --device cpu --params 2e5 --width 16   # ~770 small tensors
 """
 
 from __future__ import annotations
@@ -71,15 +74,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--params", type=float, default=25e6, help="number of parameters (default 25e6)")
+    ap.add_argument("--width", type=int, default=512, help="model width d of the tensor shapes (default 512)")
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--impls", default="torch-loop,torch-foreach,torch-fused,ours-loop,ours-foreach,ours-fused",
-                    help="also: ours-fused_nopack (one compiled call per tensor), ours-fused_packall")
+                    help="also: ours-fused_nopack (no packs: large-tensor calls only), ours-fused_packall")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    shapes = param_shapes(int(args.params))
+    shapes = param_shapes(int(args.params), args.width)
     n = sum(torch.Size(s).numel() for s in shapes)
     measured = bandwidths(device)
     bandwidth = max(measured.values())  # the best streaming rate seen sets the floor

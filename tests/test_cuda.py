@@ -26,16 +26,21 @@ def _problem(device, seed=0, shapes=((64, 32), (32,), (7, 3, 5), (1000,))):
     return params, grads
 
 
-@pytest.mark.parametrize("mode", ["loop", "foreach", "fused"])
+@pytest.mark.parametrize("mode", ["loop", "foreach", "fused", "fused_chunks"])
 @pytest.mark.parametrize("name", ["Adam", "AdamW"])
-def test_optimizers_match_torch_on_cuda(cuda, name, mode):
+def test_optimizers_match_torch_on_cuda(cuda, name, mode, monkeypatch):
+    """fused: everything packed; fused_chunks: nothing packed, tensors go two per compiled call."""
     from deepnotes import optim
+    from deepnotes.optim import fused
 
+    if mode == "fused_chunks":
+        monkeypatch.setitem(fused.PACK_BELOW, "cuda", 0)
+        monkeypatch.setattr(fused, "CHUNK", 2)
     init, grads = _problem(cuda)
     ours = [p.clone().requires_grad_() for p in init]
     ref = [p.clone().requires_grad_() for p in init]
     kw = dict(lr=1e-2, weight_decay=0.1, amsgrad=False)
-    opt = getattr(optim, name)(ours, foreach=mode == "foreach", fused=mode == "fused", **kw)
+    opt = getattr(optim, name)(ours, foreach=mode == "foreach", fused=mode.startswith("fused"), **kw)
     ref_opt = getattr(torch.optim, name)(ref, **kw)
     for g in grads:
         for p, q, gi in zip(ours, ref, g, strict=True):

@@ -166,11 +166,12 @@ def test_fused_matches_loop(amsgrad, pack, monkeypatch):
 
 
 @pytest.mark.parametrize("kind", sorted(PAIRS))
-@pytest.mark.parametrize("foreach", [False, True])
-def test_state_dict_round_trip_resumes_identically(kind, foreach, tmp_path):
+@pytest.mark.parametrize("mode", ["loop", "foreach", "fused"])
+def test_state_dict_round_trip_resumes_identically(kind, mode, tmp_path):
+    """Through our safetensors checkpoint; with fused=True the saved state tensors are views of flat buffers."""
     cls = PAIRS[kind][0]
     init, set_grads = make_problem(21)
-    kw = dict(lr=1e-2, weight_decay=0.1, amsgrad=True, foreach=foreach)
+    kw = dict(lr=1e-2, weight_decay=0.1, amsgrad=True, foreach=mode == "foreach", fused=mode == "fused")
     straight, _ = run(cls, init, set_grads, 100, **kw)
 
     params, opt = run(cls, init, set_grads, 50, **kw)
@@ -185,6 +186,69 @@ def test_state_dict_round_trip_resumes_identically(kind, foreach, tmp_path):
         opt2.step()
     for a, b in zip(straight, resumed, strict=True):
         assert torch.equal(a, b)
+
+
+def test_fused_keeps_small_tensors_state_in_one_buffer():
+    """The fused path's packs: the state of small tensors are views of one flat buffer per key, and one
+    vector holds their step counters; a large tensor keeps its own state."""
+    from deepnotes.optim import fused
+
+    init, set_grads = make_problem(3, shapes=[(6, 5), (5,), (3, 2, 4)])
+    params, opt = run(AdamW, init + [torch.zeros(fused.PACK_BELOW["cpu"], dtype=torch.float64)],
+                      lambda ps, k: (set_grads(ps[:3], k), setattr(ps[3], "grad", torch.ones_like(ps[3]))), 3,
+                      fused=True)
+    small, large = params[:3], params[3]
+    for key in ("exp_avg", "exp_avg_sq", "step"):
+        storages = {opt.state[p][key].untyped_storage().data_ptr() for p in small}
+        assert len(storages) == 1, key
+        assert opt.state[large][key].untyped_storage().data_ptr() not in storages
+    assert [opt.state[p]["step"].item() for p in params] == [3.0] * 4
+
+
+def _restart_and_edit(opt_cls, init, set_grads, **kw):
+    """30 steps; snapshot; 5 more; load the snapshot back into the same optimizer (params restored); make one
+    step counter lag behind; 20 more steps. Exercises every way the fused path's layout can go stale."""
+    params, opt = run(opt_cls, init, set_grads, 30, **kw)
+    saved_params, saved_state = [p.detach().clone() for p in params], copy.deepcopy(opt.state_dict())
+    for k in range(30, 35):
+        set_grads(params, k)
+        opt.step()
+    with torch.no_grad():
+        for p, q in zip(params, saved_params, strict=True):
+            p.copy_(q)
+    opt.load_state_dict(saved_state)
+    for k in range(30, 50):
+        if k == 40:
+            opt.state[params[1]]["step"].fill_(5.0)  # bias correction of one tensor restarts from step 5
+        set_grads(params, k)
+        opt.step()
+    return params
+
+
+@pytest.mark.parametrize("kind", sorted(PAIRS))
+def test_fused_after_load_state_dict_and_edited_step_counters(kind):
+    cls = PAIRS[kind][0]
+    init, set_grads = make_problem(5)
+    kw = dict(lr=1e-2, weight_decay=0.1, amsgrad=True)
+    loop = _restart_and_edit(cls, init, set_grads, foreach=False, **kw)
+    fused = _restart_and_edit(cls, init, set_grads, fused=True, **kw)
+    assert max_rel_err(fused, loop) < 1e-10
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_fused_chunks_of_large_tensors(amsgrad, monkeypatch):
+    """With nothing packed, tensors go CHUNK per compiled call (here 3: two chunks and a remainder of 2),
+    equal and unequal sizes mixed, and must match the loop."""
+    from deepnotes.optim import fused
+
+    monkeypatch.setitem(fused.PACK_BELOW, "cpu", 0)
+    monkeypatch.setattr(fused, "CHUNK", 3)
+    init, set_grads = make_problem(13, shapes=[(4, 3), (12,), (7,), (2, 2), (12,), (3, 3, 3), (5,), (4, 3)])
+    for cls in (Adam, AdamW):
+        kw = dict(lr=1e-2, weight_decay=0.1, amsgrad=amsgrad)
+        loop, _ = run(cls, init, set_grads, 40, foreach=False, **kw)
+        fused, _ = run(cls, init, set_grads, 40, fused=True, **kw)
+        assert max_rel_err(fused, loop) < 1e-10
 
 
 @pytest.mark.parametrize("kind", sorted(PAIRS))

@@ -59,9 +59,13 @@ class Adam(torch.optim.Optimizer):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         foreach=foreach, maximize=maximize, fused=fused)
         super().__init__(params, defaults)
+        # fused path: per param group, the flat layout of its small tensors' state, kept between steps;
+        # not part of the optimizer's state (pickling and deepcopy drop it, the next step rebuilds it)
+        self._fused_plans: dict[int, Any] = {}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        self._fused_plans = {}
         for group in self.param_groups:  # pickled optimizers from older versions may lack these keys
             for key, value in (("amsgrad", False), ("maximize", False), ("foreach", None), ("fused", None)):
                 group.setdefault(key, value)
@@ -98,7 +102,7 @@ class Adam(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        for index, group in enumerate(self.param_groups):
             lists = self._gather(group)
             if not lists:
                 continue
@@ -111,7 +115,7 @@ class Adam(torch.optim.Optimizer):
             if group["fused"]:
                 from deepnotes.optim.fused import fused_update
 
-                fused_update(lists, **hyper)
+                fused_update(lists, self.state, self._fused_plans, index, **hyper)
             elif _use_foreach(group["foreach"], lists["params"]):
                 foreach_update(lists, **hyper)
             else:

@@ -6,18 +6,32 @@ CPU, Triton on CUDA) that reads p, g, m, v and writes p, m, v: 7 x 4 bytes per f
 memory-traffic floor of the algorithm. The kernel is generated from our function; no torch optimizer
 kernel is involved.
 
-Tensors are flattened to 1-D and compiled with a dynamic size, so one kernel serves every parameter shape;
-large tensors get one call each, small ones are packed into one buffer per step (see ``PACK_BELOW``).
+Tensors are flattened to 1-D and compiled with a dynamic size, so one kernel serves every parameter shape.
+What remains is host work per tensor, which with hundreds of tensors costs more than a GPU update itself.
+Two ways keep it down:
+
+- Small tensors (under ``PACK_BELOW`` elements) of one device, dtype and step count form a *pack* whose
+  optimizer state lives in flat buffers: ``state[p]["exp_avg"]``, ``["exp_avg_sq"]`` (and
+  ``["max_exp_avg_sq"]``) are views into them and ``state[p]["step"]`` is a 0-d view into one step
+  vector. A step then gathers params and grads into flat buffers, runs one compiled call, scatters the
+  params back and advances every step counter with one add: no per-tensor Python, and the state is never
+  copied. The layout (a :class:`_Plan`) is kept between steps and rebuilt, with the current state values
+  carried over, when the set of parameters with gradients changes or a state tensor was replaced (e.g. by
+  ``load_state_dict``). ``state_dict()`` holds views; torch.save and our checkpoints store them as usual.
+- Large tensors get one compiled call each, in place, with no copy.
+
 The eight scalars (sign, L2 factor, shrink, step size, bias correction, betas, eps) travel in one small
 tensor ``h`` of the parameters' precision (float64 for float64 parameters, float32 otherwise), built once per
-step: passed as Python floats they became double-precision 0-d tensors converted on every call, which
-cost ~0.1 ms per parameter tensor and made the loop body mix double and float arithmetic (1.3x slower on
-a 25M-element tensor). A learning-rate schedule changes values in ``h``, never the compiled code.
+step and step count: passed as Python floats they became double-precision 0-d tensors converted on every
+call. A learning-rate schedule changes values in ``h``, never the compiled code.
 """
 
 from __future__ import annotations
 
 import functools
+import operator
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -64,60 +78,162 @@ def _compiled(amsgrad: bool):
 
 _DOUBLE = (torch.float64, torch.complex128)
 
-# Tensors below this many elements are packed into one buffer per step and updated by a single call. Each
-# compiled call costs ~0.08 ms of Python; packing costs ~56 more bytes of traffic per element (gather p, g,
-# m, v; scatter p, m, v). Break-even is 0.08 ms x bandwidth / 56 B: ~30k elements on a CPU (~20 GB/s),
-# ~6M on a GPU (~4 TB/s), where nearly every tensor of a model is better packed than launched alone.
-PACK_BELOW = {"cpu": 65536, "default": 1 << 23}
+# Tensors below this many elements are packed. A large tensor costs ~0.1 ms / CHUNK = ~12 us of host time per
+# step (its share of a chunk's compiled call); a packed one costs 24 more bytes of traffic per float32 element
+# (gather p and g, scatter p; the state is already flat) and keeps a copy of itself in the gather buffer.
+# Break-even is 12 us x bandwidth / 24 B: ~10k elements on a CPU (~20 GB/s), ~2M on a GPU (~4 TB/s). The CPU
+# threshold sits higher, where a model's vectors (biases, norms) and its matrices usually part.
+PACK_BELOW = {"cpu": 65536, "default": 1 << 21}
 
 
 def pack_below(device: torch.device) -> int:
     return PACK_BELOW.get(device.type, PACK_BELOW["default"])
 
 
-def fused_update(lists: dict[str, list[Tensor]], *, lr: float, beta1: float, beta2: float, eps: float,
-                 weight_decay: float, amsgrad: bool, maximize: bool, decoupled: bool) -> None:
-    """Same contract as :func:`deepnotes.optim.adam.loop_update`; non-contiguous tensors take the loop path.
+def _state_keys(amsgrad: bool) -> tuple[str, ...]:
+    return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ())
 
-    Python work per tensor is kept to list indexing: step counters are advanced by one foreach call and
-    read back at once, and packs are gathered and scattered by torch's C++ flatten/unflatten and
-    ``_foreach_copy_`` (with hundreds of tensors, per-tensor Python calls cost more than a GPU update).
-    """
-    keys = ("params", "grads", "exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ())
-    ours = [i for i in range(len(lists["params"])) if all(lists[k][i].is_contiguous() for k in keys)]
-    if len(ours) < len(lists["params"]):
-        taken = set(ours)
-        rest = {key: [v for i, v in enumerate(values) if i not in taken] for key, values in lists.items()}
-        loop_update(rest, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                    maximize=maximize, decoupled=decoupled)
-    if not ours:
-        return
-    steps = [lists["step"][i] for i in ours]
-    torch._foreach_add_(steps, 1)
-    counts = torch.stack(steps).tolist()  # CPU scalars, as torch keeps them: no device sync
+
+@dataclass
+class _Pack:
+    """Small tensors of one device, dtype and step count; their state is views into ``flat``."""
+
+    members: list[int]  # positions in the group's per-step lists
+    flat: dict[str, Tensor]  # state key -> flat buffer; "params": scratch the params are gathered into
+    views: dict[str, list[Tensor]]  # state key (and "step") -> the tensors installed in the optimizer state
+    param_views: list[Tensor]  # views of flat["params"], shaped like the params
+
+    def intact(self, lists: Mapping[str, list[Tensor]]) -> bool:
+        """True while the optimizer state still holds our views and they share one step count."""
+        lo, hi = torch.aminmax(self.flat["step"])  # differs only if someone wrote into a step counter
+        return lo.item() == hi.item() and all(all(map(operator.is_, [lists[key][i] for i in self.members], views))
+                                              for key, views in self.views.items())
+
+
+@dataclass
+class _Plan:
+    signature: tuple[int, ...]  # ids of the group's parameters that have a gradient, in order
+    keys: tuple[str, ...]  # state keys (with amsgrad, max_exp_avg_sq too)
+    packs: list[_Pack]
+    alone: list[int]  # positions updated in place (large or complex tensors), see _update_alone
+
+
+def _make_pack(members: list[int], lists: dict[str, list[Tensor]], state: Mapping[Tensor, dict],
+               keys: tuple[str, ...]) -> _Pack:
+    """Move the state of ``members`` into flat buffers (values carried over) and install views of them."""
+    params = [lists["params"][i] for i in members]
+    total = sum(p.numel() for p in params)
+    flat = {key: params[0].new_empty(total) for key in ("params", *keys)}
+    views: dict[str, list[Tensor]] = {}
+    for key in keys:
+        views[key] = list(_unflatten_dense_tensors(flat[key], params))
+        torch._foreach_copy_(views[key], [lists[key][i] for i in members])
+    flat["step"] = torch.stack([lists["step"][i].to("cpu", torch.float32) for i in members])
+    views["step"] = list(flat["step"].unbind(0))
+    for j, i in enumerate(members):
+        for key, values in views.items():
+            state[lists["params"][i]][key] = lists[key][i] = values[j]
+    return _Pack(members, flat, views, list(_unflatten_dense_tensors(flat["params"], params)))
+
+
+def _make_plan(lists: dict[str, list[Tensor]], state: Mapping[Tensor, dict], keys: tuple[str, ...]) -> _Plan:
+    counts = torch.stack([s.to("cpu", torch.float32) for s in lists["step"]]).tolist()
+    groups: dict[tuple[float, torch.device, torch.dtype], list[int]] = {}
+    alone = []
+    for i, p in enumerate(lists["params"]):
+        if p.is_complex() or p.numel() >= pack_below(p.device):
+            alone.append(i)
+        else:
+            groups.setdefault((counts[i], p.device, p.dtype), []).append(i)
+    packs = [_make_pack(members, lists, state, keys) for members in groups.values()]
+    return _Plan(tuple(map(id, lists["params"])), keys, packs, alone)
+
+
+def fused_update(lists: dict[str, list[Tensor]], state: Mapping[Tensor, dict], plans: dict[int, _Plan],
+                 group: int, *, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
+                 amsgrad: bool, maximize: bool, decoupled: bool) -> None:
+    """Same contract as :func:`deepnotes.optim.adam.loop_update`, plus the optimizer's ``state`` (the
+    per-parameter dicts, where pack views are installed) and ``plans``, the layouts kept between steps
+    (keyed by param-group index ``group``)."""
+    keys = _state_keys(amsgrad)
+    plan = plans.get(group)
+    if (plan is None or plan.keys != keys or plan.signature != tuple(map(id, lists["params"]))
+            or not all(pack.intact(lists) for pack in plan.packs)):
+        plan = plans[group] = _make_plan(lists, state, keys)
 
     fn = _compiled(amsgrad)
     sign, l2 = (-1.0 if maximize else 1.0), (0.0 if decoupled else weight_decay)
     shrink = 1 - lr * weight_decay if decoupled else 1.0
-    scalars: dict[tuple[float, torch.device, torch.dtype], Tensor] = {}  # one h per step count and place
-    packs: dict[tuple[float, torch.device, torch.dtype], list[int]] = {}
-    for i, t in zip(ours, counts, strict=True):
-        p = lists["params"][i]
-        where = (t, p.device, p.dtype)
-        if where not in scalars:
-            scalars[where] = torch.tensor(
-                [sign, l2, shrink, -lr / (1 - beta1**t), (1 - beta2**t) ** -0.5, beta1, beta2, eps],
-                dtype=torch.float64 if p.dtype in _DOUBLE else torch.float32, device=p.device)
-        if p.numel() < pack_below(p.device):
-            packs.setdefault(where, []).append(i)
-        else:
-            fn(*(_real(lists[k][i]).view(-1) for k in keys), scalars[where])
-    for where, members in packs.items():
-        columns = [[lists[k][i] for i in members] for k in keys]
-        if where[2].is_complex:
-            columns = [[_real(t) for t in column] for column in columns]
-        packed = [_flatten_dense_tensors(column) for column in columns]
-        fn(*packed, scalars[where])
-        for key, column, flat in zip(keys, columns, packed, strict=True):
-            if key != "grads":  # written back: params and state
-                torch._foreach_copy_(column, _unflatten_dense_tensors(flat, column))
+
+    @functools.cache
+    def scalars(t: float, device: torch.device, dtype: torch.dtype) -> Tensor:
+        return torch.tensor([sign, l2, shrink, -lr / (1 - beta1**t), (1 - beta2**t) ** -0.5, beta1, beta2, eps],
+                            dtype=torch.float64 if dtype in _DOUBLE else torch.float32, device=device)
+
+    for pack in plan.packs:
+        t = pack.flat["step"].add_(1)[0].item()
+        params = [lists["params"][i] for i in pack.members]
+        torch._foreach_copy_(pack.param_views, params)
+        grads = _flatten_dense_tensors([lists["grads"][i] for i in pack.members])
+        p = pack.flat["params"]
+        fn(p, grads, *(pack.flat[key] for key in keys), scalars(t, p.device, p.dtype))
+        torch._foreach_copy_(params, pack.param_views)
+    _update_alone(plan.alone, lists, fn, scalars, keys, hyper=dict(
+        lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
+        decoupled=decoupled))
+
+
+def _update_alone(alone: list[int], lists: dict[str, list[Tensor]], fn, scalars, keys: tuple[str, ...],
+                  hyper: dict) -> None:
+    """Large tensors in place: ``CHUNK`` per compiled call, the remainder one call each; tensors that cannot
+    be viewed as 1-D take the loop path."""
+    columns = ("params", "grads", *keys)
+    flat_ok = [i for i in alone if all(lists[k][i].is_contiguous() for k in columns)]
+    if len(flat_ok) < len(alone):
+        taken = set(flat_ok)
+        rest = [i for i in alone if i not in taken]
+        loop_update({key: [values[i] for i in rest] for key, values in lists.items()}, **hyper)
+    if not flat_ok:
+        return
+    steps = [lists["step"][i] for i in flat_ok]
+    torch._foreach_add_(steps, 1)
+    groups: dict[tuple[float, torch.device, torch.dtype], list[int]] = {}
+    for i, t in zip(flat_ok, torch.stack(steps).tolist(), strict=True):
+        groups.setdefault((t, lists["params"][i].device, lists["params"][i].dtype), []).append(i)
+    for (t, device, dtype), members in groups.items():
+        h = scalars(t, device, dtype)
+        rows = [[_real(lists[k][i]).view(-1) for k in columns] for i in members]
+        whole = len(rows) - len(rows) % CHUNK
+        for start in range(0, whole, CHUNK):
+            with _no_duck_shapes():
+                _compiled_chunk()(*zip(*rows[start:start + CHUNK], strict=True), h)
+        for row in rows[whole:]:
+            fn(*row, h)
+
+
+# Large tensors are updated CHUNK per compiled call: each call costs ~0.1 ms of host time (guards, wrappers)
+# whatever it does, and one graph over CHUNK tensors runs CHUNK kernels for the price of one call. A fixed
+# length keeps it to one compiled graph per dtype; the remainder uses the single-tensor function.
+CHUNK = 8
+
+
+def _each(*args: tuple[Tensor, ...] | Tensor) -> None:
+    """:func:`_adam_math` (4 columns, then h) or :func:`_amsgrad_math` (5 columns, then h) on every row;
+    a column is a tuple of CHUNK 1-D tensors."""
+    *columns, h = args
+    math = _amsgrad_math if len(columns) == 5 else _adam_math
+    for row in zip(*columns, strict=True):
+        math(*row, h)
+
+
+@functools.cache
+def _compiled_chunk():
+    return torch.compile(_each, dynamic=True, fullgraph=True)
+
+
+def _no_duck_shapes():
+    """Give every tensor of a chunk its own symbolic size. By default equal sizes share one symbol, which
+    guards on the equality and recompiles for each new pattern of equal sizes among the CHUNK tensors."""
+    from torch.fx.experimental import _config
+
+    return _config.patch(use_duck_shape=False)
