@@ -227,3 +227,27 @@ def test_autocast_inference_caches_casts_until_the_weights_change(ids):
     changed = run(False)
     assert not torch.allclose(changed, first)
     torch.testing.assert_close(changed, run(True))
+
+
+def test_parametrized_base_weight_is_read_through_its_parametrization():
+    """The layer reads parameters from the modules' dicts for speed; a parametrized weight (not in that
+    dict) must still be computed by its parametrization, and parameters replaced by assignment be seen."""
+    from torch.nn.utils import parametrize
+
+    class Double(nn.Module):
+        def forward(self, w):
+            return 2 * w
+
+    model = nn.Sequential(nn.Linear(6, 4))
+    parametrize.register_parametrization(model[0], "weight", Double())
+    model = apply(model, LoraConfig(r=2, alpha=4, target_modules=["0"]))
+    layer = model[0]
+    _randomise_b(model)
+    x = torch.randn(3, 6)
+    a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+    base = layer.base_layer
+    expected = x @ (2 * base.parametrizations.weight.original).T + base.bias + (x @ a.T @ b.T) * 2.0
+    torch.testing.assert_close(model(x), expected)
+    layer.lora_B["default"].weight = nn.Parameter(torch.ones_like(b))  # a new Parameter object
+    expected = x @ (2 * base.parametrizations.weight.original).T + base.bias + (x @ a.T @ torch.ones_like(b).T) * 2.0
+    torch.testing.assert_close(model(x), expected)

@@ -48,6 +48,13 @@ def in_out_features(module: nn.Module) -> tuple[int, int]:
     raise TypeError(f"LoRA cannot wrap {type(module).__name__}; supported: nn.Linear, Conv1D, nn.Embedding")
 
 
+def _param(module: nn.Module, name: str) -> torch.Tensor | None:
+    """``getattr(module, name)`` for a registered parameter without nn.Module.__getattr__'s cost; falls back
+    to it for anything else (a parametrization, a property, a buffer)."""
+    value = module._parameters.get(name)
+    return value if value is not None else getattr(module, name, None)
+
+
 class LoraLayer(nn.Module):
     """A base layer with any number of named LoRA updates, one of them active.
 
@@ -145,7 +152,12 @@ class LoraLayer(nn.Module):
             return self.base_layer(x)
         if self.kind == "embedding":
             return self._embedding_forward(x, name)
-        base = self.base_layer
+        # This runs per adapted layer per call, and on a GPU the host's time is the step's time (small kernels):
+        # parameters are read from the modules' dicts, because nn.Module.__getattr__ costs ~1 us per lookup.
+        base = self._modules["base_layer"]
+        weight, bias = _param(base, "weight"), _param(base, "bias")
+        a = _param(self._modules["lora_A"]._modules[name], "weight")  # (r, in)
+        b = _param(self._modules["lora_B"]._modules[name], "weight")  # (out, r)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])
         device_type = x.device.type
@@ -153,12 +165,15 @@ class LoraLayer(nn.Module):
             # cast once here: autocast would cast x separately for the base and the low-rank product
             x2 = x2.to(torch.get_autocast_dtype(device_type))
         if self.kind == "linear":
-            out = F.linear(x2, base.weight, base.bias)
-        elif base.bias is not None:
-            out = torch.addmm(base.bias, x2, base.weight)
+            out = F.linear(x2, weight, bias)
+        elif bias is not None:
+            out = torch.addmm(bias, x2, weight)
         else:
-            out = x2 @ base.weight
-        a, bt = self._low_rank(name, out.dtype)
+            out = x2 @ weight
+        if b.dtype == out.dtype:
+            bt = b.t()
+        else:
+            a, bt = self._low_rank(name, out.dtype)
         p = self.dropout[name]
         xd = F.dropout(x2, p, True) if p > 0 and self.training else x2
         h = F.linear(xd, a)  # (N, r)
