@@ -197,8 +197,10 @@ def _update_alone(alone: list[int], lists: dict[str, list[Tensor]], fn, scalars,
         return
     steps = [lists["step"][i] for i in flat_ok]
     torch._foreach_add_(steps, 1)
+    # one by one: counters loaded by torch's load_state_dict into a fused group sit on the parameter's device,
+    # fresh ones on the CPU, and a stack of both would fail (large tensors are few, so this is cheap)
     groups: dict[tuple[float, torch.device, torch.dtype], list[int]] = {}
-    for i, t in zip(flat_ok, torch.stack(steps).tolist(), strict=True):
+    for i, t in zip(flat_ok, [s.item() for s in steps], strict=True):
         groups.setdefault((t, lists["params"][i].device, lists["params"][i].dtype), []).append(i)
     for (t, device, dtype), members in groups.items():
         h = scalars(t, device, dtype)
