@@ -116,6 +116,15 @@ def main() -> None:
               f"device {device}{', bf16' if args.bf16 else ''}")
         for name, ms in step.items():
             print(f"{name:45s} {ms:9.1f}  ({ms / step['train step: full fine-tuning']:.2f}x full)")
+        # inference compiled too: with launches fused, what is left of the unmerged adapters' overhead
+        infer_models = {"inference: base": build(args, device), "inference: ours LoRA unmerged": ours_lora(0.0),
+                        "inference: peft LoRA unmerged": peft_lora(0.0)}
+        for m in infer_models.values():
+            m.eval()
+        inf = time_interleaved({name: infer_fn(torch.compile(m)) for name, m in infer_models.items()}, device,
+                               args.warmup, args.repeat)
+        for name, ms in inf.items():
+            print(f"{name:45s} {ms:9.1f}  ({100 * (ms / inf['inference: base'] - 1):+.1f}%)")
         return
     # peak memory: each variant alone on the device (weights, grads, optimizer state, activations)
     peaks = {}
