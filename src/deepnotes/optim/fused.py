@@ -16,9 +16,10 @@ Two ways keep it down:
   vector. A step then gathers params and grads into flat buffers, runs one compiled call, scatters the
   params back and advances every step counter with one add: no per-tensor Python, and the state is never
   copied. The layout (a :class:`_Plan`) is kept between steps and rebuilt, with the current state values
-  carried over, when the set of parameters with gradients changes or a state tensor was replaced (e.g. by
-  ``load_state_dict``). ``state_dict()`` holds views; torch.save and our checkpoints store them as usual.
-- Large tensors get one compiled call each, in place, with no copy.
+  carried over, when the set of parameters with gradients changes, a state tensor was replaced (e.g. by
+  ``load_state_dict``) or a step counter was written. ``state_dict()`` holds views; torch.save and our
+  checkpoints store them as usual.
+- Large tensors are updated in place, with no copy, ``CHUNK`` of them per compiled call.
 
 The eight scalars (sign, L2 factor, shrink, step size, bias correction, betas, eps) travel in one small
 tensor ``h`` of the parameters' precision (float64 for float64 parameters, float32 otherwise), built once per
