@@ -72,9 +72,10 @@ def test_param_groups_with_own_hyperparameters_match_torch(kind):
     ours_cls, ref_cls = PAIRS[kind]
     init, set_grads = make_problem(3)
     groups = [([0, 2], dict(lr=0.05, weight_decay=0.2, amsgrad=True)), ([1, 3], dict(betas=(0.5, 0.9)))]
-    ours, _ = run(ours_cls, init, set_grads, 200, groups=groups, lr=1e-2, weight_decay=0.01)
     ref, _ = run(ref_cls, init, set_grads, 200, groups=groups, lr=1e-2, weight_decay=0.01)
-    assert max_rel_err(ours, ref) < 1e-6
+    for mode in (dict(foreach=False), dict(fused=True)):  # fused: one pack layout per group
+        ours, _ = run(ours_cls, init, set_grads, 200, groups=groups, lr=1e-2, weight_decay=0.01, **mode)
+        assert max_rel_err(ours, ref) < 1e-6, mode
 
 
 @pytest.mark.parametrize("kind", sorted(PAIRS))
@@ -263,6 +264,21 @@ def test_continues_from_a_torch_optimizer_state_dict(kind):
     for k in range(30, 60):
         set_grads(params, k)
         ours.step()
+    assert max_rel_err(params, ref) < 1e-6
+
+
+@pytest.mark.parametrize("kind", sorted(PAIRS))
+def test_torch_continues_from_our_fused_state_dict(kind):
+    """The other direction, from the fused path, whose state dict holds views of flat buffers."""
+    ours_cls, ref_cls = PAIRS[kind]
+    init, set_grads = make_problem(6)
+    ref, _ = run(ref_cls, init, set_grads, 60, lr=1e-2, weight_decay=0.1)
+    params, ours = run(ours_cls, init, set_grads, 30, lr=1e-2, weight_decay=0.1, fused=True)
+    theirs = ref_cls(params, lr=1e-2, weight_decay=0.1)
+    theirs.load_state_dict(copy.deepcopy(ours.state_dict()))
+    for k in range(30, 60):
+        set_grads(params, k)
+        theirs.step()
     assert max_rel_err(params, ref) < 1e-6
 
 
