@@ -171,8 +171,8 @@ def fused_update(lists: dict[str, list[Tensor]], state: Mapping[Tensor, dict], p
     def scalars(t: float, device: torch.device, dtype: torch.dtype) -> Tensor:
         values = [sign, l2, shrink, -lr / (1 - beta1**t), (1 - beta2**t) ** -0.5, beta1, beta2, eps]
         h = torch.tensor(values, dtype=torch.float64 if dtype in _DOUBLE else torch.float32)
-        if device.type == "cpu":
-            return h
+        if device.type != "cuda":
+            return h.to(device)
         # a blocking copy from pageable memory would wait for every kernel already queued (the backward pass)
         # before the host could go on; from pinned memory the copy is queued like a kernel
         return h.pin_memory().to(device, non_blocking=True)
