@@ -170,24 +170,21 @@ class LoraLayer(nn.Module):
             out = torch.addmm(bias, x2, weight)
         else:
             out = x2 @ weight
-        if b.dtype == out.dtype:
-            bt = b.t()
-        else:
-            a, bt = self._low_rank(name, out.dtype)
+        a, bt = self._low_rank(name, a, b, out.dtype)
         p = self.dropout[name]
         xd = F.dropout(x2, p, True) if p > 0 and self.training else x2
         h = F.linear(xd, a)  # (N, r)
         out = out.addmm_(h if h.dtype == out.dtype else h.to(out.dtype), bt, alpha=self.scaling[name])
         return out.view(*lead, out.shape[-1])
 
-    def _low_rank(self, name: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """``A`` (r, in) and ``B^T`` (r, out) in the compute dtype ``dtype``.
+    def _low_rank(self, name: str, a: torch.Tensor, b: torch.Tensor,
+                  dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Adapter ``name``'s ``A`` (r, in) and ``B^T`` (r, out) in the compute dtype ``dtype``.
 
         The in-place GEMM needs B in the output's dtype (under autocast, half precision while B is fp32).
         Without autograd (inference) the cast copies are cached until the weights change, so an unmerged
         adapter costs two small GEMMs per layer and no casts.
         """
-        a, b = self.lora_A[name].weight, self.lora_B[name].weight
         if b.dtype == dtype:
             return a, b.t()
         if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
