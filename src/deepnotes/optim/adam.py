@@ -71,28 +71,28 @@ class Adam(torch.optim.Optimizer):
                 group.setdefault(key, value)
 
     def _gather(self, group: dict[str, Any]) -> dict[str, list[Tensor]]:
-        """Lists (one entry per parameter with a gradient) of params, grads and state tensors; inits state."""
-        lists: dict[str, list[Tensor]] = defaultdict(list)
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise RuntimeError("deepnotes Adam/AdamW do not support sparse gradients; use torch.optim.SparseAdam")
-            state = self.state[p]
+        """Lists (one entry per parameter with a gradient) of params, grads and state tensors; inits state.
+
+        Written as comprehensions over whole lists: on a GPU this host work, not the update, is a large part
+        of a step with hundreds of tensors."""
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return {}
+        grads = [p.grad for p in params]
+        if any(g.is_sparse for g in grads):
+            raise RuntimeError("deepnotes Adam/AdamW do not support sparse gradients; use torch.optim.SparseAdam")
+        states = [self.state[p] for p in params]
+        keys = ["step", "exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if group["amsgrad"] else [])
+        for p, state in zip(params, states, strict=True):
             if len(state) == 0:
                 state["step"] = torch.tensor(0.0, dtype=torch.float32)
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                if group["amsgrad"]:
-                    state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            elif group["amsgrad"] and "max_exp_avg_sq" not in state:  # amsgrad switched on mid-training
+                for key in keys[1:]:
+                    state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            elif "max_exp_avg_sq" in keys and "max_exp_avg_sq" not in state:  # amsgrad switched on mid-training
                 state["max_exp_avg_sq"] = state["exp_avg_sq"].clone()
-            lists["params"].append(p)
-            lists["grads"].append(p.grad)
-            for key in ("step", "exp_avg", "exp_avg_sq"):
-                lists[key].append(state[key])
-            if group["amsgrad"]:
-                lists["max_exp_avg_sq"].append(state["max_exp_avg_sq"])
+        lists = {"params": params, "grads": grads}
+        for key in keys:
+            lists[key] = [state[key] for state in states]
         return lists
 
     @torch.no_grad()

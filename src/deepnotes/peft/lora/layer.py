@@ -189,6 +189,10 @@ class LoraLayer(nn.Module):
             return a, b.t()
         if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
             return a, b.t().to(dtype)
+        if torch.compiler.is_compiling():
+            # the cache's key (data pointers, versions) would break the graph and recompile it per layer
+            # shape; in a compiled graph the casts are cheap kernels the compiler fuses anyway
+            return a.to(dtype), b.t().to(dtype)
         key = (name, dtype, a.data_ptr(), b.data_ptr(), a._version, b._version)
         cached = self._cast_cache
         if cached is None or cached[0] != key:
