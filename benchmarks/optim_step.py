@@ -20,7 +20,7 @@ from unittest import mock
 import torch
 
 from deepnotes.core import pick_device
-from deepnotes.core.timing import time_call, time_interleaved
+from deepnotes.core.timing import print_kernel_profile, time_call, time_interleaved
 from deepnotes.optim import AdamW, fused
 
 
@@ -80,7 +80,7 @@ def main() -> None:
                     help="also: ours-fused_nopack (no packs: large-tensor calls only), ours-fused_packall")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     ap.add_argument("--profile", action="store_true",
-                    help="after timing, split each step into device (kernel) time and its top kernels")
+                    help="after timing: kernel time per step and the top kernels (CUDA)")
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -108,25 +108,7 @@ def main() -> None:
         print(f"goal ours-fused <= 1.3 x torch-fused: {ratio:.2f}x -> {'met' if ratio <= 1.3 else 'NOT met'}")
     if args.profile:
         for impl, step in steps.items():
-            print_profile(impl, step, device, times[impl])
-
-
-def print_profile(impl: str, step, device: torch.device, wall_ms: float, n: int = 5) -> None:
-    """Kernel time per step against the timed wall time: where the two are far apart, the host's work (Python,
-    launches, guards) sets the step time, not the device's memory traffic."""
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        for _ in range(n):
-            step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    events = [e for e in prof.key_averages() if e.device_type.name == "CUDA"] if device.type == "cuda" else []
-    kernel_ms = sum(e.self_device_time_total for e in events) / n / 1e3
-    print(f"profile {impl}: wall {wall_ms:.2f} ms/step, device kernels {kernel_ms:.2f} ms/step")
-    for e in sorted(events, key=lambda e: e.self_device_time_total, reverse=True)[:4]:
-        print(f"    {e.self_device_time_total / n / 1e3:7.3f} ms  x{e.count // n:<4d} {e.key[:90]}")
+            print_kernel_profile(impl, step, device, times[impl])
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from deepnotes.core import pick_device
-from deepnotes.core.timing import time_interleaved
+from deepnotes.core.timing import print_kernel_profile, time_interleaved
 
 
 def build(args, device):
@@ -58,6 +58,8 @@ def main() -> None:
                     help="torch.compile every model's forward (train steps only; no memory or inference rows)")
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--profile", action="store_true",
+                    help="after timing (eager): kernel time per train step and the top kernels (CUDA)")
     args = ap.parse_args()
     device = pick_device(args.device)
     targets = args.targets.split(",")
@@ -169,6 +171,12 @@ def main() -> None:
     base = inf["inference: base"]
     for name, ms in inf.items():
         print(f"{name:45s} {ms:9.1f}" + (f"  ({100 * (ms / base - 1):+.1f}%)" if name != "inference: base" else ""))
+    if args.profile:  # where a LoRA step's time goes beyond the floor's: which kernels, and how many launches
+        for m in models.values():
+            m.train()
+        for name in ("train step: full fine-tuning", "train step: backward floor (frozen)",
+                     "train step: ours LoRA (dropout 0.0)", "train step: peft LoRA (dropout 0.0)"):
+            print_kernel_profile(name, train[name], device, step[name], calls=3, top=8)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,39 @@ def time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device 
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
+def kernel_profile(fn: Callable[[], object], device: torch.device | str, calls: int = 5,
+                   top: int = 5) -> tuple[float, list[tuple[str, float, int]]]:
+    """Device kernel time per call of ``fn()`` and its ``top`` kernels as (name, ms per call, launches per
+    call), from torch.profiler. Compared with the call's wall time it says whether the device's work or the
+    host's (Python, dispatch, launches) sets the pace. On a CPU there are no device kernels: (0.0, [])."""
+    from torch.profiler import ProfilerActivity, profile
+
+    device = torch.device(device)
+    if device.type != "cuda":
+        return 0.0, []
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            fn()
+        synchronize(device)
+    # user annotations (e.g. "Optimizer.step#AdamW.step") span kernels on the GPU timeline: not kernels
+    kernels = [e for e in prof.key_averages() if e.device_type.name == "CUDA" and not e.is_user_annotation]
+    total = sum(e.self_device_time_total for e in kernels) / calls / 1e3
+    ranked = sorted(kernels, key=lambda e: e.self_device_time_total, reverse=True)[:top]
+    return total, [(e.key, e.self_device_time_total / calls / 1e3, e.count // calls) for e in ranked]
+
+
+def print_kernel_profile(name: str, fn: Callable[[], object], device: torch.device | str, wall_ms: float,
+                         calls: int = 5, top: int = 5) -> None:
+    """One line of kernel time against ``wall_ms`` for ``fn``, then its top kernels (CUDA only)."""
+    total, ranked = kernel_profile(fn, device, calls, top)
+    if not ranked:
+        print(f"profile {name}: no device kernels recorded (device {device})")
+        return
+    print(f"profile {name}: wall {wall_ms:.2f} ms/call, device kernels {total:.2f} ms/call")
+    for key, ms, count in ranked:
+        print(f"    {ms:7.3f} ms  x{count:<4d} {key[:90]}")
+
+
 def count_flops(model: torch.nn.Module, *inputs: torch.Tensor) -> int:
     """Forward FLOPs of ``model(*inputs)`` counted by ``torch.utils.flop_counter`` (a multiply-add is 2 FLOPs)."""
     from torch.utils.flop_counter import FlopCounterMode
