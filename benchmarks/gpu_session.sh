@@ -2,7 +2,7 @@
 # Everything worth running on a lent GPU, as one prepared run: the CUDA tests of every topic, then each
 # benchmark with --device cuda at the sizes the open issues quote (optim, peft, video; the pose benchmarks and
 # an end-to-end pose training ran in an earlier session, see docs/measurements/2026-11-26-h200/). Each step has
-# its own time limit so one slow step cannot eat the others' time; about 9 minutes in all.
+# its own time limit so one slow step cannot eat the others' time; at most ~9.5 minutes in all.
 #
 #   bash benchmarks/gpu_session.sh OUT_DIR
 #
@@ -33,10 +33,14 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $py -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__,
 'peft', peft.__version__, torch.cuda.get_device_name())"
 
-step cuda_tests 100 $py -m pytest -q -p no:cacheprovider tests/test_cuda.py
-step optim_step 90 $py benchmarks/optim_step.py --device cuda --params 166e6 --repeat 20 \
+step cuda_tests 60 $py -m pytest -q -p no:cacheprovider tests/test_cuda.py
+step optim_step 80 $py benchmarks/optim_step.py --device cuda --params 166e6 --repeat 20 --profile \
   --impls torch-loop,torch-foreach,torch-fused,ours-loop,ours-foreach,ours-fused,ours-fused_nopack
-step peft_step 150 $py benchmarks/peft_step.py --device cuda --layers 12 --width 768 --batch 8 --seq 512 --bf16
-step peft_compile 120 $py benchmarks/peft_step.py --device cuda --layers 12 --width 768 --batch 8 --seq 512 --bf16 \
+step peft_step 100 $py benchmarks/peft_step.py --device cuda --layers 12 --width 768 --batch 8 --seq 512 --bf16 \
+  --profile
+# a cold machine compiles 4 train steps and 3 inference graphs here: 150 s was not enough (session 4)
+step peft_compile 200 $py benchmarks/peft_step.py --device cuda --layers 12 --width 768 --batch 8 --seq 512 --bf16 \
   --compile --dropout 0
-step video_models 80 $py benchmarks/video_models.py --device cuda --repeat 10
+step video_models 40 $py benchmarks/video_models.py --device cuda --repeat 10
+step video_graphs 90 $py benchmarks/video_models.py --device cuda --repeat 10 --compile reduce-overhead \
+  --models tsn,tsm,tam,i3d

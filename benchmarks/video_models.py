@@ -2,6 +2,7 @@
 TSM shift against a naive concatenation shift.
 
     .venv/bin/python benchmarks/video_models.py [--device cpu] [--depth 18 --width 64 --size 112 --frames 8]
+    .venv/bin/python benchmarks/video_models.py --device cuda --compile reduce-overhead   # fused, CUDA graphs
 
 Goals (issue 4): each 2D temporal model within 1.3x TSN's inference latency, and at least 3x faster than I3D.
 """
@@ -28,6 +29,9 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--compile", default="", choices=["", "default", "reduce-overhead"],
+                   help="inference rows through torch.compile with this mode (reduce-overhead: CUDA graphs); "
+                        "training rows stay eager")
     p.add_argument("--models", default=",".join(("tsn", *TEMPORAL_2D, *MODELS_3D)), help=f"any of {', '.join(MODELS)}")
     args = p.parse_args()
     device = pick_device(args.device)
@@ -36,6 +40,8 @@ def main() -> None:
     y = torch.zeros(args.batch, dtype=torch.long, device=device)
     print(f"device {device}, ResNet-{args.depth} width {args.width}, clips {args.batch} x 3 x {args.frames} x "
           f"{args.size}^2, torch threads {torch.get_num_threads()}")
+    if args.compile:
+        print(f"inference compiled (mode {args.compile}), training eager")
     print(f"{'model':10s} {'params':>9s} {'GFLOPs/clip':>12s} {'infer ms/clip':>14s} {'infer clips/s':>14s} "
           f"{'train clips/s':>14s} {'vs TSN':>7s}")
     names = args.models.split(",")
@@ -44,21 +50,25 @@ def main() -> None:
     infer, train = {}, {}
     for name, model in models.items():
         opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+        forward = torch.compile(model, mode=args.compile) if args.compile else model
 
-        def inference(m=model):
-            m.eval()
+        def inference(m=forward):
             with torch.no_grad():
                 m(x)
 
         def step(m=model, o=opt):
-            m.train()
             o.zero_grad(set_to_none=True)
             F.cross_entropy(m(x), y).backward()
             o.step()
 
         infer[name], train[name] = inference, step
-    # all models timed round-robin, so that machine load hits each alike
-    infer_ms = time_interleaved(infer, device, warmup=1, rounds=args.repeat)
+    # all models timed round-robin, so that machine load hits each alike; modes are set outside the timed
+    # calls (train()/eval() walk every submodule, and the models have different numbers of them)
+    for model in models.values():
+        model.eval()
+    infer_ms = time_interleaved(infer, device, warmup=2 if args.compile else 1, rounds=args.repeat)
+    for model in models.values():
+        model.train()
     train_ms = time_interleaved(train, device, warmup=1, rounds=max(2, args.repeat // 2))
     rows = {}
     for name, model in models.items():
