@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--profile", action="store_true",
-                    help="after timing (eager): kernel time per train step and the top kernels (CUDA)")
+                    help="after timing (eager): kernel time per train step / inference and the top kernels (CUDA)")
     args = ap.parse_args()
     device = pick_device(args.device)
     targets = args.targets.split(",")
@@ -177,6 +177,10 @@ def main() -> None:
         for name in ("train step: full fine-tuning", "train step: backward floor (frozen)",
                      "train step: ours LoRA (dropout 0.0)", "train step: peft LoRA (dropout 0.0)"):
             print_kernel_profile(name, train[name], device, step[name], calls=3, top=8)
+        for m in models.values():
+            m.eval()
+        for name in ("inference: base", "inference: ours LoRA unmerged"):
+            print_kernel_profile(name, infer[name], device, inf[name], calls=3, top=8)
 
 
 if __name__ == "__main__":
