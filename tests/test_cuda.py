@@ -136,21 +136,11 @@ def test_kernel_profile_counts_device_kernels(cuda):
 def test_compiled_lora_inference_is_one_graph_on_cuda(cuda):
     """As tests/peft's CPU test: under torch.compile the inference cast cache is skipped (it broke the graph
     per layer and made compiled unmerged inference 3.5x the base on an H200)."""
-    from torch._dynamo.testing import CompileCounter
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     from deepnotes import peft as dpeft
+    from tests.peft.conftest import tiny_gpt2
+    from tests.peft.test_lora import _randomise_b, assert_compiled_inference_is_one_graph
 
-    torch._dynamo.reset()
-    cfg = GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=128, n_positions=64)
-    model = dpeft.apply(GPT2LMHeadModel(cfg).to(cuda).eval(), dpeft.LoraConfig(r=4, alpha=8,
-                                                                                target_modules=["c_attn", "c_fc"]))
-    ids = torch.randint(0, 128, (2, 16), device=cuda)
-    counter = CompileCounter()
-    compiled = torch.compile(model, backend=counter)
-    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-        expected = model(input_ids=ids, use_cache=False).logits.float()
-        for _ in range(2):
-            got = compiled(input_ids=ids, use_cache=False).logits.float()
-    assert counter.frame_count == 1
-    torch.testing.assert_close(got, expected)
+    model = dpeft.apply(tiny_gpt2().to(cuda).eval(), dpeft.LoraConfig(r=4, alpha=8, target_modules=["c_attn", "c_fc"]))
+    _randomise_b(model)
+    ids = torch.randint(0, model.config.vocab_size, (2, 16), device=cuda)
+    assert_compiled_inference_is_one_graph(model, ids)
