@@ -63,3 +63,15 @@ def test_identity_cases_dtype_and_seed():
     assert torch.equal(a, dropout(torch.ones(1000), 0.3))
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         dropout(x, 1.0)
+
+
+def test_traced_by_torch_compile_as_one_graph():
+    """Under torch.compile the CPU bit tricks (a dtype-changing view) are left to the compiler's own dropout."""
+    from torch._dynamo.testing import CompileCounter
+
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    f = torch.compile(lambda x: dropout(x, 0.25) * 2, backend=counter)
+    y = f(torch.ones(1000))
+    assert counter.frame_count == 1
+    assert 0.1 < (y == 0).float().mean().item() < 0.4

@@ -8,7 +8,8 @@ the drop probability is ``p`` resolved to 1/32768 (0.05 -> 0.04999), and kept va
 inverse of the exact keep probability, so the expectation is preserved exactly. About 3.5x faster than
 ``F.dropout`` on a CPU; the mask is kept as booleans for the backward (1 byte per element, as torch's).
 
-On other devices torch's kernel is used (on CUDA it is one fused kernel with a counter-based generator).
+On other devices, and inside torch.compile (which generates its own random-number kernel), torch's dropout
+is used (on CUDA it is one fused kernel with a counter-based generator).
 Both paths draw from torch's default generator, so ``torch.manual_seed`` makes them reproducible.
 """
 
@@ -37,7 +38,7 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
         raise ValueError(f"dropout probability must be in [0, 1), got {p}")
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu":
+    if x.device.type != "cpu" or torch.compiler.is_compiling():  # compiled: the compiler's own RNG kernel
         return F.dropout(x, p, True)
     dropped = round(p * _LEVELS)
     keep = keep_mask(x.shape, p, x.device)
