@@ -80,14 +80,13 @@ def _compiled(amsgrad: bool):
 
 _DOUBLE = (torch.float64, torch.complex128)
 
-# Tensors below this many elements are packed. A large tensor costs ~0.1 ms / CHUNK = ~12 us of host time per
-# step (its share of a chunk's compiled call); a packed one costs 24 more bytes of traffic per float32 element
-# (gather p and g, scatter p; the state is already flat) and keeps a copy of itself and of its gradient
-# in the pack's gather buffers.
-# Break-even is 12 us x bandwidth / 24 B: ~10k elements on a CPU (~20 GB/s), ~2M on a GPU (~4 TB/s). The CPU
-# threshold sits higher, where a model's vectors (biases, norms) and its matrices usually part.
-# On an H200 a chunked call measured ~0.4 ms (54 us per tensor: `optim_step.py --impls ours-fused_nopack`), so
-# packing pays there up to ~9M elements; 2M keeps the gather buffers' memory to the small tensors.
+# Tensors below this many elements are packed. A large tensor costs its share of a chunk's compiled call in
+# host time per step: ~12 us on the development CPU (~0.1 ms / CHUNK), ~54 us on an H200 (~0.4 ms per call,
+# `optim_step.py --impls ours-fused_nopack`). A packed one costs 24 more bytes of traffic per float32 element
+# (gather p and g, scatter p; the state is already flat) and 8 bytes of gather buffers (p and g).
+# Break-even is host time x bandwidth / 24 B: ~10k elements on a CPU (~20 GB/s), ~9M on an H200 (~4 TB/s).
+# The CPU threshold sits higher, where a model's vectors (biases, norms) and its matrices usually part; the
+# GPU one lower, at 2M, to keep the gather buffers' memory to the smaller tensors.
 PACK_BELOW = {"cpu": 65536, "default": 1 << 21}
 
 
