@@ -4,7 +4,8 @@ TSM shift against a naive concatenation shift.
     .venv/bin/python benchmarks/video_models.py [--device cpu] [--depth 18 --width 64 --size 112 --frames 8]
     .venv/bin/python benchmarks/video_models.py --device cuda --compile reduce-overhead   # fused, CUDA graphs
 
-Goals (issue 4): each 2D temporal model within 1.3x TSN's inference latency, and at least 3x faster than I3D.
+Goals (issue 4): each 2D temporal model within 1.3x TSN's inference latency, and at least 3x faster than I3D
+(printed against both inflation patterns: ``i3d``, ResNet3d's, and ``i3d_full``, every kernel inflated).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 
 from deepnotes.core import pick_device
 from deepnotes.core.timing import count_flops, count_parameters, time_call, time_interleaved
-from deepnotes.video.models import MODELS, MODELS_3D, TEMPORAL_2D, build_model
+from deepnotes.video.models import MODELS, MODELS_3D, TEMPORAL_2D, VARIANTS_3D, build_model
 from deepnotes.video.models.tsm import naive_shift, temporal_shift
 
 
@@ -32,7 +33,7 @@ def main() -> None:
     p.add_argument("--compile", default="", choices=["", "default", "reduce-overhead"],
                    help="inference rows through torch.compile with this mode (reduce-overhead: CUDA graphs); "
                         "training rows stay eager")
-    p.add_argument("--models", default=",".join(("tsn", *TEMPORAL_2D, *MODELS_3D)), help=f"any of {', '.join(MODELS)}")
+    p.add_argument("--models", default=",".join(("tsn", *TEMPORAL_2D, *MODELS_3D, *VARIANTS_3D)), help=f"any of {', '.join(MODELS)}")
     args = p.parse_args()
     device = pick_device(args.device)
     stem = 4 if args.size >= 112 else 2 if args.size >= 48 else 1
@@ -78,17 +79,21 @@ def main() -> None:
         vs_tsn = f"{lat / (infer_ms['tsn'] / args.batch):.2f}x" if "tsn" in infer_ms else "-"
         print(f"{name:10s} {rows[name][0]:9d} {flops / 1e9:12.3f} {lat:14.2f} {1e3 / lat:14.2f} "
               f"{1e3 / trn:14.2f} {vs_tsn:>7s}", flush=True)
-    tsn, i3d = rows.get("tsn"), rows.get("i3d")
-    if tsn and i3d:
+    tsn = rows.get("tsn")
+    # the "3x faster than I3D" goal is printed against each inflation pattern that was timed
+    i3ds = [name for name in ("i3d", "i3d_full") if name in rows]
+    if tsn:
         for name in TEMPORAL_2D:
             if name in rows:
                 lat = rows[name][2]
-                ok = lat <= 1.3 * tsn[2] and i3d[2] >= 3 * lat
-                print(f"goal {name}: {lat / tsn[2]:.2f}x TSN (<= 1.3), I3D {i3d[2] / lat:.2f}x slower (>= 3): "
-                      f"{'met' if ok else 'NOT met'}")
-        for name in MODELS_3D:
+                against = ", ".join(f"{i} {rows[i][2] / lat:.2f}x slower ({'met' if rows[i][2] >= 3 * lat else 'NOT met'})"
+                                    for i in i3ds)
+                ok = lat <= 1.3 * tsn[2]
+                print(f"goal {name}: {lat / tsn[2]:.2f}x TSN (<= 1.3: {'met' if ok else 'NOT met'}); "
+                      f"3x faster than I3D? {against or 'no I3D timed'}")
+        for name in (*MODELS_3D, *VARIANTS_3D):
             if name in rows:
-                print(f"{name}: {rows[name][2] / tsn[2]:.2f}x TSN latency")
+                print(f"{name}: {rows[name][2] / tsn[2]:.2f}x TSN latency, {rows[name][1] / tsn[1]:.2f}x its FLOPs")
 
     feat = torch.randn(args.batch * args.frames, args.width, args.size // 4, args.size // 4, device=device)
     fast = time_call(lambda: temporal_shift(feat, args.frames), device, warmup=3, repeat=50)

@@ -1,9 +1,10 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from deepnotes.core.timing import count_flops
-from deepnotes.video.models import MODELS, MODELS_3D, TEMPORAL_2D, build_model, model_cost
+from deepnotes.video.models import MODELS, MODELS_3D, TEMPORAL_2D, VARIANTS_3D, build_model, model_cost
 from deepnotes.video.models.base import fold, unfold
 from deepnotes.video.models.inflate import conv3d_like
 from deepnotes.video.models.ops import TemporalConv, previous_minus_now, temporal_taps
@@ -25,7 +26,7 @@ def _perturb(model):
     return model.eval()
 
 
-@pytest.mark.parametrize("name", ["tsn", *TEMPORAL_2D, *MODELS_3D])
+@pytest.mark.parametrize("name", ["tsn", *TEMPORAL_2D, *MODELS_3D, *VARIANTS_3D])
 def test_every_model_maps_clips_to_logits_and_reports_cost(name):
     model = build_model(name, 5, **SMALL)
     x = torch.randn(2, 3, 4, 16, 16)
@@ -41,7 +42,7 @@ def test_tsn_is_blind_to_frame_order_and_temporal_models_are_not():
     perm = x[:, :, [2, 0, 3, 1]]
     tsn = _perturb(build_model("tsn", 5, **SMALL))
     assert torch.allclose(tsn(x), tsn(perm), atol=1e-5)
-    for name in (*TEMPORAL_2D, *MODELS_3D):
+    for name in (*TEMPORAL_2D, *MODELS_3D, *VARIANTS_3D):
         model = _perturb(build_model(name, 5, **SMALL))
         with torch.no_grad():
             for p in model.parameters():  # zero-init convs too (identity/zero branches start inert)
@@ -92,6 +93,42 @@ def test_i3d_inflation_reproduces_the_2d_conv_on_a_static_video():
     video = img[:, :, None].repeat(1, 1, 5, 1, 1)
     out = conv3d(video)
     assert torch.allclose(out[:, :, 2], conv2d(img), atol=1e-5)  # inner frames: the kernel sums to the 2D one
+
+
+def test_i3d_patterns_inflate_the_kernels_they_name():
+    cfg = {**SMALL, "stem_stride": 4, "input_size": 32}
+    kernels = {name: {n: m.kernel_size for n, m in build_model(name, 5, **cfg).named_modules()
+                      if isinstance(m, nn.Conv3d)} for name in ("i3d", "i3d_full")}
+    part, full = kernels["i3d"], kernels["i3d_full"]
+    assert part.keys() == full.keys()
+    assert full["backbone.stem.0"] == (7, 7, 7) and part["backbone.stem.0"] == (3, 7, 7)
+    for name, k in full.items():
+        assert k[0] == k[1] == k[2], name  # every N x N kernel became N x N x N, 1x1 ones stay 1x1x1
+        assert part[name][1:] == k[1:]  # same spatial kernels; only the temporal extent differs
+        assert part[name][0] == (3 if name.endswith("conv1.0") or name == "backbone.stem.0" else 1), name
+    x = torch.zeros(1, 3, 4, 32, 32)
+    tsn, i3d, i3d_full = (count_flops(build_model(n, 5, **cfg), x) for n in ("tsn", "i3d", "i3d_full"))
+    assert tsn < i3d < i3d_full and i3d_full > 1.5 * i3d  # (the ratios depend on how much of the net the stem is)
+
+
+def test_full_inflation_reproduces_the_2d_network_on_a_static_video():
+    """Inflated from the 2D weights (w / k over k frames), a video of one repeated frame gives the 2D net's
+    features at frames far enough from the clip ends that no temporal kernel reaches past them."""
+    from deepnotes.video.models import i3d
+    from deepnotes.video.models.base import ModelConfig, resnet
+
+    # depth 10 with a 3x3 stem: 9 temporal convs of kernel 3 reach 9 frames each way; frame 10 of 21 is clear
+    cfg = ModelConfig("i3d_full", 5, **{**SMALL, "num_segments": 21})
+    torch.manual_seed(0)
+    net2d = _perturb(resnet(cfg))
+    torch.manual_seed(0)  # the 3D build draws the same 2D init, then inflates it
+    net3d = _perturb(i3d.build_full(cfg, weight_from_2d=True)).backbone
+    img = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        out2d = net2d(img)
+        out3d = net3d(img[:, :, None].repeat(1, 1, 21, 1, 1))
+    assert torch.allclose(out3d[:, :, 10], out2d, atol=1e-5)
+    assert not torch.allclose(out3d[:, :, 0], out2d, atol=1e-3)  # at the ends zero padding does reach in
 
 
 def test_r2plus1d_keeps_the_3d_parameter_count():
@@ -149,3 +186,37 @@ def test_temporal_taps_gradients_match_finite_differences():
     v = torch.randn(2, 4, 3, 2, 2, dtype=torch.float64, requires_grad=True)
     taps = [torch.randn(2, 4, 3, 1, 1, dtype=torch.float64, requires_grad=True) for _ in range(3)]
     assert torch.autograd.gradcheck(lambda v, *w: temporal_taps(v, list(w)), (v, *taps))
+
+
+def test_tdn_short_term_module_encodes_half_resolution_differences_at_the_stem_size():
+    """With a 4x stem, S-TDM pools the clip before differencing (TDN's order); pooling commutes with the
+    differences, so this equals pooling the full-resolution differences."""
+    from deepnotes.video.models.tdn import ShortTermTDM
+
+    torch.manual_seed(0)
+    stdm = ShortTermTDM(3, 8)
+    nn.init.uniform_(stdm.encode[1].weight, 0.5, 1.5)
+    stdm.eval()
+    clip = torch.randn(2, 3, 4, 32, 32)
+    nxt = torch.cat([clip[:, :, 1:], clip[:, :, -1:]], 2) - clip
+    prv = clip - torch.cat([clip[:, :, :1], clip[:, :, :-1]], 2)
+    diffs = unfold(torch.cat([prv, nxt], 1))  # (N*T, 6, 32, 32) at full resolution
+    with torch.no_grad():
+        assert torch.allclose(stdm(clip, (8, 8)), stdm.encode(F.avg_pool2d(diffs, 2)), atol=1e-5)
+        assert torch.allclose(stdm(clip, (16, 16)), stdm.encode(diffs), atol=1e-5)  # 2x stem: no pooling
+
+
+def test_tdn_long_term_attention_is_x_plus_x_times_a():
+    from deepnotes.video.models.tdn import LongTermTDM
+
+    torch.manual_seed(0)
+    ltdm = LongTermTDM(16, t=4)
+    nn.init.uniform_(ltdm.expand[1].weight, 0.5, 1.5)
+    ltdm.eval()
+    x = torch.randn(2 * 4, 16, 6, 6)
+    seen = {}
+    ltdm.expand.register_forward_hook(lambda m, i, o: seen.setdefault("z", o.clone()))
+    with torch.no_grad():
+        out = ltdm(x)
+    a = 2 * torch.sigmoid(seen["z"]) - 1
+    assert torch.allclose(out, x + x * a, atol=1e-6)

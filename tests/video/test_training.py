@@ -160,6 +160,7 @@ def test_cli_models_lists_cost():
                                    "--width", "4"])
     assert res.exit_code == 0, res.output
     lines = {ln.split()[0]: ln.split() for ln in res.output.splitlines()[1:]}
-    assert set(lines) == {"tsn", "tsm", "tea", "stm", "tdn", "tam", "c3d", "i3d", "r2plus1d"}
+    assert set(lines) == {"tsn", "tsm", "tea", "stm", "tdn", "tam", "c3d", "i3d", "r2plus1d", "i3d_full"}
     assert lines["tsn"][1:] == lines["tsm"][1:]  # the shift adds neither parameters nor FLOPs
     assert float(lines["i3d"][2]) > float(lines["tsn"][2])
+    assert float(lines["i3d_full"][2]) > float(lines["i3d"][2])

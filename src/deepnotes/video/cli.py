@@ -168,11 +168,11 @@ def models_cmd(
     num_classes: int = typer.Option(400, "--num-classes"),
 ) -> None:
     """Parameters and FLOPs per clip of every recognition model at one input size."""
-    from deepnotes.video.models import MODELS_3D, TEMPORAL_2D, build_model, model_cost
+    from deepnotes.video.models import MODELS_3D, TEMPORAL_2D, VARIANTS_3D, build_model, model_cost
 
     stem = 4 if input_size >= 112 else 2 if input_size >= 48 else 1
     typer.echo(f"{'model':10s} {'params':>11s} {'MFLOPs/clip':>12s}   clip 3x{segments}x{input_size}x{input_size}")
-    for name in ("tsn", *TEMPORAL_2D, *MODELS_3D):
+    for name in ("tsn", *TEMPORAL_2D, *MODELS_3D, *VARIANTS_3D):
         try:
             model = build_model(name, num_classes, num_segments=segments, depth=depth, width=width,
                                 stem_stride=stem, input_size=input_size)

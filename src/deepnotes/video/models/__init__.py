@@ -25,10 +25,13 @@ MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "tam": tam.build,
     "c3d": c3d.build,
     "i3d": i3d.build,
+    "i3d_full": i3d.build_full,
     "r2plus1d": r2plus1d.build,
 }
 TEMPORAL_2D = ("tsm", "tea", "stm", "tdn", "tam")
 MODELS_3D = ("c3d", "i3d", "r2plus1d")
+# further variants, built and benchmarked but not trained by the claims (to keep `--quick` short)
+VARIANTS_3D = ("i3d_full",)
 
 
 # models with options beyond ModelConfig's name a ModelConfig subclass here (e.g. two_stream)
@@ -70,5 +73,5 @@ from deepnotes.video import two_stream as _two_stream  # noqa: E402
 
 MODELS["two_stream"], CONFIGS["two_stream"] = _two_stream.build, _two_stream.TwoStreamConfig
 
-__all__ = ["MODELS", "MODELS_3D", "TEMPORAL_2D", "ModelConfig", "Recognizer2D", "Recognizer3D", "asdict",
+__all__ = ["MODELS", "MODELS_3D", "TEMPORAL_2D", "VARIANTS_3D", "ModelConfig", "Recognizer2D", "Recognizer3D", "asdict",
            "build_from_config", "build_model", "model_cost"]

@@ -1,8 +1,14 @@
-"""I3D (Carreira & Zisserman, 2017): a 2D ResNet inflated to 3D.
+"""I3D (Carreira & Zisserman, 2017): a 2D ResNet inflated to 3D, in two inflation patterns.
 
-The stem conv and the first conv of every residual block get a temporal kernel of 3 (ResNet3d's
-"3x1x1 in the first conv" inflation); other convs stay 1 frame wide. Time is never downsampled, so
-the clip's T frames are kept to the end. Temporal kernels of 3D convs are what claim 3 inspects.
+``i3d`` (ResNet3d's pattern, as in the non-local networks and mmaction2's I3D-ResNet): the stem conv and
+the first conv of every residual block get a temporal kernel of 3; the other convs stay 1 frame wide.
+
+``i3d_full`` (the paper's rule applied to every layer): each square N x N kernel becomes a cube
+N x N x N, so the stem's 7x7 becomes 7x7x7 and every 3x3 a 3x3x3; 1x1 convs stay 1x1x1. It costs about
+3x the 2D network's FLOPs against ``i3d``'s 2x.
+
+Time is never downsampled, so the clip's T frames are kept to the end. Temporal kernels of 3D convs are
+what claim 3 inspects.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from deepnotes.video.models.inflate import ResNet3DBody, conv3d_like, to_3d
 
 
 def build(cfg: ModelConfig, weight_from_2d: bool = False) -> Recognizer3D:
+    """ResNet3d inflation: stem and each block's first conv temporal (kernel 3)."""
     net = resnet(cfg)
 
     def make(name, conv):
@@ -19,3 +26,11 @@ def build(cfg: ModelConfig, weight_from_2d: bool = False) -> Recognizer3D:
         return conv3d_like(conv, 3 if temporal else 1, weight_from_2d)
 
     return Recognizer3D(ResNet3DBody(to_3d(net, make)), net.out_channels, cfg)
+
+
+def build_full(cfg: ModelConfig, weight_from_2d: bool = False) -> Recognizer3D:
+    """Every N x N conv inflated to N x N x N (the I3D paper's rule)."""
+    net = resnet(cfg)
+    return Recognizer3D(ResNet3DBody(to_3d(net, lambda name, conv: conv3d_like(conv, conv.kernel_size[0],
+                                                                                 weight_from_2d))),
+                        net.out_channels, cfg)
