@@ -13,24 +13,28 @@ what claim 3 inspects.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from torch import nn
+
 from deepnotes.video.models.base import ModelConfig, Recognizer3D, resnet
 from deepnotes.video.models.inflate import ResNet3DBody, conv3d_like, to_3d
 
 
+def _inflated(cfg: ModelConfig, temporal_kernel: Callable[[str, nn.Conv2d], int],
+              weight_from_2d: bool) -> Recognizer3D:
+    """The config's ResNet with each conv ``name`` given the temporal kernel ``temporal_kernel(name, conv)``."""
+    net = resnet(cfg)
+    body = to_3d(net, lambda name, conv: conv3d_like(conv, temporal_kernel(name, conv), weight_from_2d))
+    return Recognizer3D(ResNet3DBody(body), net.out_channels, cfg)
+
+
 def build(cfg: ModelConfig, weight_from_2d: bool = False) -> Recognizer3D:
     """ResNet3d inflation: stem and each block's first conv temporal (kernel 3)."""
-    net = resnet(cfg)
-
-    def make(name, conv):
-        temporal = name == "stem.0" or name.endswith("conv1.0")
-        return conv3d_like(conv, 3 if temporal else 1, weight_from_2d)
-
-    return Recognizer3D(ResNet3DBody(to_3d(net, make)), net.out_channels, cfg)
+    return _inflated(cfg, lambda name, conv: 3 if name == "stem.0" or name.endswith("conv1.0") else 1,
+                     weight_from_2d)
 
 
 def build_full(cfg: ModelConfig, weight_from_2d: bool = False) -> Recognizer3D:
     """Every N x N conv inflated to N x N x N (the I3D paper's rule)."""
-    net = resnet(cfg)
-    return Recognizer3D(ResNet3DBody(to_3d(net, lambda name, conv: conv3d_like(conv, conv.kernel_size[0],
-                                                                                 weight_from_2d))),
-                        net.out_channels, cfg)
+    return _inflated(cfg, lambda name, conv: conv.kernel_size[0], weight_from_2d)

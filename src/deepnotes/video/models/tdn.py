@@ -1,11 +1,10 @@
 """TDN (Wang et al., 2021): temporal difference modules at two ranges.
 
 Short-term (S-TDM, at the stem): RGB differences between each frame and its neighbours in the clip,
-stacked (2 x 3 channels; at half resolution when the stem downsamples 4x, as in TDN's code), encoded by
-a small conv and added to that frame's stem features, so the
-earliest layers see local motion. The paper takes 5 extra consecutive frames around each segment;
-here the neighbours are the clip's own adjacent frames (equal input to every other model; with dense
-sampling they are consecutive frames).
+stacked (2 x 3 channels; at half resolution when the stem downsamples 4x, as in TDN's code), encoded
+by a small conv and added to that frame's stem features, so the earliest layers see local motion. The
+paper takes 5 extra consecutive frames around each segment; here the neighbours are the clip's own
+adjacent frames (equal input to every other model; with dense sampling they are consecutive frames).
 Long-term (L-TDM, after each block's first conv): bidirectional feature differences between adjacent
 segments, squeezed and pooled at two scales, form an attention A in (-1, 1); output ``x + x * A``
 (computed as ``2 x sigmoid(z)``, the same function).
@@ -38,7 +37,7 @@ class ShortTermTDM(nn.Module):
                                     zero_bn(width))
 
     def forward(self, clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        n, c, t, h, w = clip.shape
+        t, h, w = clip.shape[2:]
         if h >= 4 * size[0] and w >= 4 * size[1]:
             # as TDN's reference code does, differences are taken at half resolution (pooling commutes with
             # differencing): the encoder then runs on a quarter of the pixels and lands at the stem's size
