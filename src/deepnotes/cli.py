@@ -37,7 +37,7 @@ for _name, (_module, _help) in TOPIC_CLIS.items():
 @app.command()
 def reproduce(
     quick: bool = typer.Option(True, "--quick/--full", help="--quick: minutes on a laptop; --full: the real sizes."),
-    only: str = typer.Option(None, "--only", help="comma-separated topics, e.g. optim,activations"),
+    only: str = typer.Option(None, "--only", help="comma-separated topics or claim ids, e.g. optim,activations or video.cost_2d_vs_3d"),
     out: Path = typer.Option(Path("runs/report"), "--out", help="folder for report.md, report.html, results.json"),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps"),

@@ -15,7 +15,6 @@ from deepnotes.core.report import reproduce
 def fake_topic(monkeypatch):
     """Register three claims under a temporary topic: one holds, one does not, one raises."""
     monkeypatch.setitem(claims_mod.TOPIC_MODULES, "faketopic", "deepnotes.core.claims")
-    saved = dict(claims_mod._REGISTRY)
 
     @claim("fake.holds", "faketopic", "one equals one", "x == 1")
     def holds(ctx):
@@ -38,8 +37,10 @@ def fake_topic(monkeypatch):
         raise RuntimeError("boom")
 
     yield "faketopic"
-    claims_mod._REGISTRY.clear()
-    claims_mod._REGISTRY.update(saved)
+    # drop only the fake claims: a test may have imported real topics, whose claims must stay registered
+    # (their modules stay imported, so they would not register again)
+    for cid in [c for c, v in claims_mod._REGISTRY.items() if v.topic == "faketopic"]:
+        del claims_mod._REGISTRY[cid]
 
 
 def test_report_files_and_fields(tmp_path, fake_topic):
@@ -71,6 +72,19 @@ def test_cli_exit_codes(tmp_path, fake_topic):
     assert "fake.fails" in res.output and "fake.raises" in res.output
     res = runner.invoke(app, ["reproduce", "--only", "nosuchtopic", "--out", str(tmp_path / "r2")])
     assert res.exit_code == 2 and "valid:" in res.output
+
+
+def test_only_accepts_claim_ids(tmp_path, fake_topic):
+    results = reproduce(tmp_path, topics=["fake.fails"])
+    assert [r.claim.id for r in results] == ["fake.fails"]
+    assert [c.id for c in registered_claims(["fake.raises", fake_topic])] == ["fake.holds", "fake.fails", "fake.raises"]
+    with pytest.raises(ValueError, match="fake.nosuch"):
+        registered_claims(["fake.holds", "fake.nosuch"])
+
+
+def test_claim_id_imports_its_topic():
+    claims = registered_claims(["optim.adamw_grid_less_coupled"])
+    assert [(c.id, c.topic) for c in claims] == [("optim.adamw_grid_less_coupled", "optim")]
 
 
 def test_unknown_topic_lists_valid():
