@@ -3,6 +3,7 @@ TSM shift against a naive concatenation shift.
 
     .venv/bin/python benchmarks/video_models.py [--device cpu] [--depth 18 --width 64 --size 112 --frames 8]
     .venv/bin/python benchmarks/video_models.py --device cuda --compile reduce-overhead   # fused, CUDA graphs
+    .venv/bin/python benchmarks/video_models.py --channels-last   # the convolutions' preferred layout
 
 Goals (issue 4): each 2D temporal model within 1.3x TSN's inference latency, and at least 3x faster than I3D
 (printed against both inflation patterns: ``i3d``, ResNet3d's, and ``i3d_full``, every kernel inflated).
@@ -33,6 +34,9 @@ def main() -> None:
     p.add_argument("--compile", default="", choices=["", "default", "reduce-overhead"],
                    help="inference rows through torch.compile with this mode (reduce-overhead: CUDA graphs); "
                         "training rows stay eager")
+    p.add_argument("--channels-last", action="store_true",
+                   help="weights and input in channels-last layout (channels_last_3d for the 3D models), the layout "
+                        "oneDNN and cuDNN prefer for convolutions")
     p.add_argument("--models", default=",".join(("tsn", *TEMPORAL_2D, *MODELS_3D, *VARIANTS_3D)), help=f"any of {', '.join(MODELS)}")
     args = p.parse_args()
     device = pick_device(args.device)
@@ -41,6 +45,8 @@ def main() -> None:
     y = torch.zeros(args.batch, dtype=torch.long, device=device)
     print(f"device {device}, ResNet-{args.depth} width {args.width}, clips {args.batch} x 3 x {args.frames} x "
           f"{args.size}^2, torch threads {torch.get_num_threads()}")
+    if args.channels_last:
+        print("channels-last layout")
     if args.compile:
         print(f"inference compiled (mode {args.compile}), training eager")
     print(f"{'model':10s} {'params':>9s} {'GFLOPs/clip':>12s} {'infer ms/clip':>14s} {'infer clips/s':>14s} "
@@ -50,16 +56,22 @@ def main() -> None:
                                 stem_stride=stem, input_size=args.size).to(device) for name in names}
     infer, train = {}, {}
     for name, model in models.items():
+        xm = x
+        if args.channels_last:
+            # 2D models fold time into the batch, so their convs see 4D tensors: only the weights change layout
+            is_3d = name in MODELS_3D or name in VARIANTS_3D
+            model.to(memory_format=torch.channels_last_3d if is_3d else torch.channels_last)
+            xm = x.contiguous(memory_format=torch.channels_last_3d) if is_3d else x
         opt = torch.optim.SGD(model.parameters(), lr=1e-3)
         forward = torch.compile(model, mode=args.compile) if args.compile else model
 
-        def inference(m=forward):
+        def inference(m=forward, xm=xm):
             with torch.no_grad():
-                m(x)
+                m(xm)
 
-        def step(m=model, o=opt):
+        def step(m=model, o=opt, xm=xm):
             o.zero_grad(set_to_none=True)
-            F.cross_entropy(m(x), y).backward()
+            F.cross_entropy(m(xm), y).backward()
             o.step()
 
         infer[name], train[name] = inference, step
