@@ -34,11 +34,14 @@ def main() -> None:
     p.add_argument("--compile", default="", choices=["", "default", "reduce-overhead"],
                    help="inference rows through torch.compile with this mode (reduce-overhead: CUDA graphs); "
                         "training rows stay eager")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     p.add_argument("--channels-last", action="store_true",
                    help="weights and input in channels-last layout (channels_last_3d for the 3D models), the layout "
                         "oneDNN and cuDNN prefer for convolutions")
     p.add_argument("--models", default=",".join(("tsn", *TEMPORAL_2D, *MODELS_3D, *VARIANTS_3D)), help=f"any of {', '.join(MODELS)}")
     args = p.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     stem = 4 if args.size >= 112 else 2 if args.size >= 48 else 1
     x = torch.randn(args.batch, 3, args.frames, args.size, args.size, device=device)

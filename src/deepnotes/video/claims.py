@@ -126,7 +126,7 @@ def cost_2d_vs_3d(ctx) -> Outcome:
     return Outcome(figures, held, tables={
         f"trained size: ResNet-{setup.depth} w{setup.width}, {setup.segments}x{setup.size}x{setup.size} clip": rows,
         f"larger: ResNet-{big.depth} w{big.width}, {big.segments}x{big.size}x{big.size} clip, CPU": big_rows},
-        notes="Latency: median over repeats, batch of 1 clip, inference, on the CPU of this machine (shared: "
+        notes="Latency: median over repeats, per clip of a batch of 2, inference, 1 thread, on the CPU of this machine (shared: "
               "absolute times are noisy, ratios are what to read). C3D has its own plain architecture, so its "
               "size is not comparable one to one.")
 

@@ -98,12 +98,18 @@ def model_for(name: str, setup: Setup, num_classes: int = 8) -> torch.nn.Module:
 
 
 def cost(name: str, setup: Setup, device: torch.device, repeat: int = 5) -> dict[str, Any]:
-    """Parameters, forward FLOPs and median latency (ms, one CPU thread) of one clip (1, 3, T, S, S)."""
+    """Parameters, forward FLOPs of one clip (1, 3, T, S, S) and median latency per clip (ms, one CPU thread).
+
+    Latency is timed on a batch of 2 clips and divided by 2: with a batch of 1, PyTorch's CPU convolution
+    dispatch sends 3D convolutions whose kernel ends in 1 x 1 (I3D's 3x1x1, every 1x1x1) to its native
+    ``slow_conv3d`` instead of oneDNN (profiled: 19 of I3D's 20 convolutions, 2x its per-clip time),
+    which would inflate the 3D baselines. The 2D models fold time into the batch and never hit that path.
+    """
     model = model_for(name, setup).to(device).eval()
-    x = torch.randn(1, 3, setup.segments, setup.size, setup.size, device=device)
+    x = torch.randn(2, 3, setup.segments, setup.size, setup.size, device=device)
     with torch.no_grad(), threads(1):
-        ms = time_call(lambda: model(x), device, warmup=2, repeat=repeat)
-    return {"model": name, "params": count_parameters(model), "flops": count_flops(model, x), "latency_ms": ms}
+        ms = time_call(lambda: model(x), device, warmup=2, repeat=repeat) / 2
+    return {"model": name, "params": count_parameters(model), "flops": count_flops(model, x[:1]), "latency_ms": ms}
 
 
 def reference(setup: Setup, **changes) -> Setup:
