@@ -131,20 +131,13 @@ def registered_claims(topics: list[str] | None = None) -> list[Claim]:
     An entry may also be one claim's id (``video.cost_2d_vs_3d``): that claim is selected alone, so a long
     ``--full`` experiment can be rerun without the rest of its topic.
     """
-    if not topics:
-        names = load_topics(None)
-        return [c for c in _REGISTRY.values() if c.topic in names]
-    wanted = [t for t in topics if t in TOPIC_MODULES]
-    names = load_topics(wanted) if wanted else []
+    topics = topics or []
     ids = [t for t in topics if t not in TOPIC_MODULES]
-    if ids:
-        prefixes = sorted({i.split(".", 1)[0] for i in ids} & set(TOPIC_MODULES))
-        if prefixes:
-            load_topics(prefixes)
-        if any(i not in _REGISTRY and "." in i for i in ids):
-            load_topics(None)  # a claim whose id does not start with its topic's name
-        unknown = [i for i in ids if i not in _REGISTRY]
-        if unknown:
-            raise ValueError(f"unknown topic(s) or claim id(s) {', '.join(unknown)}; valid: {', '.join(TOPIC_MODULES)} "
-                             "(topics, `deepnotes topics`) or a claim id as the report names it")
+    # nothing ties an id's prefix to its topic, so with ids every topic's claims are imported
+    loaded = load_topics(None if ids or not topics else topics)
+    unknown = [i for i in ids if i not in _REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown topic(s) or claim id(s) {', '.join(unknown)}; valid: {', '.join(TOPIC_MODULES)} "
+                         "(topics, `deepnotes topics`) or a claim id as the report names it")
+    names = [t for t in topics if t in TOPIC_MODULES] if topics else loaded
     return [c for c in _REGISTRY.values() if c.topic in names or c.id in ids]
