@@ -1,10 +1,11 @@
-"""Tiny GPT-2 / BART models built from configs (nothing downloaded)."""
+"""Tiny GPT-2 / BART models built from configs, and a pretrained tiny folder (nothing downloaded)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from transformers import BartConfig, BartForConditionalGeneration, GPT2Config, GPT2LMHeadModel
+from typer.testing import CliRunner
 
 VOCAB = 120
 
@@ -28,3 +29,15 @@ def tiny_bart(seed: int = 0) -> BartForConditionalGeneration:
 @pytest.fixture(scope="session")
 def ids() -> torch.Tensor:
     return torch.randint(3, VOCAB, (2, 10), generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="session")
+def pretrained(tmp_path_factory):
+    """A tiny GPT-2 + tokenizer folder written by `deepnotes peft pretrain` (3 steps)."""
+    from deepnotes.peft.cli import app
+
+    out = tmp_path_factory.mktemp("base") / "gpt2"
+    res = CliRunner().invoke(app, ["pretrain", "--arch", "gpt2", "--size", "tiny", "--out", str(out), "--steps", "3",
+                                  "--batch-size", "2", "--device", "cpu", "--max-chars", "60000"])
+    assert res.exit_code == 0, res.output
+    return out

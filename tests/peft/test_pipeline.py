@@ -62,15 +62,6 @@ def test_memory_accounting_full_exceeds_lora(ids):
     assert full - lora > 2.5 * n
 
 
-@pytest.fixture(scope="session")
-def pretrained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("base") / "gpt2"
-    res = runner.invoke(app, ["pretrain", "--arch", "gpt2", "--size", "tiny", "--out", str(out), "--steps", "3",
-                              "--batch-size", "2", "--device", "cpu", "--max-chars", "60000"])
-    assert res.exit_code == 0, res.output
-    return out
-
-
 def test_pretrain_writes_from_pretrained_folder(pretrained):
     from deepnotes.peft.models import load_base
 

@@ -57,7 +57,8 @@ def train_cmd(
     train_file: Path = typer.Option(None, "--train-file", help="your data: JSON lines {source, target}"),
     test_file: Path = typer.Option(None, "--test-file", help="your test data: JSON lines {source, target}"),
 ) -> None:
-    """Fine-tune with one method; writes the adapter (peft layout), metrics and test scores."""
+    """Fine-tune with one method; writes the adapter (peft layout), metrics and test scores.
+    Also runs under `torchrun --nproc_per_node N` (DistributedDataParallel; --batch-size is per process)."""
     from deepnotes.peft.train import train
 
     try:
@@ -65,6 +66,8 @@ def train_cmd(
                   train_file=train_file, test_file=test_file)
     except _USER_ERRORS as exc:
         _fail(exc)
+    if not r:  # a torchrun process other than rank 0: rank 0 reports
+        return
     typer.echo(f"{method} on {task}: BLEU {r['bleu']:.1f}  ROUGE-L {r['rougeL']:.1f}  "
                f"trainable {r['trainable']:,} ({r['trainable_percent']:.2f}%)  -> {out}/results.json")
 

@@ -4,6 +4,11 @@ Run folder: ``config.json`` (what was asked, incl. the base model folder), ``met
 per evaluation), ``checkpoint.safetensors`` (only the trained parameters + optimizer state + step, so
 ``--resume`` continues, including prefix tuning's MLP), ``adapter/`` (peft layout; ``full``: none) and
 ``results.json`` (test scores).
+
+``train`` also runs under ``torchrun --nproc_per_node N`` (DistributedDataParallel; ``batch_size`` is per
+process): every process draws the same global batch of ``batch_size * N`` examples and trains on its
+share, the loss is rescaled by each share's target-token count so the averaged gradient is that of the
+global batch's token mean, and rank 0 evaluates and writes the run folder.
 """
 
 from __future__ import annotations
@@ -16,6 +21,17 @@ import torch
 from torch import nn
 
 from deepnotes.core import RunDir, atomic_write_json, pick_device, progress, seed_everything
+from deepnotes.core.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    barrier,
+    cleanup,
+    global_mean_factor,
+    init_distributed,
+    local_device,
+    shard,
+    wrap_ddp,
+)
 from deepnotes.peft.api import apply, trainable_parameters
 from deepnotes.peft.config import AdapterConfig, LoraConfig, PrefixConfig, PromptConfig
 from deepnotes.peft.data.tasks import TASKS, Example, make_task, read_jsonl
@@ -109,6 +125,11 @@ def score(hyps: list[str], refs: list[str]) -> dict[str, float]:
     return {"bleu": sacrebleu.corpus_bleu(hyps, [refs]).score, **rouge}
 
 
+def target_tokens(labels: torch.Tensor, encdec: bool) -> int:
+    """How many target tokens the model's mean loss averages over (decoder-only models shift by one)."""
+    return int((labels != -100).sum()) if encdec else int((labels[:, 1:] != -100).sum())
+
+
 @torch.no_grad()
 def target_loss(model: nn.Module, tokenizer, examples: list[Example], batch_size: int = 16) -> float:
     """Mean per-token cross-entropy of the reference targets (teacher forcing): a score that moves
@@ -120,7 +141,7 @@ def target_loss(model: nn.Module, tokenizer, examples: list[Example], batch_size
     total, count = 0.0, 0
     for i in range(0, len(rows), batch_size):
         batch = {k: v.to(dev) for k, v in collate(rows[i : i + batch_size], tokenizer.pad_token_id, encdec).items()}
-        n = int((batch["labels"][:, 1:] != -100).sum()) if not encdec else int((batch["labels"] != -100).sum())
+        n = target_tokens(batch["labels"], encdec)
         total += float(model(**batch).loss) * n
         count += n
     return total / max(count, 1)
@@ -134,20 +155,31 @@ def train(method: str, model_dir: str | Path, task: str, out: str | Path, steps:
           lr: float | None = None, n_train: int = 2000, n_test: int = 100, eval_every: int | None = None,
           seed: int = 0, device: str = "auto", resume: bool = False, options: dict | None = None,
           train_file: str | Path | None = None, test_file: str | Path | None = None) -> dict:
-    """Fine-tune ``model_dir`` with ``method`` on ``task``; returns the test scores (also results.json).
+    """Fine-tune ``model_dir`` with ``method`` on ``task``; returns the test scores (also results.json;
+    an empty dict on ranks other than 0 under torchrun).
 
     ``train_file`` / ``test_file``: the user's own data as JSON lines ``{"source": ..., "target": ...}``
     replacing the synthetic task's split; malformed lines are skipped, counted and listed in results.json.
     """
-    from deepnotes.optim import AdamW
-    from deepnotes.optim.schedule import cosine_with_warmup
-
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
-    seed_everything(seed)
     dev = pick_device(device)
+    info = init_distributed(dev)
+    try:
+        return _train(method, model_dir, task, out, steps, batch_size, lr, n_train, n_test, eval_every, seed,
+                      local_device(dev, info), resume, options, train_file, test_file, info)
+    finally:
+        cleanup(info)
+
+
+def _train(method, model_dir, task, out, steps, batch_size, lr, n_train, n_test, eval_every, seed, dev, resume,
+           options, train_file, test_file, info: DistInfo) -> dict:
+    from deepnotes.optim import AdamW
+    from deepnotes.optim.schedule import cosine_with_warmup
+
+    seed_everything(seed)
     run = RunDir(Path(out))
     model, tok = load_base(model_dir, dev)
     encdec = bool(model.config.is_encoder_decoder)
@@ -157,7 +189,7 @@ def train(method: str, model_dir: str | Path, task: str, out: str | Path, steps:
     lr = lr if lr is not None else {"full": 5e-4, "lora": 5e-3, "adapter": 5e-3, "prefix": 1e-2, "prompt": 2e-2}[method]
     asked = {"method": method, "model": str(Path(model_dir).resolve()), "task": task, "steps": steps,
              "batch_size": batch_size, "lr": lr, "n_train": n_train, "n_test": n_test, "seed": seed,
-             "method_config": asdict(config) if config is not None else None}
+             "method_config": asdict(config) if config is not None else None, "world_size": info.world_size}
     report = trainable_parameters(model)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = AdamW(params, lr=lr, weight_decay=0.0)
@@ -178,30 +210,38 @@ def train(method: str, model_dir: str | Path, task: str, out: str | Path, steps:
     test, test_skipped = _examples(task, "test", n_test, test_file)
     skipped += test_skipped
     asked.update(train_file=str(train_file) if train_file else None, test_file=str(test_file) if test_file else None)
-    run.write_config(asked)
+    if info.is_main:
+        run.write_config(asked)
     data = encode(tok, train_examples, encdec)
     gen = torch.Generator().manual_seed(seed + start_step)
     eval_every = eval_every or steps
+    net = wrap_ddp(model, dev, info)
     t0 = time.perf_counter()
     model.train()
-    losses = []
+    loss_sum, logged = 0.0, 0
     for step in progress(range(start_step, steps), desc=f"{method} on {task}", total=steps - start_step):
-        idx = torch.randint(0, len(data), (batch_size,), generator=gen).tolist()
+        # the same global batch on every rank (same generator), each rank its share
+        idx = shard(torch.randint(0, len(data), (batch_size * info.world_size,), generator=gen).tolist(), info)
         batch = {k: v.to(dev) for k, v in collate([data[i] for i in idx], tok.pad_token_id, encdec).items()}
-        loss = model(**batch).loss
+        loss = net(**batch).loss * global_mean_factor(target_tokens(batch["labels"], encdec), info)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        losses.append(loss.item())
+        loss_sum, logged = loss_sum + loss.item() / info.world_size, logged + 1
         if (step + 1) % eval_every == 0 or step + 1 == steps:
-            run.log_epoch({"epoch": step + 1, "train_loss": sum(losses) / len(losses)})
-            losses = []
-            run.save({"trained": trained_state(model), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()},
-                     {"method": method, "task": task, "step": step + 1})
+            total = all_reduce_sum(torch.tensor([loss_sum], dtype=torch.float64), info).item()
+            if info.is_main:
+                run.log_epoch({"epoch": step + 1, "train_loss": total / logged})
+                run.save({"trained": trained_state(model), "optimizer": opt.state_dict(),
+                          "scheduler": sched.state_dict()}, {"method": method, "task": task, "step": step + 1})
+            barrier(info)
+            loss_sum, logged = 0.0, 0
             model.train()
     seconds = time.perf_counter() - t0
+    if not info.is_main:
+        return {}
     if method == "prefix":
         model.prefix_tuning.fold()  # inference keeps only the prefix table, not the MLP
     if config is not None:

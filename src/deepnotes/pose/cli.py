@@ -65,8 +65,10 @@ def train(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps"),
     workers: int = typer.Option(0, "--workers", help="data loading processes"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
+    freeze_bn: bool = typer.Option(False, "--freeze-bn", help="BatchNorm keeps its running statistics"),
 ) -> None:
-    """Train a top-down pose model; writes OUT/metrics.json per epoch and an atomic checkpoint."""
+    """Train a top-down pose model; writes OUT/metrics.json per epoch and an atomic checkpoint.
+    Also runs under `torchrun --nproc_per_node N` (DistributedDataParallel; --batch-size is per process)."""
     from deepnotes.core import pick_device
     from deepnotes.pose.data.coco import AnnotationError
     from deepnotes.pose.model import PoseConfig
@@ -80,7 +82,7 @@ def train(
                             heatmap_hw=_pair(heatmap_size, "--heatmap-size"), depth=depth, width=width,
                             deconv_channels=4 * width, decoder=decoder, rle_base=rle_base, pool=pool)
         tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
-                         workers=workers)
+                         workers=workers, freeze_bn=freeze_bn)
         run_train(train_ann, val_ann, out, config, tc, pick_device(device), images=images, resume=resume,
                   log=typer.echo)
     except (AnnotationError, ValueError, FileExistsError, FileNotFoundError) as exc:

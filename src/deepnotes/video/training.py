@@ -25,10 +25,13 @@ from deepnotes.core.checkpoint import atomic_write_json, read_meta
 from deepnotes.core.distributed import (
     DistInfo,
     all_reduce_sum,
+    any_rank,
     barrier,
     cleanup,
+    freeze_batchnorm,
     init_distributed,
     local_device,
+    wrap_ddp,
 )
 from deepnotes.optim import AdamW, cosine_with_warmup
 from deepnotes.video.config import TrainConfig
@@ -124,12 +127,6 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
-def _freeze_bn(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
-
-
 @torch.no_grad()
 def evaluate_loader(model: nn.Module, loader, num_classes: int, device: torch.device,
                     info: DistInfo = DistInfo(), desc: str = "eval") -> dict[str, Any]:
@@ -208,27 +205,20 @@ def _train(cfg: TrainConfig, device: torch.device, info: DistInfo) -> list[dict[
         start_epoch = int(state["epoch"]) + 1
     if info.is_main:
         run.write_config({**cfg.to_dict(), "world_size": info.world_size, "classes": classes})
-    net: nn.Module = model
-    if info.enabled:
-        if device.type == "cuda" and not cfg.freeze_bn:
-            net = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    net = wrap_ddp(model, device, info, sync_bn=not cfg.freeze_bn)
 
     for epoch in range(start_epoch, cfg.epochs):
         seed_everything(cfg.seed + 1000 * epoch)  # dropout masks: the same with or without a resume
         set_epoch(train_loader, epoch)
         net.train()
         if cfg.freeze_bn:
-            _freeze_bn(net)
+            freeze_batchnorm(net)
         t0, loss_sum, seen, skipped = time.perf_counter(), 0.0, 0, 0
         for batch in progress(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", total=len(train_loader)):
             skipped += len(batch.skipped)
             n_here = 0 if batch.clips is None else len(batch.labels)
-            if info.enabled and all_reduce_sum(torch.tensor([float(n_here == 0)]), info).item() > 0:
+            if any_rank(n_here == 0, info):
                 scheduler.step()  # some rank has nothing readable in this step: every rank skips it together
-                continue
-            if n_here == 0:
-                scheduler.step()
                 continue
             clips, labels = batch.clips.to(device, non_blocking=True), batch.labels.to(device)
             out = net(clips)

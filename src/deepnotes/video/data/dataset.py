@@ -5,13 +5,14 @@ indices into a (T, H, W, C) array, so RGB videos, frames folders and optical-flo
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
+from deepnotes.core.distributed import ShardedBatchSampler
 from deepnotes.video.data.decode import (
     DEFAULT_TEMPLATE,
     VideoReadError,
@@ -105,42 +106,6 @@ def collate(items: list[dict | None], indices: list[int] | None = None) -> Batch
         return Batch(None, torch.zeros(0, dtype=torch.long), [], skipped)
     return Batch(torch.stack([it["clip"] for it in ok]), torch.tensor([it["label"] for it in ok]),
                  [it["index"] for it in ok], skipped)
-
-
-class ShardedBatchSampler(Sampler[list[int]]):
-    """Batches for one rank. Each global batch of ``batch_size * world_size`` samples (from a permutation
-    seeded by (seed, epoch) when shuffling) is split in rank order, so N processes with batch B see
-    exactly the samples that one process with batch N*B sees. Training drops the last incomplete batch so
-    every rank runs the same number of steps; evaluation keeps everything (ranks take strided shares)."""
-
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 drop_last: bool = False) -> None:
-        self.n, self.bs, self.shuffle, self.seed = n, batch_size, shuffle, seed
-        self.rank, self.world, self.drop_last, self.epoch = rank, world_size, drop_last, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _order(self) -> np.ndarray:
-        if self.shuffle:
-            return np.random.default_rng([self.seed, self.epoch, 7]).permutation(self.n)
-        return np.arange(self.n)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        order, g = self._order(), self.bs * self.world
-        if self.drop_last:
-            for s in range(0, self.n - g + 1, g):
-                yield order[s + self.rank * self.bs: s + (self.rank + 1) * self.bs].tolist()
-        else:
-            mine = order[self.rank::self.world]
-            for s in range(0, len(mine), self.bs):
-                yield mine[s:s + self.bs].tolist()
-
-    def __len__(self) -> int:
-        if self.drop_last:
-            return self.n // (self.bs * self.world)
-        mine = len(range(self.rank, self.n, self.world))
-        return -(-mine // self.bs)
 
 
 class _IndexedCollate:
