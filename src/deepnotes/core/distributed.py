@@ -3,9 +3,10 @@
 The same training script runs alone or under ``torchrun --nproc_per_node N``; these helpers read the
 environment torchrun sets and do nothing when it is absent. Every trainer (video, pose, peft) uses them the
 same way: ``--batch-size`` is per process, each process reads its share of every global batch
-(:class:`ShardedBatchSampler` or :func:`shard`), gradients are averaged by DDP, rank 0 writes (video
-shares evaluation and sums its counts; pose and peft evaluate on rank 0); a loss that is a mean over a varying number of items (tokens, labelled joints) is rescaled with
-:func:`global_mean_factor` so N processes take exactly the step one process with N times the batch takes.
+(:class:`ShardedBatchSampler` or :func:`shard`), DDP averages the gradients, rank 0 writes (video shares
+evaluation and sums its counts; pose and peft evaluate on rank 0). A loss that is a mean over a varying
+number of items (tokens, labelled joints) is rescaled with :func:`global_mean_factor`, so N processes take
+exactly the step that one process with N times the batch takes.
 """
 
 from __future__ import annotations

@@ -74,10 +74,11 @@ def train(train_ann: str | Path, val_ann: str | Path, out: str | Path, config: P
           resume: bool = False, log=print) -> list[dict]:
     """Train ``config`` on ``train_ann``; validate on ``val_ann`` each epoch; returns the metrics list
     (empty on ranks other than 0 under torchrun)."""
-    info = init_distributed(torch.device(device))
+    device = torch.device(device)
+    info = init_distributed(device)
     try:
-        return _train(train_ann, val_ann, out, config, tc, local_device(torch.device(device), info), images,
-                      val_images, resume, log if info.is_main else (lambda _: None), info)
+        return _train(train_ann, val_ann, out, config, tc, local_device(device, info), images, val_images, resume,
+                      log if info.is_main else (lambda _: None), info)
     finally:
         cleanup(info)
 
@@ -123,7 +124,7 @@ def _train(train_ann, val_ann, out, config: PoseConfig, tc: TrainConfig, device:
             freeze_batchnorm(net)
         dataset.epoch = epoch
         sampler.set_epoch(epoch)
-        # the generator only seeds workers (as before; keeps the global RNG out of it)
+        # the sampler orders the samples; this generator only seeds the workers (and keeps the global RNG untouched)
         loader = DataLoader(dataset, batch_sampler=sampler, num_workers=tc.workers, collate_fn=collate,
                             generator=torch.Generator().manual_seed(tc.seed * 1000 + epoch))
         sums: dict[str, float] = {}
