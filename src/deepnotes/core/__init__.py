@@ -12,7 +12,7 @@ from deepnotes.core.device import pick_device
 from deepnotes.core.paths import resolve_inside
 from deepnotes.core.progress import progress
 from deepnotes.core.rundir import RunDir
-from deepnotes.core.seed import seed_everything, seeded_generator
+from deepnotes.core.seed import seed_everything, seeded_generator, set_torch_rng_state, torch_rng_state
 
 __all__ = [
     "Claim",
@@ -31,4 +31,6 @@ __all__ = [
     "save_checkpoint",
     "seed_everything",
     "seeded_generator",
+    "set_torch_rng_state",
+    "torch_rng_state",
 ]

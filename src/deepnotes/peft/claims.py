@@ -21,7 +21,8 @@ def _base(ctx: ClaimContext) -> Path:
     size = ctx.pick("tiny", "small")
     path = ctx.out_dir / "work" / "peft_base" / f"gpt2-{size}"
     if not (path / "model.safetensors").is_file():
-        pretrain("gpt2", size, path, steps=ctx.pick(100, 20000), seed=ctx.seed, device=str(ctx.device))
+        # resume: a --full report killed during its hours of pre-training continues from the last checkpoint
+        pretrain("gpt2", size, path, steps=ctx.pick(100, 20000), seed=ctx.seed, device=str(ctx.device), resume=True)
     return path
 
 

@@ -28,15 +28,17 @@ def pretrain_cmd(
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps"),
     max_chars: int = typer.Option(None, "--max-chars", help="use only the first N characters of the corpus"),
+    save_every: int = typer.Option(500, "--save-every", help="write OUT/checkpoint.safetensors every N steps"),
+    resume: bool = typer.Option(False, "--resume", help="continue from OUT's checkpoint (same arguments)"),
 ) -> None:
     """Pre-train a tokenizer and a GPT-2 / BART model on the Python standard library's docstrings."""
     from deepnotes.peft.pretrain import pretrain
 
     try:
-        s = pretrain(arch, size, out, steps, minutes, batch_size, lr, seed, device, max_chars)
+        s = pretrain(arch, size, out, steps, minutes, batch_size, lr, seed, device, max_chars, save_every, resume)
     except _USER_ERRORS as exc:
         _fail(exc)
-    typer.echo(f"wrote {out}: {s['steps']} steps, final loss {s['final_loss']:.3f} (ppl {s['final_ppl']:.1f})")
+    typer.echo(f"wrote {out}: {s['steps']} of {s['target_steps']} steps, final loss {s['final_loss']:.3f} (ppl {s['final_ppl']:.1f})")
 
 
 @app.command("train")
@@ -50,7 +52,7 @@ def train_cmd(
     lr: float = typer.Option(None, "--lr", help="default per method"),
     n_train: int = typer.Option(2000, "--n-train", help="synthetic training examples"),
     n_test: int = typer.Option(100, "--n-test", help="synthetic test examples scored with sacreBLEU / ROUGE"),
-    eval_every: int = typer.Option(None, "--eval-every", help="log + checkpoint every N steps"),
+    eval_every: int = typer.Option(None, "--eval-every", help="log + checkpoint every N steps (default 500, and at the end)"),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device"),
     resume: bool = typer.Option(False, "--resume", help="continue from the run folder's checkpoint"),

@@ -2,7 +2,7 @@
 
 The corpus is the Python standard library's docstrings (:mod:`deepnotes.peft.data.corpus`). The result
 is a folder that ``from_pretrained`` reads: ``config.json``, ``model.safetensors``, ``tokenizer.json``,
-plus ``pretrain.json`` with the loss curve.
+plus ``pretrain.json`` with the loss curve and ``checkpoint.safetensors`` (the training state, for ``--resume``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,18 @@ from pathlib import Path
 
 import torch
 
-from deepnotes.core import atomic_write_json, pick_device, progress, seed_everything
+from deepnotes.core import (
+    atomic_write_json,
+    load_checkpoint,
+    pick_device,
+    progress,
+    save_checkpoint,
+    seed_everything,
+    set_torch_rng_state,
+    torch_rng_state,
+)
+from deepnotes.core.checkpoint import read_meta
+from deepnotes.core.rundir import CHECKPOINT
 from deepnotes.peft.models import SPECIAL, VOCAB, build_model
 
 
@@ -63,28 +74,67 @@ def infill(batch: torch.Tensor, mask_id: int, pad_id: int, gen: torch.Generator,
 
 def pretrain(arch: str, size: str, out: str | Path, steps: int | None = None, minutes: float | None = None,
              batch_size: int = 16, lr: float = 1e-3, seed: int = 0, device: str = "auto",
-             max_chars: int | None = None) -> dict:
-    """Train tokenizer and model; write them to ``out``; returns the summary also saved as pretrain.json."""
+             max_chars: int | None = None, save_every: int = 500, resume: bool = False) -> dict:
+    """Train tokenizer and model; write them to ``out``; returns the summary also saved as pretrain.json.
+
+    Every ``save_every`` steps (and when it stops) ``out/checkpoint.safetensors`` is replaced atomically with
+    the model, optimizer, schedule, data-order and dropout RNG states, so ``resume=True`` continues a killed
+    run exactly where its last checkpoint left it (the result equals an uninterrupted run's). ``minutes``
+    stops early; a later ``resume`` carries on towards ``steps``.
+    """
+    from transformers import PreTrainedTokenizerFast
+
     from deepnotes.optim import AdamW
     from deepnotes.optim.schedule import cosine_with_warmup
     from deepnotes.peft.data.corpus import stdlib_docstrings
 
+    if save_every < 1:
+        raise ValueError(f"--save-every must be >= 1, got {save_every}")
     seed_everything(seed)
     dev = pick_device(device)
     out = Path(out)
+    ckpt = out / CHECKPOINT
+    steps = steps or (800 if size == "tiny" else 20000)
+    asked = {"arch": arch, "size": size, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
+             "max_chars": max_chars}
     texts = stdlib_docstrings(max_chars)
-    tokenizer = train_tokenizer(texts, VOCAB[size])
+    if ckpt.is_file() and not resume:
+        raise FileExistsError(f"{ckpt} exists: pass --resume to continue that run, or use another --out")
+    resuming = resume and ckpt.is_file()
+    if resuming:
+        _check_same_run(ckpt, asked)
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(out, local_files_only=True)
+    else:
+        tokenizer = train_tokenizer(texts, VOCAB[size])
+        tokenizer.save_pretrained(out)  # before training: a resumed run reads it instead of training it again
     model = build_model(arch, size, len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id,
                         tokenizer.eos_token_id).to(dev)
     block = 128
     data = _blocks(tokenizer, texts, block)
-    steps = steps or (800 if size == "tiny" else 20000)
     opt = AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     sched = cosine_with_warmup(opt, warmup_steps=max(1, steps // 20), total_steps=steps)
     gen = torch.Generator().manual_seed(seed)
-    losses, start = [], time.perf_counter()
+    losses: list[float] = []
+    done_seconds = 0.0
+    if resuming:
+        state, meta = load_checkpoint(ckpt)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        set_torch_rng_state(state["rng"])
+        losses, done_seconds = state["losses"].tolist(), float(meta["seconds"])
+    start = time.perf_counter()
+
+    def save() -> None:
+        seconds = done_seconds + time.perf_counter() - start
+        save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                               "scheduler": sched.state_dict(), "generator": gen.get_state(),
+                               "rng": torch_rng_state(), "losses": torch.tensor(losses, dtype=torch.float64)},
+                        {"asked": asked, "step": len(losses), "seconds": seconds})
+
     model.train()
-    for _ in progress(range(steps), desc=f"pretrain {arch}-{size}", total=steps):
+    for step in progress(range(len(losses), steps), desc=f"pretrain {arch}-{size}", total=steps - len(losses)):
         idx = torch.randint(0, len(data), (batch_size,), generator=gen)
         batch = data[idx]
         if arch == "gpt2":
@@ -99,15 +149,28 @@ def pretrain(arch: str, size: str, out: str | Path, steps: int | None = None, mi
         opt.step()
         sched.step()
         losses.append(loss.item())
-        if minutes is not None and time.perf_counter() - start > 60 * minutes:
+        out_of_time = minutes is not None and time.perf_counter() - start > 60 * minutes
+        if (step + 1) % save_every == 0 or step + 1 == steps or out_of_time:
+            save()
+        if out_of_time:
             break
+    if not losses:
+        raise ValueError(f"no step was trained (steps={steps})")
     model.eval()
-    out.mkdir(parents=True, exist_ok=True)
     model.cpu().save_pretrained(out)
-    tokenizer.save_pretrained(out)
     tail = losses[-20:]
-    summary = {"arch": arch, "size": size, "steps": len(losses), "seconds": time.perf_counter() - start,
+    summary = {"arch": arch, "size": size, "steps": len(losses), "target_steps": steps,
+               "seconds": done_seconds + time.perf_counter() - start,
                "final_loss": sum(tail) / len(tail), "final_ppl": math.exp(sum(tail) / len(tail)),
                "corpus_chars": sum(map(len, texts)), "vocab_size": len(tokenizer), "loss_curve": losses[::10]}
     atomic_write_json(out / "pretrain.json", summary)
     return summary
+
+
+def _check_same_run(ckpt: Path, asked: dict) -> None:
+    """A resume must ask for the run the checkpoint belongs to; name the first field that differs."""
+    saved = read_meta(ckpt).get("asked", {})
+    for key, want in asked.items():
+        if saved.get(key) != want:
+            raise ValueError(f"{ckpt} was written for {key}={saved.get(key)!r}, not {want!r}; "
+                             f"pass the same --{key.replace('_', '-')} or use another --out")

@@ -1,8 +1,9 @@
 """Fine-tune a base model with one method on a task; evaluate with sacreBLEU / ROUGE; generate.
 
 Run folder: ``config.json`` (what was asked, incl. the base model folder), ``metrics.json`` (one entry
-per evaluation), ``checkpoint.safetensors`` (only the trained parameters + optimizer state + step, so
-``--resume`` continues, including prefix tuning's MLP), ``adapter/`` (peft layout; ``full``: none) and
+per evaluation), ``checkpoint.safetensors`` (only the trained parameters + optimizer state + step + the
+data-order and dropout RNG states, so ``--resume`` continues exactly as if the run had not stopped,
+including prefix tuning's MLP), ``adapter/`` (peft layout; ``full``: none) and
 ``results.json`` (test scores).
 
 ``train`` also runs under ``torchrun --nproc_per_node N`` (DistributedDataParallel; ``batch_size`` is per
@@ -20,7 +21,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deepnotes.core import RunDir, atomic_write_json, pick_device, progress, seed_everything
+from deepnotes.core import (
+    RunDir,
+    atomic_write_json,
+    pick_device,
+    progress,
+    seed_everything,
+    set_torch_rng_state,
+    torch_rng_state,
+)
 from deepnotes.core.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -39,6 +48,7 @@ from deepnotes.peft.io import load_adapter, save_adapter
 from deepnotes.peft.models import load_base
 
 METHODS = ("lora", "adapter", "prefix", "prompt", "full")
+DEFAULT_EVAL_EVERY = 500  # log + checkpoint cadence in steps: a killed run loses at most this many
 
 
 def method_config(method: str, model: nn.Module, **opts):
@@ -194,7 +204,7 @@ def _train(method, model_dir, task, out, steps, batch_size, lr, n_train, n_test,
     params = [p for p in model.parameters() if p.requires_grad]
     opt = AdamW(params, lr=lr, weight_decay=0.0)
     sched = cosine_with_warmup(opt, warmup_steps=max(1, steps // 10), total_steps=steps)
-    start_step = 0
+    start_step, resumed_rng = 0, (None, None)
     if resume and run.has_checkpoint():
         state, meta = run.load(str(dev), expect={"method": method, "task": task})
         own = dict(model.named_parameters())
@@ -206,6 +216,7 @@ def _train(method, model_dir, task, out, steps, batch_size, lr, n_train, n_test,
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start_step = int(meta["step"])
+        resumed_rng = state.get("generator"), state.get("rng")
     train_examples, skipped = _examples(task, "train", n_train, train_file)
     test, test_skipped = _examples(task, "test", n_test, test_file)
     skipped += test_skipped
@@ -214,7 +225,10 @@ def _train(method, model_dir, task, out, steps, batch_size, lr, n_train, n_test,
         run.write_config(asked)
     data = encode(tok, train_examples, encdec)
     gen = torch.Generator().manual_seed(seed + start_step)
-    eval_every = eval_every or steps
+    if resumed_rng[0] is not None:  # same batches and dropout masks as a run that never stopped
+        gen.set_state(resumed_rng[0].cpu())
+        set_torch_rng_state(resumed_rng[1])
+    eval_every = eval_every or min(steps, DEFAULT_EVAL_EVERY)
     net = wrap_ddp(model, dev, info)
     t0 = time.perf_counter()
     model.train()
@@ -235,7 +249,8 @@ def _train(method, model_dir, task, out, steps, batch_size, lr, n_train, n_test,
             if info.is_main:
                 run.log_epoch({"epoch": step + 1, "train_loss": total / logged})
                 run.save({"trained": trained_state(model), "optimizer": opt.state_dict(),
-                          "scheduler": sched.state_dict()}, {"method": method, "task": task, "step": step + 1})
+                          "scheduler": sched.state_dict(), "generator": gen.get_state(), "rng": torch_rng_state()},
+                         {"method": method, "task": task, "step": step + 1})
             barrier(info)
             loss_sum, logged = 0.0, 0
             model.train()

@@ -1,0 +1,76 @@
+"""A pre-training or fine-tuning run killed after a checkpoint and resumed ends where an uninterrupted one does."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from deepnotes.core import load_checkpoint
+from deepnotes.peft.pretrain import pretrain
+from deepnotes.peft.train import train
+
+PRETRAIN = {"steps": 4, "batch_size": 2, "device": "cpu", "max_chars": 20000, "save_every": 2}
+
+
+def crash_on_call(monkeypatch, n: int) -> None:
+    """Make the n-th gradient clipping raise, i.e. kill the run inside step n (1-based)."""
+    real, calls = torch.nn.utils.clip_grad_norm_, []
+
+    def clip(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+
+
+def test_pretrain_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    ref = pretrain("gpt2", "tiny", tmp_path / "ref", **PRETRAIN)
+    with monkeypatch.context() as m:
+        crash_on_call(m, 4)  # steps 1-3 ran, the checkpoint holds step 2
+        with pytest.raises(KeyboardInterrupt):
+            pretrain("gpt2", "tiny", tmp_path / "cut", **PRETRAIN)
+    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    _, meta = load_checkpoint(tmp_path / "cut" / "checkpoint.safetensors")
+    assert meta["step"] == 2
+    with pytest.raises(FileExistsError, match="--resume"):
+        pretrain("gpt2", "tiny", tmp_path / "cut", **PRETRAIN)
+    with pytest.raises(ValueError, match="--lr"):
+        pretrain("gpt2", "tiny", tmp_path / "cut", **PRETRAIN, lr=5e-4, resume=True)
+    got = pretrain("gpt2", "tiny", tmp_path / "cut", **PRETRAIN, resume=True)
+    assert got["steps"] == ref["steps"] == 4 and got["loss_curve"] == ref["loss_curve"]
+    a, b = load_file(tmp_path / "ref" / "model.safetensors"), load_file(tmp_path / "cut" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # the GPT-2 has dropout 0.1: without the stored RNG the resumed steps would draw other masks
+    assert json.loads((tmp_path / "cut" / "config.json").read_text())["resid_pdrop"] > 0
+
+
+def test_pretrain_minutes_then_resume_reaches_the_target(tmp_path):
+    part = pretrain("gpt2", "tiny", tmp_path / "m", **{**PRETRAIN, "steps": 3}, minutes=0.0)
+    assert part["steps"] == 1 and part["target_steps"] == 3  # out of time after the first step
+    full = pretrain("gpt2", "tiny", tmp_path / "m", **{**PRETRAIN, "steps": 3}, resume=True)
+    assert full["steps"] == 3 and full["loss_curve"][:1] == part["loss_curve"]
+
+
+@pytest.mark.parametrize("method", ["lora", "prefix"])
+def test_train_resume_equals_an_uninterrupted_run(pretrained, tmp_path, monkeypatch, method):
+    kwargs = {"steps": 4, "batch_size": 2, "n_train": 20, "n_test": 2, "eval_every": 2, "device": "cpu"}
+    ref = train(method, pretrained, "table2text", tmp_path / "ref", **kwargs)
+    with monkeypatch.context() as m:
+        crash_on_call(m, 4)
+        with pytest.raises(KeyboardInterrupt):
+            train(method, pretrained, "table2text", tmp_path / "cut", **kwargs)
+    got = train(method, pretrained, "table2text", tmp_path / "cut", **kwargs, resume=True)
+    a, _ = load_checkpoint(tmp_path / "ref" / "checkpoint.safetensors")
+    b, _ = load_checkpoint(tmp_path / "cut" / "checkpoint.safetensors")
+    assert a["trained"].keys() == b["trained"].keys()
+    for k in a["trained"]:
+        assert torch.equal(a["trained"][k], b["trained"][k]), k
+    assert got["test_loss"] == ref["test_loss"]
+    logged = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert [m["epoch"] for m in logged] == [2, 4]
+    assert logged == json.loads((tmp_path / "ref" / "metrics.json").read_text())
