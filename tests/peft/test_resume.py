@@ -74,3 +74,18 @@ def test_train_resume_equals_an_uninterrupted_run(pretrained, tmp_path, monkeypa
     logged = json.loads((tmp_path / "cut" / "metrics.json").read_text())
     assert [m["epoch"] for m in logged] == [2, 4]
     assert logged == json.loads((tmp_path / "ref" / "metrics.json").read_text())
+
+
+def test_report_reuses_finished_fine_tunings_and_resumes_killed_ones(pretrained, tmp_path, monkeypatch):
+    from deepnotes.core import ClaimContext
+    from deepnotes.peft import claims
+
+    monkeypatch.setattr(claims, "_base", lambda ctx: pretrained)
+    ctx = ClaimContext(quick=True, seed=0, device=torch.device("cpu"), out_dir=tmp_path, claim_id="peft.test")
+    first = claims._run(ctx, "prompt", "p")
+    calls = []
+    monkeypatch.setattr("deepnotes.peft.train.train", lambda *a, **kw: calls.append(kw) or {"resumed": kw["resume"]})
+    assert claims._run(ctx, "prompt", "p") == first and not calls  # finished: read back, not retrained
+    (claims._run_dir(ctx, "p") / "results.json").unlink()  # as if killed after its last checkpoint
+    assert claims._run(ctx, "prompt", "p") == {"resumed": True}
+    assert claims._run(ctx, "prompt", "p", seed=1) == {"resumed": False}  # other sizes: trained afresh, never resumed from this one

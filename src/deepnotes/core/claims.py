@@ -9,12 +9,15 @@ claims with the :func:`claim` decorator; ``deepnotes reproduce`` imports those m
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from deepnotes.core.checkpoint import atomic_write_json
 
 # topic id (what users type after --only) -> module whose import registers that topic's claims
 TOPIC_MODULES: dict[str, str] = {
@@ -77,6 +80,21 @@ class ClaimContext:
         path = self.out_dir / "work" / self.claim_id / name
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def cached(self, name: str, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """``compute()``'s JSON result, kept in the work folder and reused while ``key`` is unchanged.
+
+        For the long pieces of a claim (a training of half an hour): a report killed in its third hour
+        and run again with the same ``--out`` redoes only the piece it was in.
+        """
+        path = self.scratch("cached") / f"{name}.json"
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            if saved.get("key") == key:
+                return saved["result"]
+        result = compute()
+        atomic_write_json(path, {"key": key, "result": result})
+        return json.loads(path.read_text())["result"]  # the same value either way (tuples become lists)
 
 
 @dataclass

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -202,8 +204,12 @@ def swiglu_vs_gelu(ctx: ClaimContext) -> Outcome:
     for s in range(seeds):
         for name, ffn in (("gelu", "mlp"), ("swiglu", "swiglu")):
             cfg = LMConfig(context=context, d_model=d, layers=layers, heads=4, ffn=ffn)
-            results[name].append(train_lm(cfg, corpus.train, corpus.val, steps, batch, lr=3e-3,
-                                          seed=ctx.seed + s, device=ctx.device, desc=f"lm {name}"))
+            # each --full training takes ~37 min: a rerun with the same --out reuses the finished ones
+            key = {**asdict(cfg), "steps": steps, "batch": batch, "lr": 3e-3, "seed": ctx.seed + s,
+                   "train_bytes": len(corpus.train), "val_bytes": len(corpus.val), "device": ctx.device.type}
+            run = partial(train_lm, cfg, corpus.train, corpus.val, steps, batch, lr=3e-3, seed=ctx.seed + s,
+                          device=ctx.device, desc=f"lm {name}")
+            results[name].append(ctx.cached(f"lm-{name}-seed{ctx.seed + s}", key, run))
     figures: dict[str, float] = {"corpus_train_bytes": len(corpus.train), "corpus_val_bytes": len(corpus.val)}
     for name, runs in results.items():
         figures[f"val_loss_{name}"] = sum(r["val_loss"] for r in runs) / seeds
