@@ -124,7 +124,8 @@ def lora_merged_latency(ctx: ClaimContext) -> Outcome:
     from deepnotes.peft import LoraConfig, apply, merge_and_unload
 
     torch.manual_seed(ctx.seed)
-    cfg = GPT2Config(n_layer=ctx.pick(4, 6), n_embd=ctx.pick(256, 384), n_head=ctx.pick(4, 6), vocab_size=8000)
+    cfg = GPT2Config(n_layer=ctx.pick(4, 6), n_embd=ctx.pick(256, 384), n_head=ctx.pick(4, 6), vocab_size=8000,
+                     bos_token_id=0, eos_token_id=0)  # in the vocabulary (the default 50256 is not)
     model = GPT2LMHeadModel(cfg).to(ctx.device).eval()
     x = torch.randint(0, 8000, (4, ctx.pick(64, 128)), device=ctx.device)
 
