@@ -65,6 +65,6 @@ class RunDir:
                 if meta.get(key) != want:
                     raise ValueError(
                         f"{self.checkpoint_path} was written for {key}={meta.get(key)!r}, not {want!r}; "
-                        f"use another --out folder or the matching --{key}"
+                        f"use another --out folder or the matching --{key.replace('_', '-')}"
                     )
         return load_checkpoint(self.checkpoint_path, device=device)

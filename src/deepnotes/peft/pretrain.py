@@ -14,17 +14,14 @@ from pathlib import Path
 import torch
 
 from deepnotes.core import (
+    RunDir,
     atomic_write_json,
-    load_checkpoint,
     pick_device,
     progress,
-    save_checkpoint,
     seed_everything,
     set_torch_rng_state,
     torch_rng_state,
 )
-from deepnotes.core.checkpoint import read_meta
-from deepnotes.core.rundir import CHECKPOINT
 from deepnotes.peft.models import SPECIAL, VOCAB, build_model
 
 
@@ -93,16 +90,16 @@ def pretrain(arch: str, size: str, out: str | Path, steps: int | None = None, mi
     seed_everything(seed)
     dev = pick_device(device)
     out = Path(out)
-    ckpt = out / CHECKPOINT
+    run = RunDir(out)  # only its checkpoint: the folder is a save_pretrained one, not a run folder
     steps = steps or (800 if size == "tiny" else 20000)
     asked = {"arch": arch, "size": size, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
              "max_chars": max_chars}
     texts = stdlib_docstrings(max_chars)
-    if ckpt.is_file() and not resume:
-        raise FileExistsError(f"{ckpt} exists: pass --resume to continue that run, or use another --out")
-    resuming = resume and ckpt.is_file()
+    if run.has_checkpoint() and not resume:
+        raise FileExistsError(f"{run.checkpoint_path} exists: pass --resume to continue that run, or use another --out")
+    resuming = resume and run.has_checkpoint()
     if resuming:
-        _check_same_run(ckpt, asked)
+        state, meta = run.load(expect=asked)  # a resume with other arguments names the first that differs
         tokenizer = PreTrainedTokenizerFast.from_pretrained(out, local_files_only=True)
     else:
         tokenizer = train_tokenizer(texts, VOCAB[size])
@@ -117,7 +114,6 @@ def pretrain(arch: str, size: str, out: str | Path, steps: int | None = None, mi
     losses: list[float] = []
     done_seconds = 0.0
     if resuming:
-        state, meta = load_checkpoint(ckpt)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -128,10 +124,10 @@ def pretrain(arch: str, size: str, out: str | Path, steps: int | None = None, mi
 
     def save() -> None:
         seconds = done_seconds + time.perf_counter() - start
-        save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                               "scheduler": sched.state_dict(), "generator": gen.get_state(),
-                               "rng": torch_rng_state(), "losses": torch.tensor(losses, dtype=torch.float64)},
-                        {"asked": asked, "step": len(losses), "seconds": seconds})
+        run.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                  "generator": gen.get_state(), "rng": torch_rng_state(),
+                  "losses": torch.tensor(losses, dtype=torch.float64)},
+                 {**asked, "step": len(losses), "seconds": seconds})
 
     model.train()
     for step in progress(range(len(losses), steps), desc=f"pretrain {arch}-{size}", total=steps - len(losses)):
@@ -166,11 +162,3 @@ def pretrain(arch: str, size: str, out: str | Path, steps: int | None = None, mi
     atomic_write_json(out / "pretrain.json", summary)
     return summary
 
-
-def _check_same_run(ckpt: Path, asked: dict) -> None:
-    """A resume must ask for the run the checkpoint belongs to; name the first field that differs."""
-    saved = read_meta(ckpt).get("asked", {})
-    for key, want in asked.items():
-        if saved.get(key) != want:
-            raise ValueError(f"{ckpt} was written for {key}={saved.get(key)!r}, not {want!r}; "
-                             f"pass the same --{key.replace('_', '-')} or use another --out")
