@@ -17,6 +17,7 @@ from deepnotes.video.experiments import (
     QUICK,
     Setup,
     cost,
+    costs,
     dataset,
     load_trained,
     model_for,
@@ -106,14 +107,9 @@ def cost_2d_vs_3d(ctx) -> Outcome:
     big = ctx.pick(reference(setup, depth=18, width=16, size=56, segments=8, stem_stride=2),
                    reference(setup, depth=18, width=64, size=112, segments=8, stem_stride=4))
     cpu = torch.device("cpu")
-    rows, big_rows = [], []
-    for m in ALL:
-        r = cost(m, setup, cpu, repeat=ctx.pick(5, 20))
-        r["motion_top1"] = _top1(ctx, "motion", m)
-        rows.append(r)
-        big_rows.append(cost(m, big, cpu, repeat=ctx.pick(3, 10)))
-    for m in VARIANTS_3D:  # costed (not trained): the fully inflated I3D next to ResNet3d's pattern
-        big_rows.append(cost(m, big, cpu, repeat=ctx.pick(3, 10)))
+    rows = [{**r, "motion_top1": _top1(ctx, "motion", r["model"])} for r in costs(list(ALL), setup, cpu, ctx.pick(5, 20))]
+    # the fully inflated I3D is costed (not trained) next to ResNet3d's pattern
+    big_rows = costs([*ALL, *VARIANTS_3D], big, cpu, rounds=ctx.pick(3, 10))
     by = {r["model"]: r for r in big_rows}
     tsn = by["tsn"]
     ratio = {m: (by[m]["flops"] / tsn["flops"], by[m]["latency_ms"] / tsn["latency_ms"]) for m in by}

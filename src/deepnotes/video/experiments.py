@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from deepnotes.core import RunDir
-from deepnotes.core.timing import count_flops, count_parameters, time_call
+from deepnotes.core.timing import count_flops, count_parameters, time_interleaved
 from deepnotes.video.config import TrainConfig
 from deepnotes.video.data.synth import synth_dataset
 from deepnotes.video.models import build_model
@@ -98,18 +98,25 @@ def model_for(name: str, setup: Setup, num_classes: int = 8) -> torch.nn.Module:
 
 
 def cost(name: str, setup: Setup, device: torch.device, repeat: int = 5) -> dict[str, Any]:
-    """Parameters, forward FLOPs of one clip (1, 3, T, S, S) and median latency per clip (ms, one CPU thread).
+    """Parameters, forward FLOPs of one clip and median latency per clip of one model (see :func:`costs`)."""
+    return costs([name], setup, device, repeat)[0]
+
+
+def costs(names: list[str], setup: Setup, device: torch.device, rounds: int = 5) -> list[dict[str, Any]]:
+    """Per model: parameters, forward FLOPs of one clip (1, 3, T, S, S) and median latency per clip (ms, one
+    CPU thread), the models timed round-robin so that a slow phase of a shared machine hits all alike.
 
     Latency is timed on a batch of 2 clips and divided by 2: with a batch of 1, PyTorch's CPU convolution
     dispatch sends 3D convolutions whose kernel ends in 1 x 1 (I3D's 3x1x1, every 1x1x1) to its native
     ``slow_conv3d`` instead of oneDNN (profiled: 19 of I3D's 20 convolutions, 2x its per-clip time),
     which would inflate the 3D baselines. The 2D models fold time into the batch and never hit that path.
     """
-    model = model_for(name, setup).to(device).eval()
+    models = {n: model_for(n, setup).to(device).eval() for n in names}
     x = torch.randn(2, 3, setup.segments, setup.size, setup.size, device=device)
     with torch.no_grad(), threads(1):
-        ms = time_call(lambda: model(x), device, warmup=2, repeat=repeat) / 2
-    return {"model": name, "params": count_parameters(model), "flops": count_flops(model, x[:1]), "latency_ms": ms}
+        ms = time_interleaved({n: (lambda m=m: m(x)) for n, m in models.items()}, device, warmup=2, rounds=rounds)
+    return [{"model": n, "params": count_parameters(m), "flops": count_flops(m, x[:1]), "latency_ms": ms[n] / 2}
+            for n, m in models.items()]
 
 
 def reference(setup: Setup, **changes) -> Setup:
