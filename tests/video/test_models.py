@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepnotes.core.timing import count_flops
+from deepnotes.video.experiments import QUICK, costs, reference
 from deepnotes.video.models import MODELS, MODELS_3D, TEMPORAL_2D, VARIANTS_3D, build_model, model_cost
 from deepnotes.video.models.base import fold, unfold
 from deepnotes.video.models.inflate import conv3d_like
@@ -37,21 +38,18 @@ def test_every_model_maps_clips_to_logits_and_reports_cost(name):
     assert cost["params"] == sum(p.numel() for p in model.parameters()) and cost["flops"] > 0
 
 
-
 def test_costs_times_models_together_and_counts_each_one():
     """The cost claim's table: one row per model, in order, FLOPs of one clip, a latency per clip."""
-    from deepnotes.video.experiments import QUICK, cost, costs, reference
-
-    setup = reference(QUICK, depth=10, width=4, size=16, segments=4, stem_stride=1)
+    setup = reference(QUICK, depth=10, width=4, size=16, segments=4, stem_stride=1)  # = SMALL
     rows = costs(["tsn", "i3d"], setup, torch.device("cpu"), rounds=2)
     assert [r["model"] for r in rows] == ["tsn", "i3d"]
     for r in rows:
-        model = build_model(r["model"], 8, **{**SMALL, "dropout": 0.5})
+        model = build_model(r["model"], 8, **SMALL).eval()
         assert r["params"] == sum(p.numel() for p in model.parameters())
-        assert r["flops"] == count_flops(model.eval(), torch.randn(1, 3, 4, 16, 16))
+        assert r["flops"] == count_flops(model, torch.randn(1, 3, 4, 16, 16))
         assert r["latency_ms"] > 0
     assert rows[1]["flops"] > 1.5 * rows[0]["flops"]  # I3D's inflated convolutions
-    assert cost("i3d", setup, torch.device("cpu"), repeat=1)["flops"] == rows[1]["flops"]
+
 
 def test_tsn_is_blind_to_frame_order_and_temporal_models_are_not():
     x = torch.randn(2, 3, 4, 16, 16)

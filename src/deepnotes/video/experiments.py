@@ -97,11 +97,6 @@ def model_for(name: str, setup: Setup, num_classes: int = 8) -> torch.nn.Module:
                        stem_stride=setup.stem_stride, input_size=setup.size)
 
 
-def cost(name: str, setup: Setup, device: torch.device, repeat: int = 5) -> dict[str, Any]:
-    """Parameters, forward FLOPs of one clip and median latency per clip of one model (see :func:`costs`)."""
-    return costs([name], setup, device, repeat)[0]
-
-
 def costs(names: list[str], setup: Setup, device: torch.device, rounds: int = 5) -> list[dict[str, Any]]:
     """Per model: parameters, forward FLOPs of one clip (1, 3, T, S, S) and median latency per clip (ms, one
     CPU thread), the models timed round-robin so that a slow phase of a shared machine hits all alike.
