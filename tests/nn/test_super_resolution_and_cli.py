@@ -12,6 +12,7 @@ def test_psnr_of_known_error():
     target = torch.full((1, 1, 20, 20), 0.5)
     pred = target + 0.1
     assert psnr(pred, target, shave=2) == pytest.approx(10 * math.log10(1 / 0.01), rel=1e-5)
+    assert psnr(pred, target, shave=0) == pytest.approx(10 * math.log10(1 / 0.01), rel=1e-5)  # whole image
 
 
 def test_sr_net_shapes_and_bicubic_skip():

@@ -85,6 +85,12 @@ def test_transposed_padding_gives_exact_scale(k, s):
     assert conv(torch.zeros(1, 1, 5, 6)).shape[-2:] == (5 * s, 6 * s)
 
 
+def test_transposed_at_scale_one_keeps_the_size_or_refuses_an_even_kernel():
+    assert Upsample("transposed", 2, 3, 1)(torch.zeros(1, 2, 5, 6)).shape == (1, 3, 5, 6)  # default kernel 3
+    with pytest.raises(ValueError, match="kernel 4 and stride 1 .* odd kernel_size"):
+        Upsample("transposed", 2, 3, 1, kernel_size=4)
+
+
 def test_stride_frequency_energy_on_known_patterns():
     checker = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).repeat(8, 8)
     assert stride_frequency_energy(checker, 2).item() == pytest.approx(1.0)

@@ -3,7 +3,13 @@ import numpy as np
 import pytest
 
 from deepnotes.video.data import decode
-from deepnotes.video.data.decode import VideoReadError, count_frames, read_frame_folder, read_video
+from deepnotes.video.data.decode import (
+    VideoReadError,
+    count_frame_files,
+    count_frames,
+    read_frame_folder,
+    read_video,
+)
 from deepnotes.video.data.synth import write_mp4
 
 
@@ -58,3 +64,16 @@ def test_frame_folder_template(tmp_path):
     assert abs(int(frames[1, 0, 0, 2]) - 30) <= 3 and abs(int(frames[0, 0, 0, 0]) - 200) <= 3  # BGR -> RGB
     with pytest.raises(VideoReadError, match="img_00005.jpg"):
         read_frame_folder(tmp_path, [4])
+
+
+def test_count_frame_files_counts_rgb_frames_only(tmp_path):
+    # mmaction2's rawframe folders hold img_*, flow_x_* and flow_y_* side by side
+    for i in range(1, 6):
+        for name in (f"img_{i:05d}.jpg", f"flow_x_{i:05d}.jpg", f"flow_y_{i:05d}.jpg"):
+            (tmp_path / name).write_bytes(b"x")
+    assert count_frame_files(tmp_path) == 5
+    assert count_frame_files(tmp_path, "flow_x_{:05d}.jpg") == 5
+    (tmp_path / "img_00000.jpg").write_bytes(b"x")
+    assert count_frame_files(tmp_path, start_index=0) == 6
+    with pytest.raises(VideoReadError, match="frame_0001.png"):
+        count_frame_files(tmp_path, "frame_{:04d}.png")

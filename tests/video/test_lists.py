@@ -58,3 +58,24 @@ def test_empty_list_is_an_error(tmp_path):
     lst.write_text("# nothing\n")
     with pytest.raises(ListError, match="no samples"):
         read_list(lst)
+
+
+def test_byte_order_mark_is_not_part_of_the_first_path(tmp_path):
+    _touch(tmp_path / "v.mp4")
+    lst = tmp_path / "l.txt"
+    lst.write_bytes("v.mp4 1\n".encode("utf-8-sig"))
+    (rec,) = read_list(lst)
+    assert rec.path.name == "v.mp4" and rec.label == 1
+
+
+def test_negative_label_and_multi_label_lines_say_what_is_wrong(tmp_path):
+    _touch(tmp_path / "v.mp4")
+    lst = tmp_path / "l.txt"
+    lst.write_text("v.mp4 -1\n")
+    with pytest.raises(ListError, match=r"l.txt:1: label -1 is negative"):
+        read_list(lst)
+    # mmaction2's multi-label video lines: a video path is never a frames folder, and the error says why
+    lst.write_text("v.mp4 1 3\n")
+    assert detect_format(lst) == "video"
+    with pytest.raises(ListError, match=r"l.txt:1: .*does not exist.*multi-label lists .* not supported"):
+        read_list(lst)

@@ -1,15 +1,17 @@
 import json
 import shutil
 
+import cv2
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from deepnotes.cli import app
-from deepnotes.core import load_checkpoint
+from deepnotes.core import load_checkpoint, save_checkpoint
 from deepnotes.video import TrainConfig, evaluate, predict, train
 from deepnotes.video import training as training_mod
-from deepnotes.video.data import VideoReadError
+from deepnotes.video.data import VideoReadError, read_video
+from deepnotes.video.data.lists import ListError
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +102,39 @@ def test_eval_views_and_predict(trained_run, motion_data):
     top = predict(out, video, device="cpu")
     assert len(top) == 5 and all(a[1] >= b[1] for a, b in zip(top, top[1:], strict=False))
     assert 0 < sum(s for _, s in top) <= 1 + 1e-6
+
+
+def test_predict_on_an_mmaction2_rawframes_folder(trained_run, motion_data, tmp_path):
+    """A frames folder as mmaction2's build_rawframes leaves it (img_ beside flow_x_/flow_y_ images) gives the
+    prediction of the video it was extracted from."""
+    out, _ = trained_run
+    video = next((motion_data["train"].parent / "videos" / "move_left").glob("*.mp4"))
+    frames = read_video(video)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(frames, start=1):
+        cv2.imwrite(str(folder / f"img_{i:05d}.png"), f[..., ::-1])
+        for comp in "xy":  # flow images are never read as RGB frames
+            cv2.imwrite(str(folder / f"flow_{comp}_{i:05d}.jpg"), f[..., 0])
+    from_video = dict(predict(out, video, device="cpu"))
+    run2 = tmp_path / "run"  # the same run, its frames named .png (lossless, so both read the same pixels)
+    shutil.copytree(out, run2)
+    state, meta = load_checkpoint(out / "checkpoint.safetensors")
+    meta["data"]["frame_template"] = "img_{:05d}.png"
+    save_checkpoint(run2 / "checkpoint.safetensors", state, meta)
+    from_frames = dict(predict(run2, folder, device="cpu"))
+    assert from_frames.keys() == from_video.keys()
+    for name, p in from_video.items():
+        assert from_frames[name] == pytest.approx(p, abs=1e-4)
+
+
+def test_flip_map_outside_the_class_range_names_the_file(tmp_path):
+    path = tmp_path / "flip_map.json"
+    path.write_text(json.dumps({"0": 1, "1": 9}))
+    cfg = TrainConfig(model="tsn", train=str(tmp_path / "train.txt"), out=str(tmp_path / "run"), flip_map=str(path))
+    with pytest.raises(ListError, match=r"flip_map.json: entry 1 -> 9 is outside the class range \[0, 4\)"):
+        training_mod.flip_map(cfg, 4)
+    assert training_mod.flip_map(cfg, 10) == {0: 1, 1: 9}
 
 
 def test_cli_train_eval_predict_and_errors(motion_data, trained_run, tmp_path):

@@ -9,10 +9,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from deepnotes.video.config import TrainConfig
 from deepnotes.video.data.dataset import RGBLoader
 from deepnotes.video.data.lists import ListError, read_list
 from deepnotes.video.flow import extract_list
-from deepnotes.video.flow_dataset import TwoStreamLoader, flow_train_transform, pair_flow_lists
+from deepnotes.video.flow_dataset import (
+    TwoStreamLoader,
+    flow_train_transform,
+    pair_flow_lists,
+    two_stream_loader,
+)
 from deepnotes.video.models import build_model
 from deepnotes.video.two_stream import LateFusion, StreamView, cross_modality_init, parse_fusion
 from deepnotes.video.two_stream_synth import CLASSES, write_appearance_motion
@@ -112,6 +118,18 @@ def test_mismatched_flow_list_names_the_first_mismatch(am_data, tmp_path):
         short = root / "flow_train" / "short.txt"
         short.write_text("\n".join(lines[:7]) + "\n")
         pair_flow_lists(read_list(paths["train"]), read_list(short, kind="rawframes"))
+
+
+def test_a_flow_method_other_than_the_stored_one_is_warned_about(am_data, caplog):
+    root, paths = am_data  # stored with DIS
+    rgb = RGBLoader()
+    for method, warned in (("dis", False), ("farneback", True)):
+        cfg = TrainConfig(model="two_stream", train=str(paths["train"]), out="", flow_method=method,
+                          flow_train=str(root / "flow_train/flow_list.txt"))
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="deepnotes.video"):
+            two_stream_loader(cfg, rgb)
+        assert any("computed with 'dis' but --flow-method is 'farneback'" in r.message for r in caplog.records) == warned
 
 
 def test_two_stream_flip_negates_x_of_flow_only():

@@ -77,6 +77,11 @@ def test_sliding_windows_cover_the_video_and_refuse_short_ones():
     assert w.tolist() == [[0, 16], [4, 20], [8, 24], [12, 28], [14, 30]]
     with pytest.raises(ValueError, match="shorter than one window"):
         sliding_windows(10, 16, 4)
+    # a stride over the window would leave frames without a score, which would read as "not background"
+    with pytest.raises(ValueError, match="stride 20 is longer than the window 16"):
+        sliding_windows(100, 16, 20)
+    with pytest.raises(ValueError, match="frame 16 is in no window"):
+        frame_scores(np.full((2, 3), 1 / 3), np.array([[0, 16], [32, 48]]), 48)
 
 
 def oracle_scorer(num_classes: int, noise: float, seed: int = 0):

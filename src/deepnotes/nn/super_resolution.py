@@ -49,8 +49,9 @@ def bicubic(lr: torch.Tensor, scale: int) -> torch.Tensor:
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, shave: int) -> float:
     """Peak signal-to-noise ratio in dB for images in [0, 1], ignoring ``shave`` border pixels."""
-    p = pred.clamp(0, 1)[..., shave:-shave, shave:-shave]
-    t = target[..., shave:-shave, shave:-shave]
+    keep = slice(shave, -shave or None)  # shave 0: the whole image (0:-0 would be empty)
+    p = pred.clamp(0, 1)[..., keep, keep]
+    t = target[..., keep, keep]
     mse = F.mse_loss(p, t).item()
     return 10 * math.log10(1.0 / max(mse, 1e-12))
 

@@ -94,10 +94,15 @@ def icnr_(conv: nn.Conv2d, scale: int, init: Callable[[torch.Tensor], None] = _t
 def transposed_padding(kernel_size: int, stride: int) -> tuple[int, int]:
     """(padding, output_padding) giving out = stride · in for ``ConvTranspose2d(kernel_size, stride)``.
 
-    out = (in - 1)·s - 2p + k + op, so we need k - 2p + op = s with 0 <= op < s.
+    out = (in - 1)·s - 2p + k + op, so we need k - 2p + op = s with 0 <= op < s; with stride 1 that leaves
+    odd kernels only (op would have to be 1).
     """
     p = max(0, math.ceil((kernel_size - stride) / 2))
-    return p, stride - kernel_size + 2 * p
+    op = stride - kernel_size + 2 * p
+    if op >= stride:
+        raise ValueError(f"a transposed conv with kernel {kernel_size} and stride {stride} cannot give "
+                         f"out = {stride} x in; use an odd kernel_size")
+    return p, op
 
 
 class MaxPool(nn.Module):
@@ -118,7 +123,7 @@ class Upsample(nn.Module):
     """One learnable x``scale`` upsampler: (N, in_channels, H, W) -> (N, out_channels, scale·H, scale·W).
 
     ``kernel_size``: of the convolution (odd; default 3) for every kind except ``transposed``, whose default
-    is ``2·scale`` (divisible by the stride). ``maxunpool`` needs ``indices=`` at call time (see module doc).
+    is ``2·scale`` (divisible by the stride; 3 at scale 1). ``maxunpool`` needs ``indices=`` at call time (see module doc).
     """
 
     def __init__(self, kind: str, in_channels: int, out_channels: int, scale: int = 2,
@@ -133,7 +138,7 @@ class Upsample(nn.Module):
             raise ValueError(f"Upsample: channels must be >= 1, got in={in_channels}, out={out_channels}")
         self.kind, self.scale = kind, scale
         if kind == "transposed":
-            k = kernel_size or 2 * scale
+            k = kernel_size or (2 * scale if scale > 1 else 3)
             pad, out_pad = transposed_padding(k, scale)
             self.conv = nn.ConvTranspose2d(in_channels, out_channels, k, stride=scale, padding=pad,
                                            output_padding=out_pad, bias=bias)

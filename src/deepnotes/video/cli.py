@@ -56,6 +56,7 @@ def train_cmd(
     flip_map: Path = typer.Option(None, "--flip-map", help="JSON {label: label after flip} (default: flip_map.json)"),
     list_format: str = typer.Option("auto", "--list-format", help="video, rawframes or auto"),
     frame_template: str = typer.Option("img_{:05d}.jpg", "--frame-template", help="frame names in raw-frame folders"),
+    start_index: int = typer.Option(1, "--start-index", help="number of the first frame file in raw-frame folders"),
     epochs: int = typer.Option(10, "--epochs"),
     batch_size: int = typer.Option(8, "--batch-size", help="clips per process and step"),
     lr: float = typer.Option(1e-3, "--lr"),
@@ -92,7 +93,7 @@ def train_cmd(
     opt = lambda p: None if p is None else str(p)  # noqa: E731
     cfg = TrainConfig(model=model, train=str(train), out=str(out), val=opt(val), root=opt(root), classes=opt(classes),
                       flip=flip, flip_map=opt(flip_map), list_format=list_format, frame_template=frame_template,
-                      epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                      start_index=start_index, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                       warmup_epochs=warmup_epochs, segments=segments, sampling=sampling,
                       frame_interval=frame_interval, input_size=input_size, crop=crop, depth=depth, width=width,
                       stem_stride=stem_stride, dropout=dropout, eval_every=eval_every, freeze_bn=freeze_bn,

@@ -18,6 +18,7 @@ class TrainConfig:
     flip: bool = True
     list_format: str = "auto"  # video, rawframes, auto
     frame_template: str = "img_{:05d}.jpg"
+    start_index: int = 1  # index of the first frame file in raw-frame folders (mmaction2: 1; some tools: 0)
     modality: str = "rgb"  # key of deepnotes.video.training.LOADERS
     epochs: int = 10
     batch_size: int = 8  # per process

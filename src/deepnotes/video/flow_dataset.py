@@ -15,6 +15,7 @@ Flow is a displacement field, so geometric transforms must change its values too
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from deepnotes.video.data.lists import ListError, VideoRecord, read_list
 from deepnotes.video.data.sampling import ClipSampler
 from deepnotes.video.data.transforms import Compose, HorizontalFlip, Normalize
 from deepnotes.video.flow import DEFAULT_BOUND, flow_info, make_flow_fn, quantize_flow, read_flow_quantized
+
+log = logging.getLogger("deepnotes.video")
 
 
 class FlowLoader:
@@ -257,7 +260,23 @@ def two_stream_loader(cfg, rgb: Callable) -> TwoStreamLoader:
         if rgb_list and flow_list:
             rgb_records = read_list(rgb_list, cfg.root, kind=cfg.list_format)
             pairs.update(pair_flow_lists(rgb_records, read_list(flow_list, None, kind="rawframes", check_files=False)))
+    _warn_on_method_mismatch(pairs, cfg.flow_method)
     return TwoStreamLoader(rgb, pairs, cfg.new_length, cfg.flow_bound, cfg.flow_method)
+
+
+def _warn_on_method_mismatch(pairs: dict[str, VideoRecord], method: str) -> None:
+    """Stored flow and the flow computed on the fly for new videos (eval, predict, detect) should come from one
+    method: a temporal stream trained on TV-L1 fields sees other statistics in DIS fields."""
+    for record in pairs.values():
+        try:
+            stored = flow_info(record.path).get("method")
+        except (FileNotFoundError, ValueError):
+            continue  # an unfinished folder is reported when its sample is loaded
+        if stored and stored != method:
+            log.warning("stored flow (%s) was computed with %r but --flow-method is %r: videos without stored flow "
+                        "(eval/predict/detect on new videos) get %r flow; pass --flow-method %s to match",
+                        record.path, stored, method, method, stored)
+        return
 
 
 def two_stream_transform(cfg, train: bool, crops: int = 1, label_map: dict[int, int] | None = None) -> Compose:

@@ -35,7 +35,14 @@ from deepnotes.core.distributed import (
 )
 from deepnotes.optim import AdamW, cosine_with_warmup
 from deepnotes.video.config import TrainConfig
-from deepnotes.video.data import ClipSampler, RGBLoader, VideoDataset, make_loader, set_epoch
+from deepnotes.video.data import (
+    ClipSampler,
+    RGBLoader,
+    VideoDataset,
+    count_frame_files,
+    make_loader,
+    set_epoch,
+)
 from deepnotes.video.data.lists import ListError, VideoRecord, read_classes, read_list
 from deepnotes.video.data.transforms import eval_transform, train_transform
 from deepnotes.video.metrics import confusion, plot_confusion, summarize, topk_correct
@@ -45,7 +52,8 @@ log = logging.getLogger("deepnotes.video")
 
 # modality -> frame loader factory(config); the two-stream work registers "flow" here
 LOADERS: dict[str, Callable[[TrainConfig], Callable]] = {
-    "rgb": lambda cfg: CachedLoader(RGBLoader(cfg.frame_template)) if cfg.cache else RGBLoader(cfg.frame_template),
+    "rgb": lambda cfg: (CachedLoader(RGBLoader(cfg.frame_template, cfg.start_index)) if cfg.cache
+                        else RGBLoader(cfg.frame_template, cfg.start_index)),
     # RGB frames + the stacked flow around each (deepnotes.video.flow_dataset.TwoStreamLoader)
     "two_stream": lambda cfg: _two_stream_data().two_stream_loader(cfg, LOADERS["rgb"](cfg)),
 }
@@ -89,14 +97,21 @@ def class_names(cfg: TrainConfig, records: list[VideoRecord]) -> list[str]:
     return [str(i) for i in range(max(r.label for r in records) + 1)]
 
 
-def flip_map(cfg: TrainConfig) -> dict[int, int]:
+def flip_map(cfg: TrainConfig, num_classes: int) -> dict[int, int]:
+    """``{label: label after a horizontal flip}`` from ``cfg.flip_map``, else ``flip_map.json`` beside the train
+    list, else ``{}``; every key and value must be a class index."""
     path = Path(cfg.flip_map) if cfg.flip_map else Path(cfg.train).parent / "flip_map.json"
     if not (cfg.flip_map or path.is_file()):
         return {}
     try:
-        return {int(k): int(v) for k, v in json.loads(path.read_text()).items()}
+        mapping = {int(k): int(v) for k, v in json.loads(path.read_text()).items()}
     except (ValueError, AttributeError) as exc:
         raise ListError(f"{path}: expected a JSON object {{label: label}}: {exc}") from None
+    bad = [(k, v) for k, v in mapping.items() if not (0 <= k < num_classes and 0 <= v < num_classes)]
+    if bad:
+        raise ListError(f"{path}: entry {bad[0][0]} -> {bad[0][1]} is outside the class range [0, {num_classes}) "
+                        "(labels are the class indices of the lists)")
+    return mapping
 
 
 def model_options(cfg: TrainConfig) -> dict[str, Any]:
@@ -180,7 +195,7 @@ def _train(cfg: TrainConfig, device: torch.device, info: DistInfo) -> list[dict[
     start_epoch = 0
     if run.has_checkpoint() and not cfg.resume:
         raise FileExistsError(f"{run.checkpoint_path} exists; pass --resume to continue it or use another --out")
-    train_ds = make_dataset(cfg, train_records, True, label_map=flip_map(cfg))
+    train_ds = make_dataset(cfg, train_records, True, label_map=flip_map(cfg, len(classes)))
     train_loader = make_loader(train_ds, cfg.batch_size, True, cfg.workers, cfg.seed, info.rank, info.world_size,
                                drop_last=True)
     if len(train_loader) == 0:
@@ -268,8 +283,8 @@ def _two_stream_val(model: nn.Module, loader, num_classes: int, device: torch.de
 def data_meta(cfg: TrainConfig) -> dict[str, Any]:
     """What eval/predict need to sample and transform clips the way training did."""
     return {k: getattr(cfg, k) for k in ("segments", "sampling", "frame_interval", "input_size", "modality",
-                                         "frame_template", "list_format", "seed", "new_length", "flow_method",
-                                         "flow_bound")}
+                                         "frame_template", "start_index", "list_format", "seed", "new_length",
+                                         "flow_method", "flow_bound")}
 
 
 def load_run(run_dir: str | Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
@@ -321,7 +336,7 @@ def predict(run_dir: str | Path, video: str | Path, clips: int = 1, crops: int =
     video = Path(video)
     if not video.exists():
         raise FileNotFoundError(f"{video} does not exist")
-    total = len(list(video.iterdir())) if video.is_dir() else None
+    total = count_frame_files(video, cfg.frame_template, cfg.start_index) if video.is_dir() else None
     ds = make_dataset(cfg, [VideoRecord(video, 0, total, str(video))], False, num_clips=clips, crops=crops)
     ds.strict = True
     item = ds[0]

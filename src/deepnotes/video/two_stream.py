@@ -48,8 +48,8 @@ def parse_fusion(spec: str) -> tuple[str, tuple[float, float]]:
 class LateFusion(nn.Module):
     """Weighted average of per-stream softmax scores: p = sum_i w_i softmax(z_i) / sum_i w_i.
 
-    ``learned=False``: w fixed (a buffer). ``learned=True``: w = softmax(a) * len(w) with a learnable
-    ``a`` initialised from the given weights. Input: list of (N, K) logits; output (N, K) probabilities.
+    ``learned=False``: w fixed (a buffer). ``learned=True``: w = softmax(a) with a learnable ``a``
+    initialised to the log of the normalised given weights (so training starts from them; w sums to 1). Input: list of (N, K) logits; output (N, K) probabilities.
     """
 
     def __init__(self, weights: Sequence[float] = DEFAULT_WEIGHTS, learned: bool = False) -> None:

@@ -109,6 +109,22 @@ def _nearest(frames: dict[int, np.ndarray], i: int) -> int:
     return min(frames, key=lambda k: abs(k - i))
 
 
+def count_frame_files(folder: str | Path, template: str = DEFAULT_TEMPLATE, start_index: int = 1) -> int:
+    """How many frames ``folder/template.format(start_index + i)`` exist for i = 0, 1, ... without a gap.
+
+    Counts only the RGB frames: mmaction2's rawframe folders also hold ``flow_x_*``/``flow_y_*`` images.
+    """
+    folder = Path(folder)
+    names = {p.name for p in folder.iterdir()}
+    n = 0
+    while template.format(start_index + n) in names:
+        n += 1
+    if n == 0:
+        raise VideoReadError(folder, f"no frame named {template.format(start_index)!r} (template {template!r}, "
+                                     f"first index {start_index}); set --frame-template / --start-index")
+    return n
+
+
 def read_frame_folder(folder: str | Path, indices: np.ndarray | list[int], template: str = DEFAULT_TEMPLATE,
                       start_index: int = 1) -> np.ndarray:
     """Frames ``folder/template.format(i + start_index)`` as (T, H, W, 3) uint8 RGB."""

@@ -44,14 +44,34 @@ def _int(text: str, what: str, where: str) -> int:
         raise ListError(f"{where}: {what} {text!r} is not an integer") from None
 
 
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
+
+
+def _read_lines(list_path: Path) -> list[str]:
+    # utf-8-sig: a byte-order mark (lists saved by some Windows editors) must not become part of the first path
+    return list_path.read_text(encoding="utf-8-sig").splitlines()
+
+
 def detect_format(list_path: str | Path) -> str:
-    """``"rawframes"`` when the first data line is ``dir int int``, else ``"video"``."""
-    for line in Path(list_path).read_text().splitlines():
+    """``"rawframes"`` when the first data line is ``dir int int`` (and ``dir`` has no video suffix), else
+    ``"video"``."""
+    for line in _read_lines(Path(list_path)):
         parts = line.split()
         if not parts or parts[0].startswith("#"):
             continue
+        if Path(parts[0]).suffix.lower() in VIDEO_SUFFIXES:
+            return "video"  # e.g. a multi-label video line 'a.mp4 1 3' is not a frames folder
         return "rawframes" if len(parts) >= 3 and parts[-1].isdigit() and parts[-2].isdigit() else "video"
     return "video"
+
+
+def _more_numbers_hint(path_text: str) -> str:
+    """A hint when the path part of a line ends in an integer: the line has more numeric fields than the format."""
+    tail = path_text.split()
+    if len(tail) > 1 and tail[-1].lstrip("-").isdigit():
+        return ("; the line has more integer fields than this format: multi-label lists and raw-frame lists "
+                "with a start offset are not supported (one label per line)")
+    return ""
 
 
 def read_list(list_path: str | Path, root: str | Path | None = None, num_classes: int | None = None,
@@ -73,7 +93,7 @@ def read_list(list_path: str | Path, root: str | Path | None = None, num_classes
         raise ListError(f"unknown list format {kind!r}; valid: video, rawframes, auto")
     base = Path(root) if root is not None else list_path.parent
     records = []
-    for n, line in enumerate(list_path.read_text().splitlines(), start=1):
+    for n, line in enumerate(_read_lines(list_path), start=1):
         where = f"{list_path}:{n}"
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -85,7 +105,9 @@ def read_list(list_path: str | Path, root: str | Path | None = None, num_classes
         total = _int(parts[1], "total_frames", where) if kind == "rawframes" else None
         if total is not None and total <= 0:
             raise ListError(f"{where}: total_frames must be positive, got {total}")
-        if label < 0 or (num_classes is not None and label >= num_classes):
+        if label < 0:
+            raise ListError(f"{where}: label {label} is negative; labels are class indices 0, 1, ...")
+        if num_classes is not None and label >= num_classes:
             raise ListError(f"{where}: label {label} is outside the class range [0, {num_classes})")
         try:
             path = resolve_inside(base, parts[0].strip())
@@ -93,7 +115,7 @@ def read_list(list_path: str | Path, root: str | Path | None = None, num_classes
             raise ListError(f"{where}: {exc}; give --root the folder the paths are relative to") from None
         if check_files and not (path.is_dir() if total is not None else path.is_file()):
             raise ListError(f"{where}: {'frames folder' if total else 'video'} {path} does not exist "
-                            f"(paths are relative to {base}; set --root)")
+                            f"(paths are relative to {base}; set --root){_more_numbers_hint(parts[0])}")
         records.append(VideoRecord(path, label, total, where))
     if not records:
         raise ListError(f"{list_path} has no samples")
@@ -102,7 +124,7 @@ def read_list(list_path: str | Path, root: str | Path | None = None, num_classes
 
 def read_classes(path: str | Path) -> list[str]:
     """Class names, one per line (line ``i`` is label ``i``)."""
-    names = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
+    names = [ln.strip() for ln in Path(path).read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
     if not names:
         raise ListError(f"{path} lists no class names")
     return names

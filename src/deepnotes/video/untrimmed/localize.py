@@ -37,10 +37,14 @@ class LocalizeConfig:
 def sliding_windows(num_frames: int, window: int, stride: int) -> np.ndarray:
     """Windows [start, end) of ``window`` frames every ``stride`` frames; the last one ends at the video's end.
 
-    Raises ``ValueError`` for a video shorter than one window (there is nothing to score).
+    Raises ``ValueError`` for a video shorter than one window (there is nothing to score) and for a stride
+    longer than the window (the frames between windows would get no score).
     """
     if window < 1 or stride < 1:
         raise ValueError(f"window and stride must be >= 1, got {window}, {stride}")
+    if stride > window:
+        raise ValueError(f"stride {stride} is longer than the window {window}: frames between windows would get "
+                         "no score; use a stride <= the window")
     if num_frames < window:
         raise ValueError(f"video has {num_frames} frames, shorter than one window of {window}")
     starts = list(range(0, num_frames - window + 1, stride))
@@ -50,13 +54,20 @@ def sliding_windows(num_frames: int, window: int, stride: int) -> np.ndarray:
 
 
 def frame_scores(window_probs: np.ndarray, windows: np.ndarray, num_frames: int) -> np.ndarray:
-    """(W, K) window scores -> (T, K) frame scores: mean over the windows covering each frame."""
+    """(W, K) window scores -> (T, K) frame scores: mean over the windows covering each frame.
+
+    Every frame must be covered: an uncovered frame has no score (all zeros would read as "not background").
+    """
     total = np.zeros((num_frames, window_probs.shape[1]))
     count = np.zeros(num_frames)
     for (s, e), p in zip(windows, window_probs, strict=True):
         total[s:e] += p
         count[s:e] += 1
-    return total / np.maximum(count, 1)[:, None]
+    if (count == 0).any():
+        first = int(np.flatnonzero(count == 0)[0])
+        raise ValueError(f"frame {first} is in no window ({int((count == 0).sum())} frames uncovered); "
+                         "the windows must cover the video (stride <= window)")
+    return total / count[:, None]
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
