@@ -27,6 +27,12 @@ def test_template_parses():
         (lambda r: r["sources"][0].update(cameras=["cam0", "cam1"]), "2 names for 4 views"),
         (lambda r: r["rigs"][0].update(reference="camX"), "rigs[0].reference"),
         (lambda r: r["stereo"][0].update(left="nope"), "stereo[0].left"),
+        (lambda r: r["cameras"][0].update(name="../../escaped"), "cameras[0].name: '../../escaped' is not a valid"),
+        (lambda r: r["cameras"][0].update(name=".."), "cameras[0].name: '..' is not a valid"),
+        (lambda r: r["sources"].append({"type": "video", "path": "more.mp4", "camera": "cam2"}),
+         "sources[1]: camera 'cam2' is already fed by sources[0]"),
+        (lambda r: r.update(frames={"stride": 0}), "frames.stride must be >= 1"),
+        (lambda r: r.update(frames={"duplicate_threshold": -1.0}), "frames.duplicate_threshold must be >= 0"),
     ],
 )
 def test_bad_configs_name_the_key(edit, message):

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import copy
+
 import cv2
 import numpy as np
 import pytest
 
-from deepnotes.calib.camera_model import project
+from deepnotes.calib.camera_model import project, rotation_error_deg
 from deepnotes.calib.config import CalibError
 from deepnotes.calib.experiments import errors, noisy_observations, per_camera_intrinsics
+from deepnotes.calib.intrinsics import IntrinsicsResult
 from deepnotes.calib.rig import calibrate_rig, spanning_tree
-from deepnotes.calib.stereo import essential_fundamental, rectify, vertical_error
+from deepnotes.calib.stereo import essential_fundamental, rectify, stereo_calibrate, vertical_error
 
 
 @pytest.mark.parametrize("model", ["pinhole", "pinhole_rational", "fisheye"])
@@ -69,5 +72,27 @@ def test_stereo_rectification_of_true_geometry(small_rig):
     ur = cv2.undistortPoints(pr[0].reshape(-1, 1, 2), right.K, right.dist, P=right.K).reshape(-1, 2)
     epi = np.abs(np.sum(np.c_[ur, np.ones(len(ur))] * (np.c_[ul, np.ones(len(ul))] @ F.T), axis=1))
     assert epi.max() < 1e-2
+    rect = rectify(intr["cam0"], intr["cam1"], R, T)
+    assert vertical_error(intr["cam0"], intr["cam1"], rect, pl, pr) < 0.05
+
+
+@pytest.mark.parametrize("fisheye_side", [0, 1])
+def test_mixed_fisheye_pinhole_pair_recovers_the_true_extrinsics(small_rig, fisheye_side):
+    # before: the pinhole stereoCalibrate read fisheye k1..k4 as k1 k2 p1 p2 and got a wrong R, T
+    rig = copy.deepcopy(small_rig)
+    cam = rig.cameras[fisheye_side]
+    cam.model, cam.dist = "fisheye", np.array([-0.03, 0.01, -0.004, 0.001])
+    obs = noisy_observations(rig, 0.0, seed=0)
+    left, right = rig.cameras[0], rig.cameras[1]
+    intr = {c.name: IntrinsicsResult(c.name, c.model, c.image_size, c.K, c.dist, 0.0, {}) for c in (left, right)}
+    shared = sorted(set(obs.corners["cam0"]) & set(obs.corners["cam1"]))
+    pl = [obs.corners["cam0"][f] for f in shared]
+    pr = [obs.corners["cam1"][f] for f in shared]
+    R_true = right.R @ left.R.T
+    T_true = right.T - R_true @ left.T
+    R, T, rms = stereo_calibrate(intr["cam0"], intr["cam1"], [obs.obj] * len(shared), pl, pr)
+    assert rotation_error_deg(R, R_true) < 1e-3
+    assert np.linalg.norm(T - T_true) < 1e-4 * np.linalg.norm(T_true)
+    assert rms < 1e-3
     rect = rectify(intr["cam0"], intr["cam1"], R, T)
     assert vertical_error(intr["cam0"], intr["cam1"], rect, pl, pr) < 0.05

@@ -27,6 +27,14 @@ def test_nested_state_round_trip(tmp_path):
     assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
 
 
+def test_keys_that_flatten_alike_keep_both_tensors(tmp_path):
+    # "a.b" and {"a": {"b"}} (and int 0 / str "0") join to the same dotted name: neither may overwrite the other
+    state = {"a.b": torch.ones(1), "a": {"b": torch.zeros(1)}, "s": {0: torch.full((1,), 2.0), "0": torch.full((1,), 3.0)}}
+    loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "c.safetensors", state))
+    assert loaded["a.b"].item() == 1.0 and loaded["a"]["b"].item() == 0.0
+    assert loaded["s"][0].item() == 2.0 and loaded["s"]["0"].item() == 3.0
+
+
 def test_tied_weights_are_saved(tmp_path):
     emb = torch.nn.Embedding(10, 4)
     head = torch.nn.Linear(4, 10, bias=False)

@@ -275,3 +275,25 @@ def test_parametrized_base_weight_is_read_through_its_parametrization():
     layer.lora_B["default"].weight = nn.Parameter(torch.ones_like(b))  # a new Parameter object
     expected = x @ (2 * base.parametrizations.weight.original).T + base.bias + (x @ a.T @ torch.ones_like(b).T) * 2.0
     torch.testing.assert_close(model(x), expected)
+
+
+def test_peft_seq_cls_folder_loads_though_one_saved_head_name_is_absent(tmp_path, ids):
+    # peft's SEQ_CLS task saves modules_to_save ["classifier", "score"]; GPT-2 has only "score"
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    def make():
+        torch.manual_seed(0)
+        return GPT2ForSequenceClassification(GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=120, n_positions=64,
+                                                        pad_token_id=0, num_labels=3)).eval()
+
+    theirs = peft.get_peft_model(make(), peft.LoraConfig(task_type="SEQ_CLS", r=2, target_modules=["c_attn"]))
+    _randomise_b(theirs)
+    with torch.no_grad():
+        theirs.base_model.model.score.modules_to_save["default"].weight.mul_(2.0)
+    theirs.save_pretrained(tmp_path)
+    assert "classifier" in json.loads((tmp_path / "adapter_config.json").read_text())["modules_to_save"]
+    with pytest.warns(UserWarning, match=r"modules_to_save entries \['classifier'\] match no module"):
+        ours = load_adapter(make(), tmp_path)
+    torch.testing.assert_close(ours(input_ids=ids).logits, theirs.eval()(input_ids=ids).logits, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match=r"modules_to_save \['nothing'\] matches no module"):
+        apply(make(), LoraConfig(r=2, target_modules=["c_attn"], modules_to_save=["nothing"]))

@@ -157,6 +157,53 @@ def test_prompt_generate_and_round_trip(arch, ids, tmp_path):
     torch.testing.assert_close(back.prompt_tuning.embedding.weight, model.prompt_tuning.embedding.weight)
 
 
+@pytest.mark.parametrize("arch", ["gpt2", "bart"])
+def test_peft_runs_our_prompt_folders(arch, ids, tmp_path):
+    # without task_type peft builds a plain PeftModel that never prepends the prompt (silently a no-op)
+    make = tiny_bart if arch == "bart" else tiny_gpt2
+    ours = apply(make(), PromptConfig(num_virtual_tokens=3, init="random")).eval()
+    save_adapter(ours, tmp_path)
+    theirs = peft.PeftModel.from_pretrained(make(), tmp_path).eval()
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    a, b = ours(input_ids=ids, attention_mask=mask, labels=ids), theirs(input_ids=ids, attention_mask=mask, labels=ids)
+    torch.testing.assert_close(a.logits, b.logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(a.loss, b.loss, atol=1e-6, rtol=0)
+
+
+def test_peft_seq2seq_prompt_in_the_decoder_too_is_a_clear_error(tmp_path):
+    theirs = peft.get_peft_model(tiny_bart(), peft.PromptTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=3))
+    theirs.save_pretrained(tmp_path)  # peft's default for seq2seq: prompts before encoder and decoder inputs
+    with pytest.raises(ValueError, match=r"adapter_config.json: num_transformer_submodules is 2"):
+        load_adapter(tiny_bart(), tmp_path)
+
+
+@pytest.mark.parametrize("projection", [False, True])
+def test_gpt2_prefix_folders_load_both_ways_with_peft(projection, ids, tmp_path):
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    valid = mask.bool()
+    pcfg = peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, prefix_projection=projection)
+    theirs = peft.get_peft_model(tiny_gpt2(), pcfg)
+    with torch.no_grad():
+        for p in theirs.prompt_encoder["default"].parameters():
+            p.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(p.numel()))
+    theirs.save_pretrained(tmp_path / "peft")  # peft stores the evaluated table, MLP or not
+    ours = load_adapter(tiny_gpt2(), tmp_path / "peft").eval()
+    want = theirs.eval()(input_ids=ids, attention_mask=mask).logits
+    torch.testing.assert_close(ours(input_ids=ids, attention_mask=mask).logits[valid], want[valid], atol=1e-5, rtol=0)
+    save_adapter(ours, tmp_path / "ours")
+    again = peft.PeftModel.from_pretrained(tiny_gpt2(), tmp_path / "ours").eval()
+    torch.testing.assert_close(again(input_ids=ids, attention_mask=mask).logits[valid], want[valid], atol=1e-5, rtol=0)
+
+
+def test_peft_seq2seq_prefix_folder_is_a_clear_error(tmp_path):
+    peft.get_peft_model(tiny_bart(), peft.PrefixTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=3)
+                        ).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="adapter_model.safetensors: a peft PREFIX_TUNING table of an encoder-decoder"):
+        load_adapter(tiny_bart(), tmp_path)
+
+
 def test_gpt2_prefix_left_padding_matches_unpadded(ids):
     """Positions skip left padding (peft counts them), so a left-padded row equals the row alone."""
     model = apply(tiny_gpt2(), PrefixConfig(num_virtual_tokens=4, projection=False))

@@ -117,6 +117,26 @@ def test_oks_ap_is_one_for_ground_truth(tiny_data):
     assert oks_ap(samples, coco_results(samples, preds))["AP50"] == 0.0
 
 
+def test_persons_on_unreadable_images_are_reported_not_scored_as_misses(tiny_data, runs, tmp_path, monkeypatch):
+    import numpy as np
+
+    from deepnotes.pose import evaluate as ev_mod
+    from deepnotes.pose.train import load_run
+
+    samples = load_coco(tiny_data["val"]).samples
+    lost = samples[0].image_id
+    keep = np.array([i for i, s in enumerate(samples) if s.image_id != lost])
+
+    def oracle(model, dataset, device, batch_size=64, workers=0):  # perfect joints on the readable images
+        coords = np.stack([samples[i].keypoints[:, :2] for i in keep])
+        return ev_mod.Predictions(coords, np.ones((len(keep), 17)), keep, unreadable=len(samples) - len(keep))
+
+    monkeypatch.setattr(ev_mod, "predict", oracle)
+    got, _ = ev_mod.evaluate(load_run(runs["rle"], "cpu"), samples, torch.device("cpu"))
+    assert got["unreadable_images"] == len(samples) - len(keep) > 0 and got["persons"] == len(keep)
+    assert got["AP"] == 1.0  # the lost image's persons are not counted as misses
+
+
 def test_predict_draws_and_prints_scores(tiny_data, runs, tmp_path):
     image = tiny_data["root"] / "val" / "images" / "0001_000000.png"
     out = tmp_path / "drawn.png"

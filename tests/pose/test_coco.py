@@ -53,6 +53,9 @@ def test_bad_annotations_are_skipped_and_counted(tmp_path):
         ([], [{"id": 1}], "images[0].file_name is missing"),
         ([], [{"id": "one", "file_name": "a.png"}], "images[0].id should be int"),
         ([], [{"id": 1, "file_name": "../../etc/passwd"}], "points outside"),
+        ([], [{"id": 1, "file_name": "a.png"}, {"id": 1, "file_name": "b.png"}], "images[1].id 1 repeats images[0].id"),
+        ([_ann(bbox=[5, float("nan"), 30, 30])], None, "annotations[0].bbox has a non-finite value"),
+        ([_ann(area="big")], None, "annotations[0].area should be a number, got 'big'"),
     ],
 )
 def test_malformed_files_name_the_field(tmp_path, anns, images, message):
@@ -78,3 +81,11 @@ def test_unreadable_image_is_dropped_and_counted(tiny_data, tmp_path):
     batch = collate([ds[i] for i in range(3)])
     assert batch["unreadable"] == 1 and batch["image"].shape == (2, 3, 32, 24)
     assert batch["keypoints"].shape == (2, 17, 2) and torch.equal(batch["index"], torch.tensor([0, 2]))
+
+
+@pytest.mark.parametrize(("area", "expected"), [(0, 900.0), (None, 900.0), (-5, 900.0), (640.5, 640.5)])
+def test_unusable_area_falls_back_to_the_box(tmp_path, area, expected):
+    # pycocotools divides by the area: 0 would make every OKS of this person 0
+    ann = _ann() if area is None else _ann(area=area)
+    data = load_coco(_write(tmp_path, [ann]), check_files=False)
+    assert data.samples[0].area == expected

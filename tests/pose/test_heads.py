@@ -47,6 +47,14 @@ def test_argmax_decoding_and_quarter_shift():
     assert torch.allclose(shifted[0], torch.tensor([[4.0, 7.0], [4.25, 7.0], [5.75, 6.75]]))
 
 
+def test_border_peak_is_not_shifted_off_the_map():
+    hm = torch.zeros(1, 2, 4, 5)
+    hm[0, 0, 3, 0], hm[0, 0, 3, 1], hm[0, 0, 2, 0] = 1.0, 0.5, 0.4  # corner peak, inner neighbours lower
+    hm[0, 1, 0, 2], hm[0, 1, 0, 3], hm[0, 1, 1, 2] = 1.0, 0.6, 0.3  # top-edge peak: shifts in x only
+    shifted, _ = decode_argmax(hm)
+    assert torch.allclose(shifted[0], torch.tensor([[0.0, 3.0], [2.25, 0.0]]))
+
+
 def test_argmax_quantisation_floor_grows_with_stride_and_soft_argmax_removes_it():
     rng = np.random.default_rng(0)
     xy = torch.from_numpy(rng.uniform(8, 40, (1, 200, 2))).float()

@@ -35,6 +35,16 @@ def test_dense_clip_and_views():
     np.testing.assert_array_equal(dense_indices(3, 4, 1, train=True, rng=np.random.default_rng(0)), [0, 1, 2, 2])
 
 
+@pytest.mark.parametrize("total,clip_len,interval,views", [(13, 4, 2, 1), (9, 4, 1, 1), (100, 8, 4, 3), (40, 4, 2, 10)])
+def test_dense_test_views_match_mmaction2_offsets(total, clip_len, interval, views):
+    # mmaction2 SampleFrames(test_mode=True): avg = (total - clip_len * interval + 1) / views,
+    # offset_v = int(v * avg + avg / 2); e.g. 5 free frames, one view -> start 3 (round-half-even gave 2)
+    avg = (total - clip_len * interval + 1) / views
+    expected = [int(v * avg + avg / 2) for v in range(views)]
+    got = [int(v[0]) for v in ClipSampler("dense", clip_len, interval)(total, train=False, num_views=views)]
+    assert got == expected
+
+
 def test_new_length_takes_consecutive_frames():
     idx = segment_indices(50, 2, train=False, new_length=3)
     np.testing.assert_array_equal(idx, [12, 13, 14, 36, 37, 38])

@@ -130,11 +130,19 @@ def test_predict_on_an_mmaction2_rawframes_folder(trained_run, motion_data, tmp_
 
 def test_flip_map_outside_the_class_range_names_the_file(tmp_path):
     path = tmp_path / "flip_map.json"
-    path.write_text(json.dumps({"0": 1, "1": 9}))
+    path.write_text(json.dumps({"0": 1, "1": 0, "2": 9, "9": 2}))
     cfg = TrainConfig(model="tsn", train=str(tmp_path / "train.txt"), out=str(tmp_path / "run"), flip_map=str(path))
-    with pytest.raises(ListError, match=r"flip_map.json: entry 1 -> 9 is outside the class range \[0, 4\)"):
+    with pytest.raises(ListError, match=r"flip_map.json: entry 2 -> 9 is outside the class range \[0, 4\)"):
         training_mod.flip_map(cfg, 4)
-    assert training_mod.flip_map(cfg, 10) == {0: 1, 1: 9}
+    assert training_mod.flip_map(cfg, 10) == {0: 1, 1: 0, 2: 9, 9: 2}
+
+
+def test_one_way_flip_map_is_refused(tmp_path):
+    path = tmp_path / "flip_map.json"
+    path.write_text(json.dumps({"0": 1, "1": 9}))  # flip(flip(0)) would be 9
+    cfg = TrainConfig(model="tsn", train=str(tmp_path / "train.txt"), out=str(tmp_path / "run"), flip_map=str(path))
+    with pytest.raises(ListError, match=r"flip_map.json: entry 0 -> 1 has no way back \(1 -> 9\).*add \"1\": 0"):
+        training_mod.flip_map(cfg, 10)
 
 
 def test_cli_train_eval_predict_and_errors(motion_data, trained_run, tmp_path):

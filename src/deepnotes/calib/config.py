@@ -8,6 +8,7 @@ Exact keys (other tools read them): ``board: {cols, rows, square_size}`` (inner 
 
 from __future__ import annotations
 
+import re
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from deepnotes.core.paths import resolve_inside
 
 MODELS = ("pinhole", "pinhole_rational", "fisheye")
 DETECTORS = ("classic", "sb")
+CAMERA_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 class CalibError(ValueError):
@@ -237,6 +239,10 @@ def parse_config(raw: Any, src: str = "<config>", base: Path | None = None, chec
         raise ConfigError(f"{_where(src, 'board')}: cols and rows must be >= 2 inner corners, square_size > 0")
     cameras = [_build(Camera, c, src, f"cameras[{i}]") for i, c in enumerate(_list(raw, "cameras", src, True))]
     names = [c.name for c in cameras]
+    for i, name in enumerate(names):  # names become folder and file names under the output directory
+        if not isinstance(name, str) or not CAMERA_NAME.fullmatch(name) or set(name) == {"."}:
+            raise ConfigError(f"{_where(src, f'cameras[{i}].name')}: {name!r} is not a valid camera name; use letters, "
+                              "digits, '_', '-' and '.' (it names folders and files under the output directory)")
     if len(set(names)) != len(names):
         raise ConfigError(f"{_where(src, 'cameras')}: duplicate camera names in {names}")
     for i, c in enumerate(cameras):
@@ -273,6 +279,14 @@ def parse_config(raw: Any, src: str = "<config>", base: Path | None = None, chec
                 raise ConfigError(f"{_where(src, key + '.camera')} is missing (required for type {source.type})")
             known_cam(source.camera, key + ".camera")
         sources.append(source)
+    fed_by: dict[str, int] = {}
+    for i, source in enumerate(sources):
+        for cam in source.cameras if source.type == "mosaic" else [source.camera]:
+            if cam in fed_by:  # frame ids restart per source: the second would overwrite the first's frames
+                raise ConfigError(f"{_where(src, f'sources[{i}]')}: camera {cam!r} is already fed by "
+                                  f"sources[{fed_by[cam]}]; one source per camera (put the images in one folder, or "
+                                  "declare a second camera)")
+            fed_by[cam] = i
     rigs = [_build(Rig, r, src, f"rigs[{i}]") for i, r in enumerate(_list(raw, "rigs", src, False))]
     for i, r in enumerate(rigs):
         for c in r.cameras:
@@ -287,6 +301,11 @@ def parse_config(raw: Any, src: str = "<config>", base: Path | None = None, chec
         k: _build(cls, raw.get(k, {}) or {}, src, k)
         for k, cls in (("frames", FramesOpts), ("detect", DetectOpts), ("intrinsics", IntrinsicsOpts), ("rig", RigOpts))
     }
+    if opts["frames"].stride < 1:
+        raise ConfigError(f"{_where(src, 'frames.stride')} must be >= 1 (keep every n-th frame), got {opts['frames'].stride}")
+    for key in ("blur_threshold", "duplicate_threshold"):
+        if getattr(opts["frames"], key) < 0:
+            raise ConfigError(f"{_where(src, 'frames.' + key)} must be >= 0 (0 turns the check off)")
     if opts["detect"].detector not in DETECTORS:
         raise ConfigError(f"{_where(src, 'detect.detector')}: {opts['detect'].detector!r} not in {list(DETECTORS)}")
     win = opts["detect"].subpix_window

@@ -1,7 +1,8 @@
 """A stereo pair: extrinsics, rectification and the check that matters, the rectified vertical disparity.
 
 When both cameras belong to a calibrated rig, the pair's R, T come from the joint bundle adjustment
-(R = R_r R_l^T, T = T_r - R T_l); otherwise ``cv2.stereoCalibrate`` with the intrinsics held fixed.
+(R = R_r R_l^T, T = T_r - R T_l); otherwise ``cv2.stereoCalibrate`` with the intrinsics held fixed (its
+fisheye twin for two fisheye cameras; for a fisheye + pinhole pair, on both sides' undistorted points).
 After ``stereoRectify`` corresponding corners should share a row: the mean |y_l - y_r| of every corner
 seen by both cameras, undistorted and rectified, is ``rectified_vertical_error`` (pixels).
 """
@@ -41,7 +42,13 @@ def rectify(left: IntrinsicsResult, right: IntrinsicsResult, R: np.ndarray, T: n
         R1, R2, P1, P2, Q = cv2.fisheye.stereoRectify(left.K, left.dist, right.K, right.dist, size, R, T.reshape(3, 1),
                                                       flags=cv2.CALIB_ZERO_DISPARITY)
     else:
-        R1, R2, P1, P2, Q, _, _ = cv2.stereoRectify(left.K, left.dist, right.K, right.dist, size, R, T.reshape(3, 1),
+        # a mixed pair: the pinhole function would read fisheye k1..k4 as k1 k2 p1 p2, so it gets no distortion
+        # for the fisheye side. R1, R2 depend only on R, T and stay exact; only the choice of P (the valid
+        # region for alpha=0) ignores that side's distortion. The maps then undistort with each camera's model.
+        d_l, d_r = (np.zeros(5) if m == "fisheye" and mixed else d
+                    for m, d, mixed in ((left.model, left.dist, right.model != "fisheye"),
+                                        (right.model, right.dist, left.model != "fisheye")))
+        R1, R2, P1, P2, Q, _, _ = cv2.stereoRectify(left.K, d_l, right.K, d_r, size, R, T.reshape(3, 1),
                                                     flags=cv2.CALIB_ZERO_DISPARITY, alpha=0)
     return {"R1": R1, "R2": R2, "P1": P1, "P2": P2, "Q": Q}
 
@@ -67,6 +74,17 @@ def stereo_calibrate(left: IntrinsicsResult, right: IntrinsicsResult, obj: list[
     if left.model == "fisheye" and right.model == "fisheye":
         rms, *_, R, T = cv2.fisheye.stereoCalibrate(o, a, b, left.K, left.dist, right.K, right.dist, left.image_size,
                                                     flags=cv2.CALIB_FIX_INTRINSIC, criteria=crit)[:7]
+    elif "fisheye" in (left.model, right.model):
+        # a mixed pair has no OpenCV function: undistort both sides to normalised coordinates and solve with
+        # K = I and no distortion; the RMS comes back in normalised units, scaled to pixels by the mean focal
+        na = [_undistort(x, left).reshape(1, -1, 2) for x in a]
+        nb = [_undistort(x, right).reshape(1, -1, 2) for x in b]
+        eye, zero = np.eye(3), np.zeros(5)
+        rms, _, _, _, _, R, T, _, _ = cv2.stereoCalibrate(o, na, nb, eye, zero, eye.copy(), zero.copy(),
+                                                          left.image_size, flags=cv2.CALIB_FIX_INTRINSIC,
+                                                          criteria=crit)
+        focal = np.mean([left.K[0, 0], left.K[1, 1], right.K[0, 0], right.K[1, 1]])
+        return R, T.ravel(), float(rms * focal)
     else:
         rms, _, _, _, _, R, T, _, _ = cv2.stereoCalibrate(o, a, b, left.K, left.dist, right.K, right.dist,
                                                           left.image_size, flags=cv2.CALIB_FIX_INTRINSIC,

@@ -75,6 +75,10 @@ def _split(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
     """Replace tensors in a nested structure by references, collecting them in ``tensors``."""
     if isinstance(obj, torch.Tensor):
         key = prefix or "_"
+        n = 0
+        while key in tensors:  # "a.b" and {"a": {"b": ..}} (or 0 and "0") flatten alike: keep both
+            n += 1
+            key = f"{prefix or '_'}#{n}"
         # clone: safetensors refuses tensors sharing storage (tied weights), and we want CPU, contiguous data
         tensors[key] = obj.detach().to("cpu").contiguous().clone()
         return {_TENSOR: key}

@@ -3,8 +3,10 @@
 Key names are peft's: the model path prefixed with ``base_model.model.`` and the adapter name removed
 (``...c_attn.lora_A.default.weight`` is stored as ``...c_attn.lora_A.weight``; a module in
 ``modules_to_save`` is stored under its own path). ``peft.PeftModel.from_pretrained`` loads our LoRA
-folders and :func:`load_adapter` loads peft's. Prompt tuning uses peft's ``prompt_embeddings`` key; the
-bottleneck adapters and our multi-site prefixes (peft has neither) keep the same two-file layout.
+folders and :func:`load_adapter` loads peft's. Prompt tuning, and the plain (folded) prefix of a decoder-only
+model, use peft's ``prompt_embeddings`` key and ``task_type``, so those folders load both ways too; the
+bottleneck adapters, prefixes still holding their MLP and our multi-site encoder-decoder prefixes (peft has
+none of these) keep the same two-file layout with our own keys.
 """
 
 from __future__ import annotations
@@ -69,9 +71,17 @@ def adapter_tensors(model: nn.Module, name: str | None = None) -> tuple[dict, di
     if isinstance(config, AdapterConfig):
         return config.to_peft(), {PREFIX + k: v for k, v in _adapter_tensors(model, name).items()}
     if isinstance(config, PrefixConfig):
+        if not model.prefix_tuning.encdec and not config.projection:
+            # a decoder-only model's plain prefix is peft's own layout: one (P, layers * 2 * width) table
+            return ({**config.to_peft(), "task_type": "CAUSAL_LM"},
+                    {"prompt_embeddings": model.prefix_tuning.tables["decoder"].embedding.weight})
         tensors = {f"prefix_tuning.{k}": v for k, v in model.prefix_tuning.state_dict().items()}
         return config.to_peft(), tensors
-    return config.to_peft(), {"prompt_embeddings": model.prompt_tuning.embedding.weight}
+    # peft prepends the prompt only in a task model (no task_type: a plain PeftModel that ignores it); our
+    # encoder-decoder prompt sits in front of the encoder alone, which is peft's num_transformer_submodules=1
+    task = "SEQ_2_SEQ_LM" if model.config.is_encoder_decoder else "CAUSAL_LM"
+    return ({**config.to_peft(), "task_type": task, "num_transformer_submodules": 1},
+            {"prompt_embeddings": model.prompt_tuning.embedding.weight})
 
 
 def save_adapter(model: nn.Module, directory: str | Path, name: str | None = None) -> Path:
@@ -127,6 +137,13 @@ def load_adapter(model: nn.Module, directory: str | Path, name: str = "default")
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} not found")
     tensors = load_file(str(weights))
+    if isinstance(config, PrefixConfig) and "prompt_embeddings" in tensors:  # peft's layout (peft or our GPT-2)
+        if model.config.is_encoder_decoder:
+            raise ValueError(f"{weights}: a peft PREFIX_TUNING table of an encoder-decoder model (peft's own layout "
+                             "of decoder-only prefixes) is not read by deepnotes; train the prefix here instead")
+        # peft saves MLP(E) already evaluated, so the table is a plain (P, layers * 2 * width) prefix
+        config.projection, config.sites = False, ["decoder"]
+        tensors = {"prefix_tuning.tables.decoder.embedding.weight": tensors["prompt_embeddings"]}
     if isinstance(config, PrefixConfig) and any(".mlp." in k for k in tensors) != config.projection:
         raise ValueError(f"{weights}: prefix tensors do not match prefix_projection={config.projection}")
     apply(model, config, name)

@@ -126,7 +126,9 @@ def evaluate(model: torch.nn.Module, samples: list[PersonSample], device: torch.
     dataset = TopDownDataset(samples, model.config.input_hw)
     preds = predict(model, dataset, device, batch_size, workers)
     results = coco_results(samples, preds)
-    metrics = {**oks_ap(samples, results), **pixel_metrics(samples, preds),
+    # persons on unreadable images are reported (unreadable_images), not scored as misses of the model
+    scored = [samples[i] for i in preds.indices]
+    metrics = {**oks_ap(scored, results), **pixel_metrics(samples, preds),
                "persons": int(len(preds.indices)), "unreadable_images": int(preds.unreadable)}
     return metrics, results
 

@@ -99,7 +99,7 @@ def class_names(cfg: TrainConfig, records: list[VideoRecord]) -> list[str]:
 
 def flip_map(cfg: TrainConfig, num_classes: int) -> dict[int, int]:
     """``{label: label after a horizontal flip}`` from ``cfg.flip_map``, else ``flip_map.json`` beside the train
-    list, else ``{}``; every key and value must be a class index."""
+    list, else ``{}``; every key and value must be a class index and the map its own inverse."""
     path = Path(cfg.flip_map) if cfg.flip_map else Path(cfg.train).parent / "flip_map.json"
     if not (cfg.flip_map or path.is_file()):
         return {}
@@ -111,6 +111,12 @@ def flip_map(cfg: TrainConfig, num_classes: int) -> dict[int, int]:
     if bad:
         raise ListError(f"{path}: entry {bad[0][0]} -> {bad[0][1]} is outside the class range [0, {num_classes}) "
                         "(labels are the class indices of the lists)")
+    # flipping twice is the identity, so the map must be its own inverse: 0 -> 1 needs 1 -> 0
+    one_way = [(k, v) for k, v in mapping.items() if mapping.get(v, v) != k]
+    if one_way:
+        k, v = one_way[0]
+        raise ListError(f"{path}: entry {k} -> {v} has no way back ({v} -> {mapping.get(v, v)}); a horizontal flip is "
+                        f"its own inverse, so add \"{v}\": {k} (or drop the entry)")
     return mapping
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 
 from torch import nn
 
@@ -54,17 +55,21 @@ def inject_lora(model: nn.Module, config: LoraConfig, name: str) -> list[str]:
         if name in module.adapter_names():
             raise ValueError(f"adapter {name!r} already exists on {path}; pick another name")
         module.add_adapter(name, config.r, config.scaling, config.dropout, config.init)
-    for pattern in config.modules_to_save or []:
-        hits = [p for p, m in model.named_modules() if p and not internal & set(p.split("."))
-                and name_matches(p, [pattern]) and not isinstance(m, LoraLayer)]
-        if not hits:
-            raise ValueError(f"modules_to_save entry {pattern!r} matches no module of {type(model).__name__}")
-        for path in hits:
-            module = model.get_submodule(path)
-            if not isinstance(module, ModulesToSave):
-                module = ModulesToSave(module)
-                _set_child(model, path, module)
-            module.add_adapter(name)
+    hits_of = {pattern: [p for p, m in model.named_modules() if p and not internal & set(p.split("."))
+                         and name_matches(p, [pattern]) and not isinstance(m, LoraLayer)]
+               for pattern in config.modules_to_save or []}
+    missing = [pattern for pattern, hits in hits_of.items() if not hits]
+    if missing and len(missing) == len(hits_of):
+        raise ValueError(f"modules_to_save {missing!r} matches no module of {type(model).__name__}")
+    if missing:  # peft's task types list heads of several families (SEQ_CLS: classifier and score)
+        warnings.warn(f"modules_to_save entries {missing!r} match no module of {type(model).__name__}; "
+                      "the other entries are used", stacklevel=2)
+    for path in dict.fromkeys(p for hits in hits_of.values() for p in hits):  # once each, in order
+        module = model.get_submodule(path)
+        if not isinstance(module, ModulesToSave):
+            module = ModulesToSave(module)
+            _set_child(model, path, module)
+        module.add_adapter(name)
     return targets
 
 

@@ -9,6 +9,7 @@ never dies on one bad sample and nothing is dropped silently.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,12 +86,15 @@ def load_coco(ann_path: str | Path, images_dir: str | Path | None = None, check_
     for i, im in enumerate(_field(data, "images", "(top level)", path, list)):
         where = f"images[{i}]"
         image_id = _field(im, "id", where, path, int)
+        if image_id in images:  # a second image with this id would take the first one's persons
+            raise AnnotationError(f"{path}: {where}.id {image_id} repeats images[{images[image_id]['index']}].id; "
+                                  "image ids must be unique")
         file_name = _field(im, "file_name", where, path, str)
         try:
             image_path = resolve_inside(root, file_name)
         except ValueError as exc:
             raise AnnotationError(f"{path}: {where}.file_name: {exc}") from exc
-        images[image_id] = {**im, "path": image_path}
+        images[image_id] = {**im, "path": image_path, "index": i}
     skipped: Counter = Counter()
     exists: dict[int, bool] = {}
     samples = []
@@ -114,6 +118,8 @@ def load_coco(ann_path: str | Path, images_dir: str | Path | None = None, check_
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int | float) for v in bbox)):
             raise AnnotationError(f"{path}: {where}.bbox should be [x, y, w, h], got {bbox!r:.60}")
         bbox = np.asarray(bbox, dtype=np.float64)
+        if not np.isfinite(bbox).all():
+            raise AnnotationError(f"{path}: {where}.bbox has a non-finite value: {bbox.tolist()}")
         if bbox[2] <= 0 or bbox[3] <= 0:
             skipped["zero_area_box"] += 1
             continue
@@ -134,6 +140,13 @@ def load_coco(ann_path: str | Path, images_dir: str | Path | None = None, check_
             if not exists[image_id]:
                 skipped["missing_image"] += 1
                 continue
-        area = float(ann.get("area", bbox[2] * bbox[3]))
+        # OKS scales by the person's area; a missing, zero or non-finite area would make every OKS 0, so the
+        # box area stands in for it (a non-number is an error)
+        area = ann.get("area")
+        if area is not None and (not isinstance(area, int | float) or isinstance(area, bool)):
+            raise AnnotationError(f"{path}: {where}.area should be a number, got {area!r:.60}")
+        if area is None or not math.isfinite(area) or area <= 0:
+            area = bbox[2] * bbox[3]
+        area = float(area)
         samples.append(PersonSample(int(ann.get("id", i + 1)), image_id, im["path"], bbox, kp, area))
     return CocoKeypoints(path=path, samples=samples, images=images, skipped=skipped)

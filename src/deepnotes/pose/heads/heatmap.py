@@ -50,11 +50,13 @@ def decode_argmax(heatmaps: torch.Tensor, quarter_shift: bool = True) -> tuple[t
     x, y = (idx % w).long(), torch.div(idx, w, rounding_mode="floor").long()
     coords = torch.stack([x, y], dim=-1).to(heatmaps.dtype)
     if quarter_shift:
-        hm = F.pad(heatmaps, (1, 1, 1, 1), mode="replicate")  # border peaks see equal neighbours: no shift
+        hm = F.pad(heatmaps, (1, 1, 1, 1), mode="replicate")  # only to index safely at the border
         bi = torch.arange(n, device=hm.device)[:, None].expand(n, k)
         ki = torch.arange(k, device=hm.device)[None, :].expand(n, k)
-        dx = hm[bi, ki, y + 1, x + 2] - hm[bi, ki, y + 1, x]
-        dy = hm[bi, ki, y + 2, x + 1] - hm[bi, ki, y, x + 1]
+        # a peak on the border has one neighbour along that axis: no shift there (as mmpose), else the
+        # padded copy would push it a quarter pixel off the map
+        dx = (hm[bi, ki, y + 1, x + 2] - hm[bi, ki, y + 1, x]) * ((x > 0) & (x < w - 1))
+        dy = (hm[bi, ki, y + 2, x + 1] - hm[bi, ki, y, x + 1]) * ((y > 0) & (y < h - 1))
         coords = coords + 0.25 * torch.stack([torch.sign(dx), torch.sign(dy)], dim=-1)
     return coords, peak
 

@@ -43,7 +43,9 @@ def dense_indices(total: int, clip_len: int, frame_interval: int, train: bool,
     if train:
         start = int((rng or np.random.default_rng()).integers(0, free + 1))
     else:
-        start = int(round(free * view))
+        # (free + 1) start positions; view v of V takes the centre of its share, as mmaction2's test clips
+        # do (int((free + 1) * (v + 0.5) / V)), so a single view is the centre rounded up, never past free.
+        start = int((free + 1) * view)
     return np.clip(start + np.arange(clip_len) * frame_interval, 0, total - 1)
 
 
