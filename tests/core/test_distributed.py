@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from deepnotes.core.distributed import DistInfo, ShardedBatchSampler, any_rank, global_mean_factor, shard
+import torch
+import torch.distributed as dist
+
+from deepnotes.core.distributed import (
+    DistInfo,
+    ShardedBatchSampler,
+    any_rank,
+    global_mean_factor,
+    process_group_backend,
+    shard,
+)
 
 
 def _batches(n, bs, shuffle, rank, world, drop_last, epoch=0):
@@ -34,3 +44,36 @@ def test_shard_splits_a_global_batch_in_rank_order():
 def test_single_process_is_the_identity():
     assert global_mean_factor(17.0, DistInfo()) == 1.0
     assert any_rank(True, DistInfo()) and not any_rank(False, DistInfo())
+
+
+def test_cuda_group_has_a_backend_for_the_cpu_tensors_the_trainers_reduce():
+    # any_rank and the metric sums reduce CPU tensors; a plain "nccl" group maps only cuda and fails there
+    plain = dist.distributed_c10d.BackendConfig(dist.Backend("nccl")).get_device_backend_map()
+    assert "cpu" not in plain
+    cuda = dist.distributed_c10d.BackendConfig(dist.Backend(process_group_backend(torch.device("cuda"))))
+    assert cuda.get_device_backend_map() == {"cpu": "gloo", "cuda": "nccl"}
+    assert process_group_backend(torch.device("cpu")) == "gloo"
+
+
+def _gather_worker(rank: int, store_file: str, out_dir: str) -> None:
+    import json
+    from pathlib import Path
+
+    from deepnotes.core.distributed import gather_lists
+
+    dist.init_process_group("gloo", init_method=f"file://{store_file}", rank=rank, world_size=2)
+    info = DistInfo(rank, 2, rank)
+    got = gather_lists([f"bad-{rank}.mp4"] * (rank + 1), info)  # rank 0 skipped one video, rank 1 two
+    Path(out_dir, f"{rank}.json").write_text(json.dumps({"paths": got, "any": any_rank(rank == 1, info)}))
+    dist.destroy_process_group()
+
+
+def test_gather_lists_collects_every_rank_in_rank_order(tmp_path):
+    import json
+
+    import torch.multiprocessing as mp
+
+    mp.spawn(_gather_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        res = json.loads((tmp_path / f"{rank}.json").read_text())
+        assert res == {"paths": ["bad-0.mp4", "bad-1.mp4", "bad-1.mp4"], "any": True}

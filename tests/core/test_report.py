@@ -30,7 +30,8 @@ def fake_topic(monkeypatch):
 
     @claim("fake.fails", "faketopic", "two equals three", "x == 3")
     def fails(ctx):
-        return Outcome({"x": 2.0, "nan": float("nan")}, held=False)
+        return Outcome({"x": 2.0, "nan": float("nan"), "inf": float("inf"), "ninf": -float("inf")}, held=False,
+                       tables={"t": [{"ratio": float("inf"), "err": float("nan"), "ok": 1.5}]})
 
     @claim("fake.raises", "faketopic", "this raises", "no exception")
     def raises(ctx):
@@ -46,7 +47,12 @@ def fake_topic(monkeypatch):
 def test_report_files_and_fields(tmp_path, fake_topic):
     results = reproduce(tmp_path, topics=[fake_topic], quick=True, seed=1)
     assert [r.claim.id for r in results] == ["fake.holds", "fake.fails", "fake.raises"]
-    data = json.loads((tmp_path / "results.json").read_text())
+    def strict(name):  # what jq, JavaScript or Go would make of NaN / Infinity: a parse error
+        raise ValueError(f"results.json holds {name}, which is not JSON")
+
+    data = json.loads((tmp_path / "results.json").read_text(), parse_constant=strict)
+    assert data["claims"][1]["figures"]["inf"] is None and data["claims"][1]["figures"]["ninf"] is None
+    assert data["claims"][1]["tables"]["t"] == [{"ratio": None, "err": None, "ok": 1.5}]
     first = data["claims"][0]
     assert set(first) >= {"id", "topic", "statement", "figures", "condition", "held", "error", "seconds"}
     assert first["figures"] == {"x": 1.0, "n": 2} and first["held"] is True and first["error"] is None
@@ -72,6 +78,7 @@ def test_cli_exit_codes(tmp_path, fake_topic):
     assert "fake.fails" in res.output and "fake.raises" in res.output
     res = runner.invoke(app, ["reproduce", "--only", "nosuchtopic", "--out", str(tmp_path / "r2")])
     assert res.exit_code == 2 and "valid:" in res.output
+    assert not (tmp_path / "r2").exists()  # a mistyped topic leaves no empty report folder behind
 
 
 def test_only_accepts_claim_ids(tmp_path, fake_topic):

@@ -97,6 +97,13 @@ def test_cli_sa_demo_refuses_a_bad_schedule_and_plots_a_good_one(tmp_path):
                              "--steps", "200", "--replicates", "20", "--out", str(tmp_path / "b.png")])
     assert ok.exit_code == 0, ok.output
     assert (tmp_path / "b.png").stat().st_size > 0
+    # a bad schedule after a good one fails before any work (no plot); the defaults run as they are
+    late = runner.invoke(app, ["sa-demo", "--schedule", "1/k", "--schedule", "const:0.1", "--steps", "200",
+                               "--out", str(tmp_path / "c.png")])
+    assert late.exit_code == 2 and "RMS error" not in late.output and not (tmp_path / "c.png").exists()
+    plain = runner.invoke(app, ["sa-demo", "--steps", "200", "--replicates", "20", "--out", str(tmp_path / "d.png")])
+    assert plain.exit_code == 0, plain.output
+    assert "shown as the contrast" in plain.output and plain.output.count("RMS error after 200 steps") == 3
 
 
 def test_cli_grid_rejects_bad_lists(tmp_path):

@@ -105,6 +105,9 @@ def test_kiefer_wolfowitz_conditions():
         kiefer_wolfowitz(lambda t, k: t.sum(-1), np.zeros(1), Power(1.0, 1.0), Power(1.0, 0.6), 5)
     with pytest.raises(ValueError, match="shrink to 0"):
         kiefer_wolfowitz(lambda t, k: t.sum(-1), np.zeros(1), Power(1.0, 1.0), Constant(0.1), 5)
+    # a - g = 0.7 > 1/2 but a + g = 0.9 <= 1: the 1952 bias condition sum a_k c_k < inf fails
+    with pytest.raises(ValueError, match=r"sum a_k c_k = inf .*need a \+ g > 1"):
+        kiefer_wolfowitz(lambda t, k: t.sum(-1), np.zeros(1), Power(1.0, 0.8), Power(1.0, 0.1), 5)
 
 
 def test_sgd_as_robbins_monro_equals_torch_sgd_and_finds_least_squares():
@@ -138,3 +141,4 @@ def test_compensated_float32_mean_keeps_float_precision_where_plain_drifts():
     compensated = float(IncrementalMean(np.float32, compensated=True).update_all(xs))
     assert abs(compensated - batch) / batch < 1e-6
     assert abs(plain - batch) > 10 * abs(compensated - batch)  # the rounding loss the compensation removes
+

@@ -64,6 +64,11 @@ def test_train_resume_equals_an_uninterrupted_run(pretrained, tmp_path, monkeypa
         crash_on_call(m, 4)
         with pytest.raises(KeyboardInterrupt):
             train(method, pretrained, "table2text", tmp_path / "cut", **kwargs)
+    if method == "lora":  # other batches or another schedule would not continue this run: named, refused
+        with pytest.raises(ValueError, match="batch_size=2, not 3; .* --batch-size"):
+            train(method, pretrained, "table2text", tmp_path / "cut", **{**kwargs, "batch_size": 3}, resume=True)
+        with pytest.raises(ValueError, match="lr=0.005, not 0.001; .* --lr"):
+            train(method, pretrained, "table2text", tmp_path / "cut", **{**kwargs, "lr": 1e-3}, resume=True)
     got = train(method, pretrained, "table2text", tmp_path / "cut", **kwargs, resume=True)
     a, _ = load_checkpoint(tmp_path / "ref" / "checkpoint.safetensors")
     b, _ = load_checkpoint(tmp_path / "cut" / "checkpoint.safetensors")

@@ -151,6 +151,21 @@ def test_two_stream_flip_negates_x_of_flow_only():
     assert flipped[:, 0].mean().item() == pytest.approx((0.5 - 0.485) / 0.229, abs=1e-4)
 
 
+def test_two_stream_training_crop_follows_the_crop_option():
+    from deepnotes.video.flow_dataset import flow_test_transform, two_stream_transform
+
+    cfg = TrainConfig(model="two_stream", train="t.txt", out="o", input_size=8, crop="center", flip=False,
+                      new_length=1, flow_bound=20.0)
+    clip = torch.rand(2, 5, 12, 16, generator=torch.Generator().manual_seed(0))
+    train_tf, test_tf = two_stream_transform(cfg, train=True), flow_test_transform(8, 20.0, flow_from=3)
+    a, _ = train_tf(clip, 0, np.random.default_rng(0))
+    b, _ = train_tf(clip, 0, np.random.default_rng(1))
+    torch.testing.assert_close(a, b)  # no random crop: the claim's TSM baseline trains with centre crops too
+    torch.testing.assert_close(a, test_tf(clip, 0, np.random.default_rng(0))[0][0])
+    with pytest.raises(ValueError, match="--crop resized: clips with optical flow train with"):
+        two_stream_transform(TrainConfig(model="two_stream", train="t.txt", out="o", crop="resized"), train=True)
+
+
 def test_train_two_stream_evaluates_each_stream_and_the_fusion(am_data, tmp_path):
     from deepnotes.video.config import TrainConfig
     from deepnotes.video.training import evaluate, train

@@ -44,11 +44,16 @@ def init_distributed(device: torch.device) -> DistInfo:
         return DistInfo()
     info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(info.local_rank)
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend=process_group_backend(device))
     return info
+
+
+def process_group_backend(device: torch.device) -> str:
+    """gloo on CPU; on CUDA nccl for the model's tensors and gloo for the small CPU tensors the trainers
+    reduce (skip flags, metric counts): a plain "nccl" group has no backend for CPU tensors."""
+    return "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
 
 
 def local_device(device: torch.device, info: DistInfo) -> torch.device:
@@ -63,6 +68,15 @@ def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     if info.enabled:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
+
+
+def gather_lists(items: list, info: DistInfo) -> list:
+    """Every rank's ``items`` concatenated in rank order, on every rank (``items`` when not distributed)."""
+    if not info.enabled:
+        return items
+    parts: list[list | None] = [None] * info.world_size
+    dist.all_gather_object(parts, items)
+    return [x for part in parts for x in part or []]
 
 
 def barrier(info: DistInfo) -> None:

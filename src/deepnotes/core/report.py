@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import time
 import traceback
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ class ClaimResult:
             "error": self.error,
             "seconds": round(self.seconds, 3),
             "plots": [str(p.relative_to(out_dir)) for p in self.plots],
-            "tables": self.tables,
+            "tables": _json_safe(self.tables),
             "notes": self.notes,
         }
 
@@ -75,7 +76,18 @@ def _number(v: Any) -> float | int | None:
     if isinstance(v, int):
         return v
     v = float(v)
-    return v if v == v else None  # NaN is not valid JSON: written as null
+    return v if math.isfinite(v) else None  # NaN and +-inf are not valid JSON (json.dumps would write NaN)
+
+
+def _json_safe(obj: Any) -> Any:
+    """Table cells with NaN / inf become null (the Markdown and HTML tables still show the value)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
 
 
 def reproduce(
@@ -91,11 +103,11 @@ def reproduce(
     existing = [f for f in REPORT_FILES if (out_dir / f).exists()]
     if existing and not force:
         raise FileExistsError(f"{out_dir} already holds {', '.join(existing)}; pass --force to overwrite it")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = device or torch.device("cpu")
-    claims = registered_claims(topics)
+    claims = registered_claims(topics)  # before creating anything: a mistyped topic leaves no folder behind
     if not claims:
         raise ValueError(f"no claims registered for topics {topics or 'all'}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = device or torch.device("cpu")
     results = []
     bar = progress(claims, desc="claims", total=len(claims), leave=True)
     for c in bar:

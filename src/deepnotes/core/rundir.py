@@ -65,6 +65,11 @@ class RunDir:
                 if meta.get(key) != want:
                     raise ValueError(
                         f"{self.checkpoint_path} was written for {key}={meta.get(key)!r}, not {want!r}; "
-                        f"use another --out folder or the matching --{key.replace('_', '-')}"
+                        f"use another --out folder or the matching {flag_name(key)}"
                     )
         return load_checkpoint(self.checkpoint_path, device=device)
+
+
+def flag_name(key: str) -> str:
+    """How a user sets a run field: ``batch_size`` -> ``--batch-size``; the process count is torchrun's."""
+    return "torchrun --nproc_per_node" if key == "world_size" else f"--{key.replace('_', '-')}"

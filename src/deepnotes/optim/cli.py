@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+DEMO_SCHEDULES = ("1/k", "1/k^0.7", "const:0.1")
 
 
 def _fail(message: str) -> None:
@@ -17,7 +18,7 @@ def _fail(message: str) -> None:
 
 @app.command("sa-demo")
 def sa_demo(
-    schedule: list[str] = typer.Option(["1/k", "1/k^0.7", "const:0.1"], "--schedule",
+    schedule: list[str] = typer.Option(None, "--schedule", show_default="1/k, 1/k^0.7 and const:0.1 as the contrast",
                                        help="repeatable: '1/k', 'c/k^a' (e.g. 0.5/k^0.7) or 'const:c'"),
     steps: int = typer.Option(10_000, "--steps", min=1),
     replicates: int = typer.Option(200, "--replicates", min=1),
@@ -35,20 +36,30 @@ def sa_demo(
     import numpy as np
 
     from deepnotes.core import seeded_generator
-    from deepnotes.optim.schedule_sa import parse_schedule
+    from deepnotes.optim.schedule_sa import check_robbins_monro, parse_schedule
     from deepnotes.optim.stochastic import robbins_monro
 
+    defaults = not schedule
     try:
-        schedules = [parse_schedule(s) for s in schedule]
+        schedules = [parse_schedule(s) for s in (schedule or DEMO_SCHEDULES)]
     except ValueError as exc:
         _fail(f"--schedule: {exc}")
+    # check every schedule before any work; the default constant step is the contrast the demo exists for
+    for sched in schedules:
+        try:
+            check_robbins_monro(sched)
+        except ValueError as exc:
+            if defaults:
+                typer.echo(f"{sched}: shown as the contrast ({exc})")
+            elif not allow_nonconvergent:
+                _fail(f"--schedule {sched}: {exc}")
     rng = seeded_generator(seed)
     record = np.unique(np.logspace(0, np.log10(steps), 60).astype(int))
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for sched in schedules:
         try:
             trace = robbins_monro(lambda t, k: t - 2.0 + noise * rng.standard_normal(t.shape), np.zeros(replicates),
-                                  sched, steps, require_convergence=not allow_nonconvergent, record=record)
+                                  sched, steps, require_convergence=False, record=record)  # checked above
         except ValueError as exc:
             _fail(f"--schedule {sched}: {exc}")
         err = np.sqrt(((trace.thetas - 2.0) ** 2).mean(axis=1))

@@ -99,7 +99,8 @@ def robbins_monro(observe: Callable[[np.ndarray, int], np.ndarray], theta0: np.n
 
 
 def check_kiefer_wolfowitz(a: Schedule, c: Schedule) -> None:
-    """KW needs a_k -> 0, c_k -> 0, sum a_k = inf and sum (a_k / c_k)^2 < inf; raise naming what fails."""
+    """KW (1952) needs a_k -> 0, c_k -> 0, sum a_k = inf, sum a_k c_k < inf (the finite differences' bias
+    adds up to a finite amount) and sum (a_k / c_k)^2 < inf; raise naming what fails."""
     problems = []
     if not isinstance(a, Power) or not 0 < a.a <= 1:
         problems.append(f"steps a_k = {a} must decrease with sum a_k = inf (c/k^a with 0 < a <= 1)")
@@ -108,6 +109,9 @@ def check_kiefer_wolfowitz(a: Schedule, c: Schedule) -> None:
     elif isinstance(a, Power) and a.a - c.a <= 0.5:
         problems.append(f"sum (a_k/c_k)^2 = inf for a_k = {a}, c_k = {c}: need a - g > 1/2, "
                         "else the finite-difference noise (which grows like 1/c_k) never averages out")
+    if isinstance(a, Power) and isinstance(c, Power) and c.a > 0 and a.a + c.a <= 1:
+        problems.append(f"sum a_k c_k = inf for a_k = {a}, c_k = {c}: need a + g > 1, else the bias of the "
+                        "finite differences (of order c_k) accumulates without bound")
     if problems:
         raise ValueError("Kiefer-Wolfowitz conditions broken: " + "; ".join(problems)
                          + ". Pass require_convergence=False to run it anyway.")

@@ -30,6 +30,7 @@ from deepnotes.core import (
     set_torch_rng_state,
     torch_rng_state,
 )
+from deepnotes.core.checkpoint import read_meta
 from deepnotes.core.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -48,6 +49,8 @@ from deepnotes.peft.io import load_adapter, save_adapter
 from deepnotes.peft.models import load_base
 
 METHODS = ("lora", "adapter", "prefix", "prompt", "full")
+# must match to resume (the data order follows them); --steps may grow: a resume then trains longer
+RESUME_KEYS = ("batch_size", "lr", "seed", "n_train", "world_size")
 DEFAULT_EVAL_EVERY = 500  # log + checkpoint cadence in steps: a killed run loses at most this many
 
 
@@ -206,7 +209,11 @@ def _train(method, model_dir, task, out, steps, batch_size, lr, n_train, n_test,
     sched = cosine_with_warmup(opt, warmup_steps=max(1, steps // 10), total_steps=steps)
     start_step, resumed_rng = 0, (None, None)
     if resume and run.has_checkpoint():
-        state, meta = run.load(str(dev), expect={"method": method, "task": task})
+        # the data order and the schedule follow these: a resume with other values would not continue the run
+        # (checkpoints written before they were stored are checked on method and task only)
+        stored = read_meta(run.checkpoint_path)
+        expect = {"method": method, "task": task, **{k: asked[k] for k in RESUME_KEYS if k in stored}}
+        state, meta = run.load(str(dev), expect=expect)
         own = dict(model.named_parameters())
         with torch.no_grad():
             for n, t in state["trained"].items():
@@ -250,7 +257,7 @@ def _train(method, model_dir, task, out, steps, batch_size, lr, n_train, n_test,
                 run.log_epoch({"epoch": step + 1, "train_loss": total / logged})
                 run.save({"trained": trained_state(model), "optimizer": opt.state_dict(),
                           "scheduler": sched.state_dict(), "generator": gen.get_state(), "rng": torch_rng_state()},
-                         {"method": method, "task": task, "step": step + 1})
+                         {"method": method, "task": task, "step": step + 1, **{k: asked[k] for k in RESUME_KEYS}})
             barrier(info)
             loss_sum, logged = 0.0, 0
             model.train()

@@ -112,15 +112,16 @@ class FlowCenterCrop:
     """Test crop: short side to 8/7 of ``size``, centre square of ``size``; output (1, T, C, size, size)
     (one view, as the shared test pipeline returns)."""
 
-    def __init__(self, size: int, flow_from: int = 0) -> None:
-        self.size, self.flow_from = size, flow_from
+    def __init__(self, size: int, flow_from: int = 0, view: bool = True) -> None:
+        self.size, self.flow_from, self.view = size, flow_from, view
 
     def __call__(self, clip, label, rng):
         clip = _short_side(clip, round(self.size * 8 / 7), self.flow_from)
         H, W = clip.shape[-2:]
         s = min(self.size, H, W)
         y, x = (H - s) // 2, (W - s) // 2
-        return clip[..., y:y + s, x:x + s].unsqueeze(0), label
+        clip = clip[..., y:y + s, x:x + s]
+        return (clip.unsqueeze(0) if self.view else clip), label
 
 
 def _short_side(clip: torch.Tensor, side: int, flow_from: int) -> torch.Tensor:
@@ -147,11 +148,15 @@ class FlowNormalize:
 
 def flow_train_transform(input_size: int, bound: float = DEFAULT_BOUND, flip: bool = True,
                          label_map: dict[int, int] | None = None, std: float = 4.0, flow_from: int = 0,
-                         channels: int = 2) -> Compose:
+                         channels: int = 2, crop: str = "multiscale") -> Compose:
     """Training pipeline for clips (T, C, H, W) whose channels ``flow_from:`` are flow x, y pairs (stored
-    uint8 / 255) and earlier ones RGB in [0, 1]: pixels, shared random scale crop, flip that negates every
-    x channel, normalise. ``channels`` is C."""
-    steps = [ToPixels(bound, flow_from), FlowScaleCrop(input_size, flow_from)]
+    uint8 / 255) and earlier ones RGB in [0, 1]: pixels, shared crop (``multiscale``: random scale crop;
+    ``center``: the test crop), flip that negates every x channel, normalise. ``channels`` is C."""
+    if crop not in ("multiscale", "center"):
+        raise ValueError(f"--crop {crop}: clips with optical flow train with --crop multiscale or center")
+    cropper = FlowScaleCrop(input_size, flow_from) if crop == "multiscale" else FlowCenterCrop(input_size, flow_from,
+                                                                                                view=False)
+    steps = [ToPixels(bound, flow_from), cropper]
     if flip:  # a mirrored clip moves the other way: negate the x components
         steps.append(HorizontalFlip(0.5, label_map, negate_channels=tuple(range(flow_from, channels, 2))))
     return Compose([*steps, FlowNormalize(flow_from, std)])
@@ -285,5 +290,5 @@ def two_stream_transform(cfg, train: bool, crops: int = 1, label_map: dict[int, 
         raise ValueError("two-stream evaluation supports one centre crop per clip (--crops 1)")
     if train:
         return flow_train_transform(cfg.input_size, cfg.flow_bound, cfg.flip, label_map, flow_from=3,
-                                    channels=3 + 2 * cfg.new_length)
+                                    channels=3 + 2 * cfg.new_length, crop=cfg.crop)
     return flow_test_transform(cfg.input_size, cfg.flow_bound, flow_from=3)

@@ -29,6 +29,7 @@ from deepnotes.core.distributed import (
     barrier,
     cleanup,
     freeze_batchnorm,
+    gather_lists,
     init_distributed,
     local_device,
     wrap_ddp,
@@ -172,7 +173,7 @@ def evaluate_loader(model: nn.Module, loader, num_classes: int, device: torch.de
     totals = all_reduce_sum(torch.tensor([top5, loss_sum, len(skipped)], dtype=torch.float64), info)
     conf = all_reduce_sum(conf, info)
     out = summarize(conf, int(totals[0]), float(totals[1]))
-    out.update(skipped=int(totals[2]), confusion=conf.tolist(), skipped_paths=skipped)
+    out.update(skipped=int(totals[2]), confusion=conf.tolist(), skipped_paths=gather_lists(skipped, info))
     return out
 
 

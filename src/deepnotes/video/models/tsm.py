@@ -13,7 +13,10 @@ from deepnotes.video.models.base import ModelConfig, Recognizer2D, insert_before
 
 
 def temporal_shift(x: torch.Tensor, t: int, fold_div: int = 8) -> torch.Tensor:
-    """(N*T, C, H, W) -> same shape; channels [0, C/8) take frame t+1, [C/8, C/4) take frame t-1."""
+    """(N*T, C, H, W) -> same shape; channels [0, C/8) take frame t+1, [C/8, C/4) take frame t-1.
+
+    At least one channel moves each way, so a narrow test backbone (C < 8) still mixes time; mmaction2's
+    ``C // 8`` would shift nothing there."""
     nt, c, h, w = x.shape
     x = x.view(nt // t, t, c, h, w)
     f = max(c // fold_div, 1)
