@@ -171,11 +171,22 @@ def test_peft_runs_our_prompt_folders(arch, ids, tmp_path):
     torch.testing.assert_close(a.loss, b.loss, atol=1e-6, rtol=0)
 
 
-def test_peft_seq2seq_prompt_in_the_decoder_too_is_a_clear_error(tmp_path):
+def test_we_run_peft_default_seq2seq_prompt_folders(ids, tmp_path):
+    # peft's SEQ_2_SEQ_LM default stores 2P rows (num_transformer_submodules 2) yet prepends only the first P
     theirs = peft.get_peft_model(tiny_bart(), peft.PromptTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=3))
-    theirs.save_pretrained(tmp_path)  # peft's default for seq2seq: prompts before encoder and decoder inputs
-    with pytest.raises(ValueError, match=r"adapter_config.json: num_transformer_submodules is 2"):
-        load_adapter(tiny_bart(), tmp_path)
+    with torch.no_grad():
+        theirs.prompt_encoder["default"].embedding.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(1))
+    assert theirs.prompt_encoder["default"].embedding.weight.shape[0] == 6
+    theirs.save_pretrained(tmp_path)
+    ours = load_adapter(tiny_bart(), tmp_path).eval()
+    mask = torch.ones_like(ids)
+    mask[0, 8:] = 0
+    a = ours(input_ids=ids, attention_mask=mask, labels=ids)
+    b = theirs.eval()(input_ids=ids, attention_mask=mask, labels=ids)
+    torch.testing.assert_close(a.logits, b.logits, atol=1e-5, rtol=0)
+    got = ours.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=False)
+    want = theirs.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=False)
+    assert torch.equal(got, want)
 
 
 @pytest.mark.parametrize("projection", [False, True])

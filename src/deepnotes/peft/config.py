@@ -180,9 +180,6 @@ class PromptConfig:
 
     @classmethod
     def from_peft(cls, d: dict[str, Any]) -> PromptConfig:
-        if (d.get("num_transformer_submodules") or 1) != 1:
-            raise ValueError("num_transformer_submodules is 2: this peft prompt also sits in front of the decoder, "
-                             "which deepnotes' prompt tuning (encoder input only) does not implement")
         return cls(num_virtual_tokens=int(d["num_virtual_tokens"]),
                    init="random" if d.get("prompt_tuning_init") == "RANDOM" else "vocab")
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from deepnotes.core.checkpoint import atomic_write_bytes, atomic_write_json
 from deepnotes.peft.api import apply, peft_state
-from deepnotes.peft.config import AdapterConfig, LoraConfig, PrefixConfig, config_from_peft
+from deepnotes.peft.config import AdapterConfig, LoraConfig, PrefixConfig, PromptConfig, config_from_peft
 from deepnotes.peft.lora.layer import LoraLayer, ModulesToSave
 
 CONFIG_NAME = "adapter_config.json"
@@ -137,6 +137,12 @@ def load_adapter(model: nn.Module, directory: str | Path, name: str = "default")
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} not found")
     tensors = load_file(str(weights))
+    if isinstance(config, PromptConfig) and model.config.is_encoder_decoder:
+        table, p = tensors.get("prompt_embeddings"), config.num_virtual_tokens
+        if table is not None and table.shape[0] == 2 * p:
+            # peft's seq2seq default (num_transformer_submodules 2) stores 2P rows, but its forward and
+            # generate() prepend only the first P, to the encoder input: the same prompt as ours
+            tensors = {**tensors, "prompt_embeddings": table[:p]}
     if isinstance(config, PrefixConfig) and "prompt_embeddings" in tensors:  # peft's layout (peft or our GPT-2)
         if model.config.is_encoder_decoder:
             raise ValueError(f"{weights}: a peft PREFIX_TUNING table of an encoder-decoder model (peft's own layout "
