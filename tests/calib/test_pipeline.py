@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -74,3 +75,11 @@ def test_cli_init_and_bad_config(tmp_path):
     res = runner.invoke(app, ["run", str(tmp_path / "calib.yaml"), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2
     assert "fourway.mp4" in res.output and "does not exist" in res.output
+
+
+@pytest.mark.parametrize("flag", [["--cameras", "0"], ["--frames", "0"], ["--width", "8"]])
+def test_synth_refuses_impossible_sizes_naming_the_flag(tmp_path, flag):
+    # --cameras 0 used to end in an IndexError, --frames 0 in a project without images and exit 0
+    res = CliRunner().invoke(app, ["synth", str(tmp_path / "p"), *flag])
+    assert res.exit_code == 2 and flag[0] in res.output
+    assert not (tmp_path / "p").exists()

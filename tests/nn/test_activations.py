@@ -46,6 +46,21 @@ def test_values_and_gradients_match_torch(name, kw, ref):
 
 
 @pytest.mark.parametrize("name", [n for n in ACTIVATIONS if n not in ("step", "sign")])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_stays_finite_and_keeps_its_dtype(name, dtype):
+    # e^20 overflows float16: softplus (and Mish through it) returned inf there, with NaN gradients
+    x = torch.tensor([-30.0, -12.0, -1.0, 0.5, 5.0, 11.5, 12.0, 15.0, 19.0, 21.0, 30.0], dtype=dtype,
+                     requires_grad=True)
+    y = get_activation(name).to(dtype)(x)
+    assert y.dtype == dtype and torch.isfinite(y).all()
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    if name in ("softplus", "mish"):
+        ref = (F.softplus if name == "softplus" else F.mish)(x.detach().float())
+        torch.testing.assert_close(y.detach().float(), ref, rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("name", [n for n in ACTIVATIONS if n not in ("step", "sign")])
 def test_gradcheck_float64(name):
     mod = get_activation(name).double()
     # keep clear of the kinks at 0, where finite differences straddle two branches
@@ -66,6 +81,7 @@ def test_prelu_per_channel_matches_torch_including_slope_gradient():
     torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="3 slopes"):
         ours(torch.randn(2, 4, 5))
+    assert ours(x.bfloat16()).dtype == torch.bfloat16  # a float32 slope does not promote half inputs
 
 
 def test_swish_beta_formula_and_limits():

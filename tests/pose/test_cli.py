@@ -82,6 +82,22 @@ def test_refuses_to_overwrite_or_resume_another_head(tiny_data, runs):
     assert res.exit_code == 2 and "--resume" in res.output
     res = _train(tiny_data, runs["rle"], "heatmap", 3, "--resume")
     assert res.exit_code == 2 and "head='rle', not 'heatmap'" in res.output
+    # the restored optimizer and schedule would silently keep the old lr; another batch size reorders the data
+    res = _train(tiny_data, runs["rle"], "rle", 3, "--resume", "--lr", "1e-4")
+    assert res.exit_code == 2 and "lr=0.003, not 0.0001" in res.output and "--lr" in res.output
+    res = _train(tiny_data, runs["rle"], "rle", 3, "--resume", "--batch-size", "6")
+    assert res.exit_code == 2 and "batch_size=12, not 6" in res.output
+
+
+def test_val_images_has_its_own_folder_and_an_empty_val_set_is_an_error(tiny_data, tmp_path):
+    # --images names the training folder; the val file's images live beside it, elsewhere
+    train_images = tiny_data["root"] / "train" / "images"
+    res = _train(tiny_data, tmp_path / "a", "regression", 1, "--images", str(train_images))
+    assert res.exit_code == 2 and "no usable person annotations to validate on" in res.output
+    assert "missing_image" in res.output and "--val-images" in res.output
+    res = _train(tiny_data, tmp_path / "b", "regression", 1, "--images", str(train_images),
+                 "--val-images", str(tiny_data["root"] / "val" / "images"))
+    assert res.exit_code == 0, res.output
 
 
 def test_eval_writes_metrics_and_scored_results(tiny_data, runs):

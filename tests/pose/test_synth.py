@@ -51,3 +51,16 @@ def test_written_dataset_is_valid_coco(tiny_data):
     assert len(ours.samples) == len(data["annotations"]) and not ours.skipped
     for s in ours.samples:
         assert s.image_path.is_file()
+
+
+def test_a_figure_facing_the_camera_has_its_left_on_the_image_right():
+    # COCO's convention for photos: a person facing us has the left shoulder, hip, eye on our right
+    from deepnotes.pose.data.synth import sample_pose
+
+    rng = np.random.default_rng(0)
+    for facing, sign in ((1, 1), (-1, -1)):
+        poses = np.stack([sample_pose(rng, 100.0, np.array([50.0, 50.0]), facing) for _ in range(200)])
+        for left, right in ((5, 6), (11, 12), (1, 2), (3, 4)):
+            assert (sign * (poses[:, left, 0] - poses[:, right, 0]) > 0).all(), (facing, left)
+        # arms hang and swing outward, away from the body: wrists sit outside their shoulders on average
+        assert sign * (poses[:, 9, 0] - poses[:, 5, 0]).mean() > 0 and sign * (poses[:, 10, 0] - poses[:, 6, 0]).mean() < 0

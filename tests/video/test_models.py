@@ -220,17 +220,60 @@ def test_tdn_short_term_module_encodes_half_resolution_differences_at_the_stem_s
         assert torch.allclose(stdm(clip, (16, 16)), stdm.encode(diffs), atol=1e-5)  # 2x stem: no pooling
 
 
-def test_tdn_long_term_attention_is_x_plus_x_times_a():
+def test_tdn_long_term_attention_is_x_plus_x_times_the_mean_of_both_directions():
+    from deepnotes.video.models.ops import next_minus_now
     from deepnotes.video.models.tdn import LongTermTDM
 
     torch.manual_seed(0)
-    ltdm = LongTermTDM(16, t=4)
+    ltdm = LongTermTDM(32, t=4)
     nn.init.uniform_(ltdm.expand[1].weight, 0.5, 1.5)
     ltdm.eval()
-    x = torch.randn(2 * 4, 16, 6, 6)
-    seen = {}
-    ltdm.expand.register_forward_hook(lambda m, i, o: seen.setdefault("z", o.clone()))
+    x = torch.randn(2 * 4, 32, 6, 6)
+    seen = []
+    ltdm.expand.register_forward_hook(lambda m, i, o: seen.append(o.clone()))
     with torch.no_grad():
         out = ltdm(x)
-    a = 2 * torch.sigmoid(seen["z"]) - 1
-    assert torch.allclose(out, x + x * a, atol=1e-6)
+        forward_only = ltdm.attention(next_minus_now(ltdm.squeeze(x), 4, ltdm.neighbour))
+    assert len(seen) == 3  # forward and backward difference, then the direct call
+    a = 0.5 * ((torch.sigmoid(seen[0]) - 0.5) + (torch.sigmoid(seen[1]) - 0.5))
+    torch.testing.assert_close(out, x + x * a, atol=1e-6, rtol=0)
+    assert a.abs().max() < 0.5 and not torch.allclose(a, forward_only)  # both directions count
+
+
+def test_tea_mta_second_group_sees_only_its_own_channels():
+    from deepnotes.video.models.tea import MultipleTemporalAggregation
+
+    mta = MultipleTemporalAggregation(8, t=3)
+    x = torch.zeros(2 * 3, 8, 4, 4)
+    x[:, :2] = torch.randn(6, 2, 4, 4)  # only the pass-through group is non-zero
+    with torch.no_grad():
+        out = mta(x)
+    assert torch.equal(out[:, :2], x[:, :2]) and torch.all(out[:, 2:] == 0)  # paper eq. 5: X2 alone
+    x[:, 2:4] = torch.randn(6, 2, 4, 4)
+    with torch.no_grad():
+        out = mta(x)
+    assert torch.allclose(out[:, 4:6], x[:, 2:4]) and torch.allclose(out[:, 6:8], x[:, 2:4])  # identity init chain
+
+
+def test_flops_count_the_temporal_convs_written_as_products():
+    # torch's counter sees only matmuls and convolutions: the depthwise temporal conv declares its own
+    tc = TemporalConv(6, t=5)
+    ref = nn.Conv3d(6, 6, (3, 1, 1), padding=(1, 0, 0), groups=6, bias=False)
+    x = torch.randn(2 * 5, 6, 4, 4)
+    assert count_flops(tc, x) == count_flops(ref, fold(x, 5)) > 0
+    tam = TAM(8, t=4)
+    y = torch.randn(3 * 4, 8, 5, 5)
+    assert count_flops(tam, y) >= 2 * 3 * y.numel()
+
+
+def test_inflated_batchnorm_keeps_the_2d_statistics():
+    from deepnotes.video.models.inflate import to_3d
+
+    net = nn.Sequential(nn.BatchNorm2d(4, eps=1e-3, momentum=0.3), nn.MaxPool2d(3, 2, 1, ceil_mode=True))
+    net[0].running_mean.fill_(5.0)
+    net[0].running_var.fill_(2.0)
+    to_3d(net, lambda name, conv: conv)
+    bn, pool = net[0], net[1]
+    assert isinstance(bn, nn.BatchNorm3d) and bn.eps == 1e-3 and bn.momentum == 0.3
+    assert torch.all(bn.running_mean == 5.0) and torch.all(bn.running_var == 2.0)
+    assert pool.kernel_size == (1, 3, 3) and pool.ceil_mode

@@ -93,8 +93,8 @@ def export(config: Path = CONFIG, out: Path = OUT) -> None:
 @app.command()
 def synth(
     directory: Path = typer.Argument(..., help="folder for the synthetic project"),
-    cameras: int = typer.Option(4, "--cameras"), frames: int = typer.Option(40, "--frames"),
-    width: int = typer.Option(640, "--width"), height: int = typer.Option(480, "--height"),
+    cameras: int = typer.Option(4, "--cameras", min=1), frames: int = typer.Option(40, "--frames", min=1),
+    width: int = typer.Option(640, "--width", min=64), height: int = typer.Option(480, "--height", min=64),
     mosaic: bool = typer.Option(True, "--mosaic/--folders"), seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Render a synthetic rig (ground truth in DIR/truth.json) and its config DIR/calib.yaml."""

@@ -78,15 +78,32 @@ def print_kernel_profile(name: str, fn: Callable[[], object], device: torch.devi
 
 
 def count_flops(model: torch.nn.Module, *inputs: torch.Tensor) -> int:
-    """Forward FLOPs of ``model(*inputs)`` counted by ``torch.utils.flop_counter`` (a multiply-add is 2 FLOPs)."""
+    """Forward FLOPs of ``model(*inputs)`` counted by ``torch.utils.flop_counter`` (a multiply-add is 2 FLOPs).
+
+    The counter sees matrix products and convolutions only. A module that computes a convolution from
+    elementwise multiply-adds (a depthwise temporal conv written as shifted products) declares what the
+    counter cannot see with a method ``extra_flops(inputs, output) -> int``; it is added here, so such a
+    module counts what the equivalent ``Conv3d`` would.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
+    extra = 0
+
+    def add(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> None:
+        nonlocal extra
+        extra += int(module.extra_flops(args, output))
+
+    hooks = [m.register_forward_hook(add) for m in model.modules() if hasattr(m, "extra_flops")]
     was_training = model.training
     model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(*inputs)
-    model.train(was_training)
-    return int(counter.get_total_flops())
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(*inputs)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return int(counter.get_total_flops()) + extra
 
 
 def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:

@@ -36,9 +36,14 @@ def tanh(x: torch.Tensor) -> torch.Tensor:
 
 
 def softplus(x: torch.Tensor, beta: float = 1.0, threshold: float = 20.0) -> torch.Tensor:
-    """log(1 + e^(beta x)) / beta; exactly x once beta x > threshold (equal to float precision there)."""
+    """log(1 + e^(beta x)) / beta; exactly x once beta x > threshold (equal to float precision there).
+
+    Written as bx + log1p(e^-bx) for bx > 0 and log1p(e^bx) otherwise: exp only sees values <= 0, so
+    nothing overflows (e^20 does in float16, whose largest value is 65504), and the gradient at 0 is 1/2."""
     bx = beta * x
-    return torch.where(bx > threshold, x, torch.log1p(torch.exp(bx.clamp_max(threshold))) / beta)
+    pos, neg = bx.clamp_min(0), bx.clamp_max(0)
+    soft = torch.where(bx > 0, pos + torch.log1p(torch.exp(-pos)), torch.log1p(torch.exp(neg))) / beta
+    return torch.where(bx > threshold, x, soft)
 
 
 class _StraightThroughStep(torch.autograd.Function):
@@ -125,7 +130,7 @@ class PReLU(nn.Module):
         self.weight = nn.Parameter(torch.full((num_parameters,), float(init)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = self.weight
+        a = self.weight.to(x.dtype)  # a float32 slope would promote half-precision inputs
         if self.num_parameters > 1:
             if x.dim() < 2 or x.shape[1] != self.num_parameters:
                 raise ValueError(

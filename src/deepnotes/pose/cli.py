@@ -49,6 +49,8 @@ def train(
     val_ann: Path = typer.Option(..., "--val", help="COCO keypoint JSON to validate on each epoch"),
     images: Path = typer.Option(None, "--images", help="folder the file_names are relative to "
                                 "(default: images/ beside each annotation file)"),
+    val_images: Path = typer.Option(None, "--val-images", help="folder of the --val images (default: --images "
+                                    "if given, else images/ beside the --val file)"),
     out: Path = typer.Option(..., "--out", help="run folder"),
     epochs: int = typer.Option(30, "--epochs"),
     batch_size: int = typer.Option(32, "--batch-size"),
@@ -83,8 +85,8 @@ def train(
                             deconv_channels=4 * width, decoder=decoder, rle_base=rle_base, pool=pool)
         tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
                          workers=workers, freeze_bn=freeze_bn)
-        run_train(train_ann, val_ann, out, config, tc, pick_device(device), images=images, resume=resume,
-                  log=typer.echo)
+        run_train(train_ann, val_ann, out, config, tc, pick_device(device), images=images, val_images=val_images,
+                  resume=resume, log=typer.echo)
     except (AnnotationError, ValueError, FileExistsError, FileNotFoundError) as exc:
         _fail(str(exc))
 

@@ -53,6 +53,13 @@ class TrainConfig:
     freeze_bn: bool = False  # BatchNorm keeps its running statistics (how DDP on CPU matches one process)
 
 
+def _resume_fields(tc: TrainConfig, info: DistInfo) -> dict:
+    """What a resumed run must share with the checkpoint to continue it exactly."""
+    fields = asdict(tc)
+    return {**{k: fields[k] for k in ("batch_size", "lr", "weight_decay", "seed")},
+            "world_size": info.world_size}
+
+
 def load_run(run: str | Path, device: torch.device | str = "cpu", head: str | None = None) -> PoseModel:
     """The trained model of run folder ``run`` (eval mode). ``head``: refuse a checkpoint of another head."""
     rd = RunDir(run)
@@ -95,6 +102,9 @@ def _train(train_ann, val_ann, out, config: PoseConfig, tc: TrainConfig, device:
     log(val_set.summary())
     if not train_set.samples:
         raise ValueError(f"{train_ann}: no usable person annotations to train on")
+    if not val_set.samples:  # e.g. --images named the training folder and the val images live elsewhere
+        raise ValueError(f"{val_ann}: no usable person annotations to validate on ({val_set.summary()}); "
+                         "if its images are in another folder, pass --val-images")
     model = PoseModel(config).to(device)
     opt = AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     dataset = TopDownDataset(train_set.samples, config.input_hw, Augment() if tc.augment else None, tc.seed)
@@ -105,7 +115,12 @@ def _train(train_ann, val_ann, out, config: PoseConfig, tc: TrainConfig, device:
     sched = cosine_with_warmup(opt, int(tc.warmup_epochs * steps_per_epoch), tc.epochs * steps_per_epoch)
     start = 0
     if resume and rd.has_checkpoint():
-        state, meta = rd.load(device="cpu", expect={"model": MODEL_NAME, "head": config.head})
+        # the data order and the schedule follow these: refuse a resume that would not continue the run
+        # (checkpoints written before they were stored are checked on the model only; --epochs may grow)
+        stored = read_meta(rd.checkpoint_path)
+        asked = _resume_fields(tc, info)
+        state, meta = rd.load(device="cpu", expect={"model": MODEL_NAME, "head": config.head,
+                                                    **{k: v for k, v in asked.items() if k in stored}})
         if PoseConfig.from_dict(meta["config"]) != config:
             raise ValueError(f"{rd.checkpoint_path} was trained with {meta['config']}, not {config.to_dict()}; "
                              "resume with the same model flags or use another --out")
@@ -158,7 +173,8 @@ def _train(train_ann, val_ann, out, config: PoseConfig, tc: TrainConfig, device:
             rd.log_epoch(entry)
             rd.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                      "epoch": epoch + 1},
-                    {"model": MODEL_NAME, "head": config.head, "config": config.to_dict(), "epoch": epoch + 1})
+                    {"model": MODEL_NAME, "head": config.head, "config": config.to_dict(), "epoch": epoch + 1,
+                     **_resume_fields(tc, info)})
             log(f"epoch {epoch + 1}: loss {entry.get('train_loss', float('nan')):.4f}  val AP {val['AP']:.3f}  "
                 f"PCK@0.1 {val['PCK@0.1']:.3f}  error {val['mean_error_px']:.2f}px")
         barrier(info)

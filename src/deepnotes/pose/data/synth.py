@@ -22,6 +22,10 @@ import numpy as np
 from deepnotes.core import atomic_write_json, progress
 from deepnotes.pose.skeleton import NUM_JOINTS, coco_category
 
+# bumped whenever the rendering changes, so caches of older data (and models trained on it) are not reused;
+# 2: figures facing the camera have their left side on the image right (it was mirrored before)
+RENDER_VERSION = 2
+
 
 def _rot(v: np.ndarray, angle: float) -> np.ndarray:
     c, s = np.cos(angle), np.sin(angle)
@@ -32,7 +36,9 @@ def sample_pose(rng: np.random.Generator, height: float, center: np.ndarray, fac
     """Joint positions (17, 2) of a random figure about ``height`` pixels tall, pelvis near ``center``;
     ``facing`` 1: toward the camera, -1: away from it."""
     down = _rot(np.array([0.0, 1.0]), rng.normal(0, 0.25))  # torso lean
-    side = facing * np.array([-down[1], down[0]])  # toward the person's left
+    # toward the person's left: the image's +x for a figure facing the camera (its left is our right)
+    side = facing * np.array([down[1], -down[0]])
+    outward = -facing  # the rotation sign that swings the left limbs away from the body (right ones: opposite)
     torso = 0.30 * height * rng.uniform(0.9, 1.1)
     pelvis = center + 0.1 * height * down
     neck = pelvis - torso * down
@@ -41,13 +47,13 @@ def sample_pose(rng: np.random.Generator, height: float, center: np.ndarray, fac
     k[5], k[6] = neck + sw * side, neck - sw * side
     k[11], k[12] = pelvis + hw * side, pelvis - hw * side
     for sh, el, wr, sign in ((5, 7, 9, 1.0), (6, 8, 10, -1.0)):
-        sign *= facing  # mirror the joint-angle ranges for a figure seen from behind
+        sign *= outward  # left limbs swing out to the person's left, right limbs to its right
         upper = _rot(down, sign * rng.uniform(-0.4, 2.6)) * 0.17 * height
         fore = _rot(upper / np.linalg.norm(upper), sign * rng.uniform(-0.2, 2.2)) * 0.15 * height
         k[el] = k[sh] + upper
         k[wr] = k[el] + fore
     for hip, kn, an, sign in ((11, 13, 15, 1.0), (12, 14, 16, -1.0)):
-        sign *= facing
+        sign *= outward
         thigh = _rot(down, sign * rng.uniform(-0.3, 0.9)) * 0.23 * height
         shin = _rot(thigh / np.linalg.norm(thigh), rng.uniform(-1.3, 1.3)) * 0.22 * height
         k[kn] = k[hip] + thigh

@@ -17,7 +17,8 @@ def conv3d_like(conv: nn.Conv2d, kt: int, weight_from_2d: bool = False) -> nn.Co
     """A Conv3d with ``conv``'s spatial shape and a temporal kernel ``kt`` (temporal stride 1).
 
     ``weight_from_2d``: I3D's inflation, the 2D kernel repeated over time divided by ``kt`` (a video of
-    identical frames then gives the 2D network's output); otherwise a fresh Kaiming init.
+    identical frames then gives the 2D network's output at every frame the kernel does not reach past the
+    clip's ends: the temporal padding is zeros, as in I3D); otherwise a fresh Kaiming init.
     """
     k, s, p = conv.kernel_size, conv.stride, conv.padding
     out = nn.Conv3d(conv.in_channels, conv.out_channels, (kt, *k), (1, *s), (kt // 2, *p),
@@ -38,13 +39,14 @@ def to_3d(module: nn.Module, make_conv: Callable[[str, nn.Conv2d], nn.Module], p
         if isinstance(child, nn.Conv2d):
             setattr(module, name, make_conv(full, child))
         elif isinstance(child, nn.BatchNorm2d):
-            bn = nn.BatchNorm3d(child.num_features)
-            bn.weight.data.copy_(child.weight.data)
-            bn.bias.data.copy_(child.bias.data)
+            bn = nn.BatchNorm3d(child.num_features, child.eps, child.momentum, child.affine,
+                                child.track_running_stats)
+            bn.load_state_dict(child.state_dict())  # affine and running statistics: a trained 2D BN carries over
             setattr(module, name, bn)
         elif isinstance(child, nn.MaxPool2d):
-            k, s, p = child.kernel_size, child.stride, child.padding
-            setattr(module, name, nn.MaxPool3d((1, k, k), (1, s, s), (0, p, p)))
+            k, s, p, d = (nn.modules.utils._pair(v) for v in (child.kernel_size, child.stride, child.padding,
+                                                                  child.dilation))
+            setattr(module, name, nn.MaxPool3d((1, *k), (1, *s), (0, *p), (1, *d), ceil_mode=child.ceil_mode))
         else:
             to_3d(child, make_conv, full)
     return module

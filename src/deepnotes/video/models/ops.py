@@ -41,6 +41,10 @@ class TemporalConv(nn.Module):
         else:  # Conv3d's default init for fan_in = k
             nn.init.uniform_(self.weight, -(1 / k) ** 0.5, (1 / k) ** 0.5)
 
+    def extra_flops(self, args: tuple, output: torch.Tensor) -> int:
+        """What ``Conv3d((k, 1, 1), groups=C)`` counts: k multiply-adds per output value."""
+        return 2 * self.k * output.numel()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nt, c, h, w = x.shape
         v = x.view(nt // self.t, self.t, c, h, w)  # (N, T, C, H, W): a view, no transpose copies

@@ -28,6 +28,10 @@ class TAM(nn.Module):
                                   nn.ReLU(inplace=True), nn.Linear(alpha * t, kernel, bias=False), nn.Softmax(-1))
         self.last_kernel: torch.Tensor | None = None
 
+    def extra_flops(self, args: tuple, output: torch.Tensor) -> int:
+        """The adaptive temporal convolution (k multiply-adds per output value); the branches are counted."""
+        return 2 * self.k * output.numel()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nt, c, h, w = x.shape
         t = self.t

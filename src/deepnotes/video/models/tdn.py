@@ -5,9 +5,13 @@ stacked (2 x 3 channels; at half resolution when the stem downsamples 4x, as in 
 by a small conv and added to that frame's stem features, so the earliest layers see local motion. The
 paper takes 5 extra consecutive frames around each segment; here the neighbours are the clip's own
 adjacent frames (equal input to every other model; with dense sampling they are consecutive frames).
-Long-term (L-TDM, after each block's first conv): bidirectional feature differences between adjacent
-segments, squeezed and pooled at two scales, form an attention A in (-1, 1); output ``x + x * A``
-(computed as ``2 x sigmoid(z)``, the same function).
+Long-term (L-TDM, after each block's first conv), as in TDN's released code: channels squeezed 16x,
+the forward and the backward difference between adjacent segments (the neighbour through a shared
+depthwise 3x3 first), each taken at three scales (the raw difference, a 3x3 conv at full resolution, a
+3x3 conv at half resolution brought back up; averaged) and expanded to an attention sigmoid - 0.5 per
+position and channel; the two directions' attentions are averaged and the output is ``x + x * A``,
+A in (-0.5, 0.5). (That code also shifts channels as TSM does after this module; this TDN does not, so
+the difference modules alone carry its temporal modelling.)
 """
 
 from __future__ import annotations
@@ -49,22 +53,29 @@ class ShortTermTDM(nn.Module):
 
 
 class LongTermTDM(nn.Module):
-    def __init__(self, channels: int, t: int, ratio: int = 8) -> None:
+    """(N*T, C, H, W) -> same shape: ``x + x * A`` with a per-position, per-channel attention A in (-0.5, 0.5)."""
+
+    def __init__(self, channels: int, t: int, ratio: int = 16) -> None:
         super().__init__()
         r = reduced(channels, ratio)
         self.t = t
         self.squeeze = nn.Sequential(nn.Conv2d(channels, r, 1, bias=False), nn.BatchNorm2d(r))
-        self.fwd = nn.Conv2d(r, r, 3, padding=1, groups=r, bias=False)
-        self.bwd = nn.Conv2d(r, r, 3, padding=1, groups=r, bias=False)
+        self.neighbour = nn.Conv2d(r, r, 3, padding=1, groups=r, bias=False)  # shared by both directions
+        self.full = nn.Sequential(nn.Conv2d(r, r, 3, padding=1, bias=False), nn.BatchNorm2d(r))
+        self.coarse = nn.Sequential(nn.Conv2d(r, r, 3, padding=1, bias=False), nn.BatchNorm2d(r))
         self.expand = nn.Sequential(nn.Conv2d(r, channels, 1, bias=False), nn.BatchNorm2d(channels))
+
+    def attention(self, d: torch.Tensor) -> torch.Tensor:
+        """A difference map (N*T, r, H, W) at three scales (itself, a 3x3 conv, a 3x3 conv at half resolution
+        brought back up), averaged, expanded to C channels: sigmoid - 0.5."""
+        coarse = F.interpolate(self.coarse(F.avg_pool2d(d, 2, ceil_mode=True)), size=d.shape[-2:], mode="nearest")
+        return torch.sigmoid(self.expand((d + self.full(d) + coarse) / 3)) - 0.5
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.squeeze(x)
-        d = next_minus_now(s, self.t, self.fwd) + previous_minus_now(s, self.t, self.bwd)
-        # two scales: full resolution and 2x pooled, averaged before the attention
-        d = 0.5 * (d + F.interpolate(F.avg_pool2d(d, 2, ceil_mode=True), size=d.shape[-2:], mode="nearest"))
-        # x + x * A with A = 2 sigmoid(z) - 1 in (-1, 1) is 2 x sigmoid(z): two passes over x, not four
-        return x.mul(torch.sigmoid(self.expand(d))).mul_(2)
+        a = self.attention(next_minus_now(s, self.t, self.neighbour))
+        a = a.add_(self.attention(previous_minus_now(s, self.t, self.neighbour))).mul_(0.5)
+        return torch.addcmul(x, x, a)  # x + x * A in one pass
 
 
 def build(cfg: ModelConfig) -> Recognizer2D:

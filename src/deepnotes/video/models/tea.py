@@ -1,11 +1,12 @@
 """TEA (Li et al., 2020): motion excitation (ME) + multiple temporal aggregation (MTA).
 
-ME: squeeze channels, take feature-level differences between neighbouring frames
-(``conv(x[t+1]) - x[t]``), pool them spatially and turn them into a channel attention A in (-1, 1);
-output ``x + x * A`` so motion-sensitive channels are amplified. MTA: split channels into 4 groups
-and process them Res2Net-style, each group adding the previous group's output before a temporal
-(channel-wise, k=3) and a spatial (channel-wise 3x3) conv, so later groups see a longer time range.
-Both sit after each block's first conv.
+ME: squeeze channels (r = 16), take feature-level differences between neighbouring frames
+(``conv(x[t+1]) - x[t]``), pool them spatially and turn them into a channel attention A = 2 sigmoid - 1
+in (-1, 1), as the paper writes it; output ``x + x * A`` so motion-sensitive channels are amplified
+(TEA's released code uses sigmoid - 0.5 instead, a gain in (0.5, 1.5)). MTA: split channels into 4
+groups; the first passes through, the second gets a temporal (channel-wise, k=3) and a spatial
+(channel-wise 3x3) conv, the third and fourth add the previous group's output first (Res2Net-style),
+so later groups see a longer time range. Both sit after each block's first conv.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from deepnotes.video.models.ops import TemporalConv, dw3x3, next_minus_now, redu
 
 
 class MotionExcitation(nn.Module):
-    def __init__(self, channels: int, t: int, ratio: int = 8) -> None:
+    def __init__(self, channels: int, t: int, ratio: int = 16) -> None:
         super().__init__()
         r = reduced(channels, ratio)
         self.t = t
@@ -45,9 +46,11 @@ class MultipleTemporalAggregation(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         parts = list(x.split(self.split, dim=1))
-        out, prev = [parts[0]], parts[0]
+        # X1 passes through; X2 is convolved alone; X3 and X4 first add the previous group's output (Res2Net's
+        # hierarchy, paper eq. 5), so group i sees a temporal range growing with i
+        out, prev = [parts[0]], None
         for i, p in enumerate(parts[1:]):
-            prev = self.spatial[i](self.temporal[i](p + prev))
+            prev = self.spatial[i](self.temporal[i](p if prev is None else p + prev))
             out.append(prev)
         return torch.cat(out, 1)
 
