@@ -221,7 +221,7 @@ def test_tdn_short_term_module_encodes_half_resolution_differences_at_the_stem_s
 
 
 def test_tdn_long_term_attention_is_x_plus_x_times_the_mean_of_both_directions():
-    from deepnotes.video.models.ops import next_minus_now
+    from deepnotes.video.models.ops import next_minus_now, previous_minus_now
     from deepnotes.video.models.tdn import LongTermTDM
 
     torch.manual_seed(0)
@@ -229,16 +229,14 @@ def test_tdn_long_term_attention_is_x_plus_x_times_the_mean_of_both_directions()
     nn.init.uniform_(ltdm.expand[1].weight, 0.5, 1.5)
     ltdm.eval()
     x = torch.randn(2 * 4, 32, 6, 6)
-    seen = []
-    ltdm.expand.register_forward_hook(lambda m, i, o: seen.append(o.clone()))
     with torch.no_grad():
         out = ltdm(x)
-        forward_only = ltdm.attention(next_minus_now(ltdm.squeeze(x), 4, ltdm.neighbour))
-    assert len(seen) == 3  # forward and backward difference, then the direct call
-    a = 0.5 * ((torch.sigmoid(seen[0]) - 0.5) + (torch.sigmoid(seen[1]) - 0.5))
+        s = ltdm.squeeze(x)
+        fwd = torch.sigmoid(ltdm.logits(next_minus_now(s, 4, ltdm.neighbour))) - 0.5  # direction by direction
+        bwd = torch.sigmoid(ltdm.logits(previous_minus_now(s, 4, ltdm.neighbour))) - 0.5
+    a = 0.5 * (fwd + bwd)
     torch.testing.assert_close(out, x + x * a, atol=1e-6, rtol=0)
-    assert a.abs().max() < 0.5 and not torch.allclose(a, forward_only)  # both directions count
-
+    assert a.abs().max() < 0.5 and not torch.allclose(a, fwd)  # both directions count
 
 def test_tea_mta_second_group_sees_only_its_own_channels():
     from deepnotes.video.models.tea import MultipleTemporalAggregation

@@ -65,17 +65,23 @@ class LongTermTDM(nn.Module):
         self.coarse = nn.Sequential(nn.Conv2d(r, r, 3, padding=1, bias=False), nn.BatchNorm2d(r))
         self.expand = nn.Sequential(nn.Conv2d(r, channels, 1, bias=False), nn.BatchNorm2d(channels))
 
-    def attention(self, d: torch.Tensor) -> torch.Tensor:
-        """A difference map (N*T, r, H, W) at three scales (itself, a 3x3 conv, a 3x3 conv at half resolution
-        brought back up), averaged, expanded to C channels: sigmoid - 0.5."""
+    def logits(self, d: torch.Tensor) -> torch.Tensor:
+        """Difference maps (M, r, H, W) at three scales (themselves, a 3x3 conv, a 3x3 conv at half resolution
+        brought back up), averaged and expanded to C channels: the attention before its sigmoid."""
         coarse = F.interpolate(self.coarse(F.avg_pool2d(d, 2, ceil_mode=True)), size=d.shape[-2:], mode="nearest")
-        return torch.sigmoid(self.expand((d + self.full(d) + coarse) / 3)) - 0.5
+        return self.expand((d + self.full(d) + coarse) / 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.squeeze(x)
-        a = self.attention(next_minus_now(s, self.t, self.neighbour))
-        a = a.add_(self.attention(previous_minus_now(s, self.t, self.neighbour))).mul_(0.5)
-        return torch.addcmul(x, x, a)  # x + x * A in one pass
+        ns = self.neighbour(s)  # computed once, read by both differences
+        # both directions through the shared convs as one batch: half the calls of the small squeezed convs
+        # (in training their BatchNorm statistics then pool both directions, which the released code, calling
+        # the same layers twice, keeps apart)
+        d = torch.cat([next_minus_now(s, self.t, lambda _: ns), previous_minus_now(s, self.t, lambda _: ns)])
+        g = torch.sigmoid(self.logits(d))
+        n = x.shape[0]
+        # A = ((fwd - 1/2) + (bwd - 1/2)) / 2, so x + x * A = (x + x * (fwd + bwd)) / 2: three passes, not five
+        return torch.addcmul(x, x, g[:n] + g[n:]).mul_(0.5)
 
 
 def build(cfg: ModelConfig) -> Recognizer2D:
