@@ -41,6 +41,37 @@ def test_read_jsonl_skips_and_reports_bad_lines(tmp_path):
     assert len(ex) == 1 and len(problems) == 2 and "d.jsonl:2" in problems[0]
 
 
+def test_read_jsonl_refuses_non_text_fields_and_bad_bytes_per_line(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_bytes(b'{"source": null, "target": "x"}\n{"source": "ok\xff", "target": "y"}\n'
+                  b'{"source": 5, "target": ["a"]}\n{"source": "good", "target": "fine"}\n')
+    ex, problems = read_jsonl(p)
+    assert ex == [type(ex[0])("good", "fine")]  # null / numbers / lists were read as 'None', '5', "['a']"
+    assert [q.split(": ", 1)[0] for q in problems] == [f"{p}:1", f"{p}:2", f"{p}:3"]
+    assert "field 'source' is NoneType" in problems[0] and "not UTF-8" in problems[1]
+
+
+def test_splits_never_share_a_source():
+    # independent draws put 58 of 500 test sources into a 20000-example training set
+    train = {e.source for e in make_task("table2text", "train", 4000)}
+    test = [e.source for e in make_task("table2text", "test", 400)]
+    assert not train & set(test) and len(set(test)) > 300
+
+
+def test_encode_fits_the_context_and_marks_what_it_cut(pretrained):
+    from transformers import AutoTokenizer
+
+    from deepnotes.peft.data.tasks import Example
+    from deepnotes.peft.train import encode
+
+    tok = AutoTokenizer.from_pretrained(pretrained)
+    long = Example(" ".join(["word"] * 400), " ".join(["reply"] * 400))
+    short = Example("name : Aromi", "Aromi is a pub.")
+    rows = encode(tok, [long, short], encdec=False, context=256)
+    assert len(rows[0]["input_ids"]) <= 256 and rows[0]["truncated"] and not rows[1]["truncated"]
+    assert len(rows[0]["labels"]) == len(rows[0]["input_ids"]) and rows[0]["labels"][-1] == tok.eos_token_id
+
+
 def test_score_uses_sacrebleu_and_rouge():
     s = score(["the cat sat on the mat"], ["the cat sat on the mat"])
     assert s["bleu"] == pytest.approx(100.0) and s["rougeL"] == pytest.approx(100.0)
@@ -126,6 +157,7 @@ def test_train_on_user_jsonl_skips_and_reports_bad_lines(pretrained, tmp_path):
     # 2 bad lines, read once for train and once for test
     assert results["skipped_lines"] == 4 and "mine.jsonl:4" in results["skipped"][0]
     assert results["examples"][0]["reference"] == "Cafe0 serves Thai food."
+    assert results["max_new_tokens"] >= 16 and results["truncated_train_examples"] == 0
     empty = tmp_path / "empty.jsonl"
     empty.write_text("{bad\n")
     res = runner.invoke(app, ["train", "--method", "lora", "--model", str(pretrained), "--task", "table2text",

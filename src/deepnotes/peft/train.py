@@ -14,6 +14,7 @@ global batch's token mean, and rank 0 evaluates and writes the run folder.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -49,6 +50,7 @@ from deepnotes.peft.io import load_adapter, save_adapter
 from deepnotes.peft.models import load_base
 
 METHODS = ("lora", "adapter", "prefix", "prompt", "full")
+log = logging.getLogger(__name__)
 # must match to resume (the data order follows them); --steps may grow: a resume then trains longer
 RESUME_KEYS = ("batch_size", "lr", "seed", "n_train", "world_size")
 DEFAULT_EVAL_EVERY = 500  # log + checkpoint cadence in steps: a killed run loses at most this many
@@ -72,17 +74,37 @@ def method_config(method: str, model: nn.Module, **opts):
     return None
 
 
-def encode(tokenizer, examples: list[Example], encdec: bool, max_len: int = 192) -> list[dict]:
-    """Token ids per example. Decoder-only: ``source <s> target </s>`` with the source masked out of the loss."""
+def context_length(model) -> int | None:
+    """Positions the model can attend over (GPT-2 ``n_positions``, BART ``max_position_embeddings``)."""
+    cfg = model.config
+    return getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+
+
+def encode(tokenizer, examples: list[Example], encdec: bool, max_len: int = 192,
+           context: int | None = None) -> list[dict]:
+    """Token ids per example. Decoder-only: ``source <s> target </s>`` with the source masked out of the loss.
+
+    Source and target are cut at ``max_len`` tokens and, for a decoder-only model, together at ``context``
+    (the target loses its tail; past the context the position table has no entry). A row that was cut has
+    ``truncated: True``, so callers can count and report it."""
     out = []
     for ex in examples:
-        src = tokenizer(ex.source, add_special_tokens=False)["input_ids"][:max_len]
-        tgt = tokenizer(" " + ex.target, add_special_tokens=False)["input_ids"][:max_len] + [tokenizer.eos_token_id]
+        src_all = tokenizer(ex.source, add_special_tokens=False)["input_ids"]
+        tgt_all = tokenizer(" " + ex.target, add_special_tokens=False)["input_ids"]
+        src, tgt = src_all[:max_len], tgt_all[:max_len]
         if encdec:
-            out.append({"input_ids": src, "labels": tgt})
+            if context:
+                src, tgt = src[:context], tgt[:context - 1]
+        elif context and len(src) + len(tgt) + 2 > context:
+            src = src[:context // 2] if len(src) > context // 2 and len(tgt) > context // 2 else src
+            tgt = tgt[:max(context - len(src) - 2, 0)]
+        truncated = len(src) < len(src_all) or len(tgt) < len(tgt_all)
+        tgt = tgt + [tokenizer.eos_token_id]
+        if encdec:
+            out.append({"input_ids": src, "labels": tgt, "truncated": truncated})
         else:
             ids = src + [tokenizer.bos_token_id] + tgt
-            out.append({"input_ids": ids, "labels": [-100] * (len(src) + 1) + tgt})
+            out.append({"input_ids": ids, "labels": [-100] * (len(src) + 1) + tgt, "truncated": truncated})
     return out
 
 
@@ -112,12 +134,14 @@ def generate_texts(model, tokenizer, sources: list[str], max_new_tokens: int = 4
         rows = [tokenizer(s, add_special_tokens=False)["input_ids"][:192] + ([] if encdec else [tokenizer.bos_token_id])
                 for s in chunk]
         n = max(map(len, rows))
+        limit = context_length(model)
+        new_tokens = max_new_tokens if encdec or not limit else max(1, min(max_new_tokens, limit - n))
         ids = torch.full((len(rows), n), tokenizer.pad_token_id)
         mask = torch.zeros_like(ids)
         for j, r in enumerate(rows):  # left padding for decoder-only, right for the encoder
             sl = slice(0, len(r)) if encdec else slice(n - len(r), n)
             ids[j, sl], mask[j, sl] = torch.tensor(r), 1
-        gen = model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), max_new_tokens=max_new_tokens,
+        gen = model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), max_new_tokens=new_tokens,
                              do_sample=False, num_beams=1, pad_token_id=tokenizer.pad_token_id,
                              eos_token_id=tokenizer.eos_token_id)
         new = gen if encdec else gen[:, n:]
@@ -150,7 +174,7 @@ def target_loss(model: nn.Module, tokenizer, examples: list[Example], batch_size
     model.eval()
     encdec = bool(model.config.is_encoder_decoder)
     dev = next(model.parameters()).device
-    rows = encode(tokenizer, examples, encdec)
+    rows = encode(tokenizer, examples, encdec, context=context_length(model))
     total, count = 0.0, 0
     for i in range(0, len(rows), batch_size):
         batch = {k: v.to(dev) for k, v in collate(rows[i : i + batch_size], tokenizer.pad_token_id, encdec).items()}
@@ -230,7 +254,13 @@ def _train(method, model_dir, task, out, steps, batch_size, lr, n_train, n_test,
     asked.update(train_file=str(train_file) if train_file else None, test_file=str(test_file) if test_file else None)
     if info.is_main:
         run.write_config(asked)
-    data = encode(tok, train_examples, encdec)
+    data = encode(tok, train_examples, encdec, context=context_length(model))
+    truncated = sum(r["truncated"] for r in data)
+    if truncated:
+        log.warning("%d of %d training examples were cut to fit 192 tokens per side or the model's %s positions",
+                    truncated, len(data), context_length(model))
+    # long enough for the longest training target (a fixed 48 cut half the table2text references short)
+    gen_tokens = min(max(len([t for t in r["labels"] if t != -100]) for r in data) + 16, 256)
     gen = torch.Generator().manual_seed(seed + start_step)
     if resumed_rng[0] is not None:  # same batches and dropout masks as a run that never stopped
         gen.set_state(resumed_rng[0].cpu())
@@ -269,8 +299,9 @@ def _train(method, model_dir, task, out, steps, batch_size, lr, n_train, n_test,
     if config is not None:
         save_adapter(model, run.path / "adapter")
     test_loss = target_loss(model, tok, test, batch_size)
-    hyps = generate_texts(model, tok, [e.source for e in test])
+    hyps = generate_texts(model, tok, [e.source for e in test], max_new_tokens=gen_tokens)
     result = {**score(hyps, [e.target for e in test]), "test_loss": test_loss, "trainable": report.trainable, "total": report.total,
+              "max_new_tokens": gen_tokens, "truncated_train_examples": truncated,
               "trainable_percent": report.percent, "train_seconds": seconds,
               "skipped_lines": len(skipped), "skipped": skipped[:100],
               "examples": [{"source": e.source, "reference": e.target, "output": h} for e, h in zip(test[:5], hyps, strict=False)]}

@@ -13,6 +13,7 @@ Users may bring their own data instead: a JSON-lines file with ``source`` and ``
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,28 +102,54 @@ def _summarize(rng: np.random.Generator) -> Example:
 
 GENERATORS = {"table2text": _table2text, "summarize": _summarize}
 SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
+# which tenths of the source space each split may use (by a hash of the source text): at 20000 training
+# examples, independent draws put 58 of 500 test sources in the training set; buckets keep them apart
+SPLIT_BUCKETS = {"train": range(0, 8), "val": range(8, 9), "test": range(9, 10)}
+
+
+def split_of(source: str) -> str:
+    """The split a source text belongs to (stable across runs and machines: CRC-32, not ``hash``)."""
+    bucket = zlib.crc32(source.encode("utf-8")) % 10
+    return next(name for name, buckets in SPLIT_BUCKETS.items() if bucket in buckets)
 
 
 def make_task(task: str, split: str, n: int, seed: int = 0) -> list[Example]:
-    """``n`` examples of ``task`` for ``split`` (train/val/test draw from disjoint seeds)."""
+    """``n`` examples of ``task`` for ``split``; the splits never share a source (:func:`split_of`)."""
     if task not in GENERATORS:
         raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
     if split not in SPLIT_SEEDS:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLIT_SEEDS)}")
     rng = seeded_generator(seed * 1000 + SPLIT_SEEDS[split] + 17 * TASKS.index(task))
-    return [GENERATORS[task](rng) for _ in range(n)]
+    out: list[Example] = []
+    while len(out) < n:
+        ex = GENERATORS[task](rng)
+        if split_of(ex.source) == split:
+            out.append(ex)
+    return out
 
 
 def read_jsonl(path: str | Path) -> tuple[list[Example], list[str]]:
     """Examples from a JSON-lines file with ``source``/``target``; bad lines are skipped and reported."""
     path = Path(path)
     examples, problems = [], []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    need = 'need {"source": text, "target": text}'
+    for i, raw in enumerate(path.read_bytes().splitlines(), 1):  # decoded line by line: one bad byte, one line
+        try:
+            line = raw.decode("utf-8-sig" if i == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append(f"{path}:{i}: skipped (not UTF-8: {exc.reason} at byte {exc.start})")
+            continue
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            examples.append(Example(str(row["source"]), str(row["target"])))
+            source, target = row["source"], row["target"]
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            problems.append(f"{path}:{i}: skipped ({type(exc).__name__}: {exc}); need {{\"source\", \"target\"}}")
+            problems.append(f"{path}:{i}: skipped ({type(exc).__name__}: {exc}); {need}")
+            continue
+        bad = [k for k, v in (("source", source), ("target", target)) if not isinstance(v, str)]
+        if bad:
+            problems.append(f"{path}:{i}: skipped (field {bad[0]!r} is {type(row[bad[0]]).__name__}); {need}")
+            continue
+        examples.append(Example(source, target))
     return examples, problems
