@@ -57,11 +57,14 @@ class RunDir:
     def save(self, state: dict[str, Any], meta: dict[str, Any]) -> Path:
         return save_checkpoint(self.checkpoint_path, state, meta)
 
-    def load(self, device: str = "cpu", expect: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Load the checkpoint; ``expect`` lists meta fields that must match (e.g. ``{"model": "tsm"}``)."""
-        if expect:
+    def load(self, device: str = "cpu", expect: dict[str, Any] | None = None,
+             expect_if_stored: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Load the checkpoint; ``expect`` lists meta fields that must match (e.g. ``{"model": "tsm"}``),
+        ``expect_if_stored`` fields that must match when the checkpoint has them (older ones may not)."""
+        if expect or expect_if_stored:
             meta = read_meta(self.checkpoint_path)
-            for key, want in expect.items():
+            wanted = {**(expect or {}), **{k: v for k, v in (expect_if_stored or {}).items() if k in meta}}
+            for key, want in wanted.items():
                 if meta.get(key) != want:
                     raise ValueError(
                         f"{self.checkpoint_path} was written for {key}={meta.get(key)!r}, not {want!r}; "

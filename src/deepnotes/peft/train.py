@@ -31,7 +31,6 @@ from deepnotes.core import (
     set_torch_rng_state,
     torch_rng_state,
 )
-from deepnotes.core.checkpoint import read_meta
 from deepnotes.core.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -95,9 +94,10 @@ def encode(tokenizer, examples: list[Example], encdec: bool, max_len: int = 192,
         if encdec:
             if context:
                 src, tgt = src[:context], tgt[:context - 1]
-        elif context and len(src) + len(tgt) + 2 > context:
-            src = src[:context // 2] if len(src) > context // 2 and len(tgt) > context // 2 else src
-            tgt = tgt[:max(context - len(src) - 2, 0)]
+        elif context and len(src) + len(tgt) + 2 > context:  # room for <s> and </s>; the source keeps half or more
+            room = context - 2
+            src = src[:max(room - len(tgt), room // 2)]
+            tgt = tgt[:room - len(src)]
         truncated = len(src) < len(src_all) or len(tgt) < len(tgt_all)
         tgt = tgt + [tokenizer.eos_token_id]
         if encdec:
@@ -233,11 +233,9 @@ def _train(method, model_dir, task, out, steps, batch_size, lr, n_train, n_test,
     sched = cosine_with_warmup(opt, warmup_steps=max(1, steps // 10), total_steps=steps)
     start_step, resumed_rng = 0, (None, None)
     if resume and run.has_checkpoint():
-        # the data order and the schedule follow these: a resume with other values would not continue the run
-        # (checkpoints written before they were stored are checked on method and task only)
-        stored = read_meta(run.checkpoint_path)
-        expect = {"method": method, "task": task, **{k: asked[k] for k in RESUME_KEYS if k in stored}}
-        state, meta = run.load(str(dev), expect=expect)
+        # the data order and the schedule follow RESUME_KEYS: other values would not continue the run
+        state, meta = run.load(str(dev), expect={"method": method, "task": task},
+                               expect_if_stored={k: asked[k] for k in RESUME_KEYS})
         own = dict(model.named_parameters())
         with torch.no_grad():
             for n, t in state["trained"].items():

@@ -115,12 +115,9 @@ def _train(train_ann, val_ann, out, config: PoseConfig, tc: TrainConfig, device:
     sched = cosine_with_warmup(opt, int(tc.warmup_epochs * steps_per_epoch), tc.epochs * steps_per_epoch)
     start = 0
     if resume and rd.has_checkpoint():
-        # the data order and the schedule follow these: refuse a resume that would not continue the run
-        # (checkpoints written before they were stored are checked on the model only; --epochs may grow)
-        stored = read_meta(rd.checkpoint_path)
-        asked = _resume_fields(tc, info)
-        state, meta = rd.load(device="cpu", expect={"model": MODEL_NAME, "head": config.head,
-                                                    **{k: v for k, v in asked.items() if k in stored}})
+        # the data order and the schedule follow these: refuse a resume that would not continue it (--epochs may grow)
+        state, meta = rd.load(device="cpu", expect={"model": MODEL_NAME, "head": config.head},
+                              expect_if_stored=_resume_fields(tc, info))
         if PoseConfig.from_dict(meta["config"]) != config:
             raise ValueError(f"{rd.checkpoint_path} was trained with {meta['config']}, not {config.to_dict()}; "
                              "resume with the same model flags or use another --out")

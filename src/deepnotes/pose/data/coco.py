@@ -83,18 +83,20 @@ def load_coco(ann_path: str | Path, images_dir: str | Path | None = None, check_
         raise AnnotationError(f"{path}: the top level should be an object with 'images' and 'annotations'")
     root = Path(images_dir) if images_dir is not None else default_images_dir(path)
     images: dict[int, dict] = {}
+    first_at: dict[int, int] = {}  # image id -> index of its entry in "images"
     for i, im in enumerate(_field(data, "images", "(top level)", path, list)):
         where = f"images[{i}]"
         image_id = _field(im, "id", where, path, int)
-        if image_id in images:  # a second image with this id would take the first one's persons
-            raise AnnotationError(f"{path}: {where}.id {image_id} repeats images[{images[image_id]['index']}].id; "
+        if image_id in first_at:  # a second image with this id would take the first one's persons
+            raise AnnotationError(f"{path}: {where}.id {image_id} repeats images[{first_at[image_id]}].id; "
                                   "image ids must be unique")
+        first_at[image_id] = i
         file_name = _field(im, "file_name", where, path, str)
         try:
             image_path = resolve_inside(root, file_name)
         except ValueError as exc:
             raise AnnotationError(f"{path}: {where}.file_name: {exc}") from exc
-        images[image_id] = {**im, "path": image_path, "index": i}
+        images[image_id] = {**im, "path": image_path}
     skipped: Counter = Counter()
     exists: dict[int, bool] = {}
     samples = []

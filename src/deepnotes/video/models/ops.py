@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -57,7 +59,8 @@ def dw3x3(channels: int) -> nn.Conv2d:
     return nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False)
 
 
-def next_minus_now(x: torch.Tensor, t: int, transform: nn.Module | None = None) -> torch.Tensor:
+def next_minus_now(x: torch.Tensor, t: int, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+                   ) -> torch.Tensor:
     """Feature-level motion: ``transform(x[t+1]) - x[t]``, zero at the last frame. (N*T, C, H, W) in and out."""
     nt, c, h, w = x.shape
     nxt = transform(x) if transform is not None else x
@@ -65,7 +68,8 @@ def next_minus_now(x: torch.Tensor, t: int, transform: nn.Module | None = None) 
     return F.pad(b[:, 1:] - a[:, :-1], (0, 0, 0, 0, 0, 0, 0, 1)).view(nt, c, h, w)
 
 
-def previous_minus_now(x: torch.Tensor, t: int, transform: nn.Module | None = None) -> torch.Tensor:
+def previous_minus_now(x: torch.Tensor, t: int, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+                       ) -> torch.Tensor:
     """The backward difference ``transform(x[t-1]) - x[t]``, zero at the first frame (no reversed copies)."""
     nt, c, h, w = x.shape
     prev = transform(x) if transform is not None else x
