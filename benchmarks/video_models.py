@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from deepnotes.core import pick_device
 from deepnotes.core.timing import count_flops, count_parameters, time_call, time_interleaved
 from deepnotes.video.models import MODELS, MODELS_3D, TEMPORAL_2D, VARIANTS_3D, build_model
+from deepnotes.video.models.ops import Pointwise
 from deepnotes.video.models.tsm import naive_shift, temporal_shift
 
 
@@ -116,6 +117,18 @@ def main() -> None:
     assert torch.equal(temporal_shift(feat, args.frames), naive_shift(feat, args.frames))
     print(f"TSM shift on {tuple(feat.shape)}: in-place slices {fast:.3f} ms, naive concatenation {naive:.3f} ms, "
           f"ratio naive/ours {naive / fast:.2f}x")
+    # the attention branches' 1x1 convs to and from C/16 channels, as a matrix product against nn.Conv2d
+    r = max(args.width // 16, 2)
+    for cin, cout, inp in ((args.width, r, feat), (r, args.width, torch.randn(2 * feat.shape[0], r, *feat.shape[2:],
+                                                                          device=device))):
+        ours, conv = Pointwise(cin, cout).to(device), torch.nn.Conv2d(cin, cout, 1, bias=False).to(device)
+        conv.load_state_dict(ours.state_dict())
+        with torch.no_grad():
+            assert torch.allclose(ours(inp), conv(inp), atol=1e-4)
+            fast = time_call(lambda m=ours, i=inp: m(i), device, warmup=3, repeat=50)
+            slow = time_call(lambda m=conv, i=inp: m(i), device, warmup=3, repeat=50)
+        print(f"1x1 conv {cin}->{cout} on {tuple(inp.shape)}: Pointwise (bmm) {fast:.3f} ms, nn.Conv2d {slow:.3f} ms, "
+              f"ratio conv/ours {slow / fast:.2f}x")
 
 
 if __name__ == "__main__":

@@ -275,3 +275,27 @@ def test_inflated_batchnorm_keeps_the_2d_statistics():
     assert isinstance(bn, nn.BatchNorm3d) and bn.eps == 1e-3 and bn.momentum == 0.3
     assert torch.all(bn.running_mean == 5.0) and torch.all(bn.running_var == 2.0)
     assert pool.kernel_size == (1, 3, 3) and pool.ceil_mode
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_pointwise_equals_a_1x1_conv2d_in_values_gradients_flops_and_state_dict(bias):
+    from deepnotes.video.models.ops import Pointwise
+
+    torch.manual_seed(0)
+    ref = nn.Conv2d(12, 3, 1, bias=bias)
+    pw = Pointwise(12, 3, bias=bias)
+    pw.load_state_dict(ref.state_dict())  # checkpoints written with nn.Conv2d load unchanged
+    x = torch.randn(5, 12, 6, 7, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    out, expected = pw(x), ref(x_ref)
+    assert torch.allclose(out, expected, atol=1e-5)
+    g = torch.randn_like(out)
+    out.backward(g)
+    expected.backward(g)
+    assert torch.allclose(x.grad, x_ref.grad, atol=1e-5)
+    assert torch.allclose(pw.weight.grad, ref.weight.grad, atol=1e-4)
+    if bias:
+        assert torch.allclose(pw.bias.grad, ref.bias.grad, atol=1e-4)
+    cl = x.detach().contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(pw(cl), expected, atol=1e-5)  # any memory layout in
+    assert count_flops(pw, x.detach()) == count_flops(ref, x.detach()) > 0

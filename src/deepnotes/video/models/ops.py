@@ -54,6 +54,25 @@ class TemporalConv(nn.Module):
         return temporal_taps(v, list(wt)).view(nt, c, h, w)
 
 
+class Pointwise(nn.Conv2d):
+    """A 1x1 convolution (the parameters and state-dict layout of ``nn.Conv2d(c_in, c_out, 1)``) computed as
+    one batched matrix product ``W (c_out, c_in) @ x (N, c_in, H*W)``. The attention branches of TEA, STM and
+    TDN squeeze to and expand from a few channels (C/16), shapes on which oneDNN's convolution is several
+    times slower than the product on CPU (``benchmarks/video_models.py`` prints both); the result is equal."""
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = False) -> None:
+        super().__init__(in_channels, out_channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        # bmm on the broadcast weight writes (N, c_out, H*W) directly; torch.matmul would fold the batch
+        # into one mm on a transposed copy of x and copy the result back
+        y = torch.bmm(self.weight.view(1, self.out_channels, c).expand(n, -1, -1), x.reshape(n, c, h * w))
+        if self.bias is not None:
+            y = y + self.bias[:, None]
+        return y.view(n, self.out_channels, h, w)
+
+
 def dw3x3(channels: int) -> nn.Conv2d:
     """Channel-wise 3x3 spatial conv."""
     return nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False)
