@@ -58,10 +58,13 @@ def plain_opencv(index: dict, cfg) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=40)
-    ap.add_argument("--size", default="640x480")
+    ap.add_argument("--size", default="640x480", help="WxH of each camera's image")
     ap.add_argument("--device", default="cpu", help="accepted for uniformity; calibration runs on the CPU")
     args = ap.parse_args()
-    w, h = (int(v) for v in args.size.split("x"))
+    try:
+        w, h = (int(v) for v in args.size.split("x"))
+    except ValueError:
+        ap.error(f"--size {args.size!r}: expected WxH, e.g. 640x480")
     rig = synthetic_rig(4, args.frames, (w, h), seed=0)
     with tempfile.TemporaryDirectory() as tmp:
         cfg_path = write_dataset(Path(tmp) / "data", rig, mosaic=True, ss=2)

@@ -46,7 +46,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--layers", type=int, default=6)
-    ap.add_argument("--width", type=int, default=384)
+    ap.add_argument("--width", type=int, default=384, help="GPT-2 n_embd, a multiple of 64 (heads of 64)")
     ap.add_argument("--vocab", type=int, default=50257)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=128)
@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true",
                     help="after timing (eager): kernel time per train step / inference and the top kernels (CUDA)")
     args = ap.parse_args()
+    if args.width < 64 or args.width % 64:
+        ap.error(f"--width {args.width}: must be a positive multiple of 64 (GPT-2 heads of 64 dimensions)")
     device = pick_device(args.device)
     targets = args.targets.split(",")
     x = torch.randint(0, args.vocab, (args.batch, args.seq), device=device)

@@ -34,8 +34,12 @@ def main() -> None:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    input_hw = tuple(int(v) for v in args.input_size.split(","))
-    heatmap_hw = tuple(int(v) for v in args.heatmap_size.split(","))
+    try:
+        input_hw, heatmap_hw = (tuple(int(v) for v in a.split(",")) for a in (args.input_size, args.heatmap_size))
+    except ValueError:
+        input_hw = heatmap_hw = ()
+    if len(input_hw) != 2 or len(heatmap_hw) != 2:
+        ap.error(f"--input-size {args.input_size!r} / --heatmap-size {args.heatmap_size!r}: expected H,W, e.g. 256,192")
     x = torch.randn(args.batch_size, 3, *input_hw, device=device)
     models, feats = {}, {}
     for head in ("heatmap", "regression", "rle"):
