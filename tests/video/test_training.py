@@ -15,21 +15,6 @@ from deepnotes.video.data.lists import ListError
 
 
 @pytest.fixture(scope="module")
-def data_with_bad_video(motion_data, tmp_path_factory):
-    """The motion lists with one training and one validation video replaced by a corrupt file."""
-    root = motion_data["train"].parent
-    bad = root / "videos" / "corrupt.mp4"
-    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 definitely not h264" * 10)
-    out = tmp_path_factory.mktemp("lists")
-    for split in ("train", "val"):
-        lines = (root / f"{split}.txt").read_text().splitlines()
-        lines[3] = "videos/corrupt.mp4 3"
-        (out / f"{split}.txt").write_text("\n".join(lines) + "\n")
-    shutil.copy(root / "classes.txt", out / "classes.txt")
-    return {"train": out / "train.txt", "val": out / "val.txt", "root": root, "bad": bad}
-
-
-@pytest.fixture(scope="module")
 def trained_run(motion_data, tiny_train_kwargs, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     cfg = TrainConfig(model="tsm", train=str(motion_data["train"]), val=str(motion_data["val"]), out=str(out),
@@ -207,3 +192,35 @@ def test_cli_models_lists_cost():
     assert lines["tsn"][1:] == lines["tsm"][1:]  # the shift adds neither parameters nor FLOPs
     assert float(lines["i3d"][2]) > float(lines["tsn"][2])
     assert float(lines["i3d_full"][2]) > float(lines["i3d"][2])
+
+
+def test_resume_refuses_another_batch_size_or_lr(motion_data, tiny_train_kwargs, tmp_path):
+    # the scheduler resumes at a step count: with another batch size it would land elsewhere in the cosine
+    cfg = TrainConfig(model="tsn", train=str(motion_data["train"]), out=str(tmp_path / "run"), epochs=1,
+                      **tiny_train_kwargs)
+    train(cfg)
+    for change, flag in (({"batch_size": 2}, "--batch-size"), ({"lr": 1e-2}, "--lr")):
+        other = TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2, "resume": True, **change})
+        with pytest.raises(ValueError, match=flag):
+            train(other)
+    grown = TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2, "resume": True})  # more epochs: allowed
+    assert [m["epoch"] for m in train(grown)] == [0, 1]
+
+
+def test_a_crash_between_metrics_and_checkpoint_loses_no_epoch(motion_data, tiny_train_kwargs, tmp_path, monkeypatch):
+    cfg = TrainConfig(model="tsn", train=str(motion_data["train"]), val=str(motion_data["val"]),
+                      out=str(tmp_path / "run"), epochs=3, **tiny_train_kwargs)
+    real = training_mod.RunDir.log_epoch
+
+    def crash_logging_epoch_1(self, entry):
+        if entry["epoch"] == 1:
+            raise KeyboardInterrupt
+        real(self, entry)
+
+    monkeypatch.setattr(training_mod.RunDir, "log_epoch", crash_logging_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.setattr(training_mod.RunDir, "log_epoch", real)
+    cfg.resume = True
+    assert [m["epoch"] for m in train(cfg)] == [0, 1, 2]  # epoch 1 rerun from epoch 0's checkpoint
+    assert [m["epoch"] for m in json.loads((tmp_path / "run" / "metrics.json").read_text())] == [0, 1, 2]

@@ -79,6 +79,14 @@ def gather_lists(items: list, info: DistInfo) -> list:
     return [x for part in parts for x in part or []]
 
 
+def broadcast_buffers(model: nn.Module, info: DistInfo) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics), e.g. before each rank evaluates its
+    share: on CPU, without SyncBatchNorm, each rank's training steps move its own."""
+    if info.enabled:
+        for b in model.buffers():
+            dist.broadcast(b, 0)
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -27,9 +27,11 @@ from deepnotes.core.distributed import (
     all_reduce_sum,
     any_rank,
     barrier,
+    broadcast_buffers,
     cleanup,
     freeze_batchnorm,
     gather_lists,
+    global_mean_factor,
     init_distributed,
     local_device,
     wrap_ddp,
@@ -50,6 +52,9 @@ from deepnotes.video.metrics import confusion, plot_confusion, summarize, topk_c
 from deepnotes.video.models import build_from_config, build_model
 
 log = logging.getLogger("deepnotes.video")
+
+# what a resumed run must share with its checkpoint (and the process count): the schedule is a step count
+RESUME_KEYS = ("batch_size", "lr", "weight_decay", "warmup_epochs", "seed")
 
 # modality -> frame loader factory(config); the two-stream work registers "flow" here
 LOADERS: dict[str, Callable[[TrainConfig], Callable]] = {
@@ -216,8 +221,11 @@ def _train(cfg: TrainConfig, device: torch.device, info: DistInfo) -> list[dict[
     optimizer = AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     steps = cfg.epochs * len(train_loader)
     scheduler = cosine_with_warmup(optimizer, int(cfg.warmup_epochs * len(train_loader)), steps)
+    resume_fields = {**{k: getattr(cfg, k) for k in RESUME_KEYS}, "world_size": info.world_size}
     if cfg.resume and run.has_checkpoint():
-        state, meta = run.load(str(device), expect={"model": cfg.model})
+        # the schedule's position is a step count: another batch size or process count would move it, and
+        # the scheduler's state would silently keep the checkpoint's lr
+        state, meta = run.load(str(device), expect={"model": cfg.model}, expect_if_stored=resume_fields)
         if meta.get("model_config") != model_cfg:
             raise ValueError(f"{run.checkpoint_path} holds {meta.get('model_config')}, not {model_cfg}; "
                              "use the same --depth/--width/--segments/--input-size or another --out")
@@ -229,27 +237,38 @@ def _train(cfg: TrainConfig, device: torch.device, info: DistInfo) -> list[dict[
         run.write_config({**cfg.to_dict(), "world_size": info.world_size, "classes": classes})
     net = wrap_ddp(model, device, info, sync_bn=not cfg.freeze_bn)
 
+    placeholder: tuple[torch.Tensor, torch.Tensor] | None = None
     for epoch in range(start_epoch, cfg.epochs):
-        seed_everything(cfg.seed + 1000 * epoch)  # dropout masks: the same with or without a resume
+        # dropout masks: the same with or without a resume, and independent across processes
+        seed_everything(cfg.seed + 1000 * epoch + info.rank)
         set_epoch(train_loader, epoch)
-        net.train()
-        if cfg.freeze_bn:
-            freeze_batchnorm(net)
+        _train_mode(net, cfg.freeze_bn)
         t0, loss_sum, seen, skipped = time.perf_counter(), 0.0, 0, 0
         for batch in progress(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", total=len(train_loader)):
             skipped += len(batch.skipped)
             n_here = 0 if batch.clips is None else len(batch.labels)
-            if any_rank(n_here == 0, info):
-                scheduler.step()  # some rank has nothing readable in this step: every rank skips it together
+            if not any_rank(n_here > 0, info):
+                scheduler.step()  # nothing readable in the whole global batch: one process skips it too
                 continue
-            clips, labels = batch.clips.to(device, non_blocking=True), batch.labels.to(device)
+            if n_here:
+                clips, labels = batch.clips.to(device, non_blocking=True), batch.labels.to(device)
+            else:
+                # this process read nothing but others did: DDP needs every process in the step, so this one
+                # runs a readable clip with weight 0, BatchNorm and dropout in eval mode (no statistics move)
+                placeholder = placeholder or _readable_clip(train_ds, device)
+                clips, labels = placeholder
+                net.eval()
             out = net(clips)
             # models with their own objective (two_stream: one cross-entropy per stream) define .loss
             loss = model.loss(out, labels) if hasattr(model, "loss") else F.cross_entropy(out, labels)
+            # a mean over this process's clips: weighed by their share, the step is one process's over all
+            factor = global_mean_factor(n_here, info)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * factor).backward()
             optimizer.step()
             scheduler.step()
+            if not n_here:
+                _train_mode(net, cfg.freeze_bn)
             loss_sum += loss.item() * n_here
             seen += n_here
         totals = all_reduce_sum(torch.tensor([loss_sum, seen, skipped], dtype=torch.float64), info)
@@ -258,6 +277,9 @@ def _train(cfg: TrainConfig, device: torch.device, info: DistInfo) -> list[dict[
                                  "seconds": round(time.perf_counter() - t0, 2)}
         if val_loader is not None and ((epoch + 1) % max(cfg.eval_every, 1) == 0 or epoch + 1 == cfg.epochs):
             set_epoch(val_loader, 0)
+            # every process validates the weights rank 0 saves: its BatchNorm statistics too (DDP broadcasts
+            # them before each forward, but each process's last training step moved its own)
+            broadcast_buffers(model, info)
             res = evaluate_loader(model, val_loader, len(classes), device, info, desc="val")
             entry.update({"loss": res["loss"], "top1": res["top1"], "top5": res["top5"],
                           "mean_class_acc": res["mean_class_acc"], "val_skipped": res["skipped"]})
@@ -267,13 +289,31 @@ def _train(cfg: TrainConfig, device: torch.device, info: DistInfo) -> list[dict[
             log.warning("epoch %d: skipped %d unreadable training and %d validation videos", epoch,
                         entry["train_skipped"], entry.get("val_skipped", 0))
         if info.is_main:
+            # metrics first: a crash between the two then reruns this epoch on resume (its entry is replaced)
+            # instead of resuming after an epoch whose metrics were never written
+            run.log_epoch(entry)
             run.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict(), "epoch": epoch},
                      {"model": cfg.model, "model_config": model_cfg, "classes": classes, "epoch": epoch,
-                      "data": data_meta(cfg)})
-            run.log_epoch(entry)
+                      "data": data_meta(cfg), **resume_fields})
         barrier(info)
     return run.metrics if info.is_main else []
+
+
+def _train_mode(net: nn.Module, freeze_bn: bool) -> None:
+    net.train()
+    if freeze_bn:
+        freeze_batchnorm(net)
+
+
+def _readable_clip(dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first readable training clip as a batch of one (clips, labels): what a process with no readable
+    video in a step feeds DDP, with weight 0."""
+    for i in range(len(dataset)):
+        item = dataset[i]
+        if item is not None:
+            return item["clip"][None].to(device), torch.tensor([item["label"]], device=device)
+    raise RuntimeError("no training video could be read")
 
 
 def _two_stream_val(model: nn.Module, loader, num_classes: int, device: torch.device,
