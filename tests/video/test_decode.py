@@ -77,3 +77,37 @@ def test_count_frame_files_counts_rgb_frames_only(tmp_path):
     assert count_frame_files(tmp_path, start_index=0) == 6
     with pytest.raises(VideoReadError, match="frame_0001.png"):
         count_frame_files(tmp_path, "frame_{:04d}.png")
+
+
+def _encode(path, frames, fmt=None, options=None):
+    import av
+
+    with av.open(str(path), "w", format=fmt, options=options or {}) as out:
+        stream = out.add_stream("libx264", rate=8)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "ultrafast", "g": "4"}
+        for f in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        out.mux(stream.encode())
+
+
+def test_a_truncated_video_is_an_error_not_a_frozen_clip(tmp_path):
+    # the index first ("faststart"), so the header still counts 40 frames after the data is cut in half
+    frames = np.stack([np.full((32, 32, 3), 6 * i, np.uint8) for i in range(40)])
+    _encode(tmp_path / "whole.mp4", frames, options={"movflags": "faststart"})
+    data = (tmp_path / "whole.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[:len(data) // 2])
+    assert count_frames(tmp_path / "cut.mp4") == 40
+    assert len(read_video(tmp_path / "cut.mp4", [0, 1, 2])) == 3  # what does decode is still readable
+    with pytest.raises(VideoReadError, match="cut.mp4: frame 37 was asked for"):
+        read_video(tmp_path / "cut.mp4", [2, 12, 22, 37])
+    assert len(read_video(tmp_path / "whole.mp4", [39, 41, 42])) == 3  # a header a few frames long: clamped
+
+
+def test_a_stream_that_changes_resolution_is_an_error(tmp_path):
+    for name, width in (("a.ts", 32), ("b.ts", 48)):
+        _encode(tmp_path / name, np.zeros((8, 32, width, 3), np.uint8), fmt="mpegts")
+    (tmp_path / "mixed.ts").write_bytes((tmp_path / "a.ts").read_bytes() + (tmp_path / "b.ts").read_bytes())
+    with pytest.raises(VideoReadError, match="different sizes"):
+        read_video(tmp_path / "mixed.ts")

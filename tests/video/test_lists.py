@@ -79,3 +79,29 @@ def test_negative_label_and_multi_label_lines_say_what_is_wrong(tmp_path):
     assert detect_format(lst) == "video"
     with pytest.raises(ListError, match=r"l.txt:1: .*does not exist.*multi-label lists .* not supported"):
         read_list(lst)
+
+
+def test_a_line_that_is_not_utf8_is_named(tmp_path):
+    _touch(tmp_path / "v.mp4")
+    lst = tmp_path / "l.txt"
+    lst.write_bytes("v.mp4 0\nv.mp4 1\ncaf\u00e9.mp4 1\n".encode("latin-1"))
+    with pytest.raises(ListError, match=r"l.txt:3: not UTF-8"):
+        read_list(lst)
+
+
+def test_links_inside_the_root_are_followed_and_absolute_paths_outside_it_refused(tmp_path):
+    disk = _touch(tmp_path / "disk" / "videos" / "a.mp4").parent
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "videos").symlink_to(disk, target_is_directory=True)  # data on another disk, as users set up
+    lst = data / "l.txt"
+    lst.write_text("videos/a.mp4 0\n")
+    (rec,) = read_list(lst)
+    assert rec.path.resolve() == (disk / "a.mp4").resolve()
+    lst.write_text("videos/../../disk/videos/a.mp4 0\n")
+    with pytest.raises(ListError, match="outside"):
+        read_list(lst)
+    lst.write_text(f"{disk / 'a.mp4'} 0\n")
+    with pytest.raises(ListError, match="absolute paths must lie inside --root"):
+        read_list(lst)
+    assert read_list(lst, root=tmp_path)[0].path == disk / "a.mp4"

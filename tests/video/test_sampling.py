@@ -53,3 +53,18 @@ def test_new_length_takes_consecutive_frames():
 def test_bad_sampler_config():
     with pytest.raises(ValueError, match="sampling mode"):
         ClipSampler("sparse")
+
+
+@pytest.mark.parametrize("total,segments,new_length", [(5, 8, 1), (3, 8, 1), (8, 8, 1), (6, 3, 5), (4, 3, 5)])
+def test_videos_shorter_than_the_segments_are_spread_as_mmaction2_does(total, segments, new_length):
+    # mmaction2 SampleFrames(train): avg = (T - L + 1) // N; avg > 0: a random offset per segment; else if
+    # T > max(N, L): sorted random starts; else if avg == 0: around(arange(N) * (T - L + 1) / N); else 0
+    span = total - new_length + 1
+    rng = np.random.default_rng(0)
+    got = segment_indices(total, segments, True, rng, new_length=new_length).reshape(segments, new_length)[:, 0]
+    if span // segments > 0 or total > max(segments, new_length):
+        assert (np.diff(got) >= 0).all()
+    else:
+        # (mmaction2 wraps a start rounded one past the end to frame 0; here it stays the last start)
+        expected = np.minimum(np.around(np.arange(segments) * span / segments), span - 1) if span > 0 else 0 * got
+        np.testing.assert_array_equal(got, expected)

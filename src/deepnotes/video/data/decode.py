@@ -95,11 +95,20 @@ def count_frames(path: str | Path) -> int:
 def read_video(path: str | Path, indices: np.ndarray | list[int] | None = None) -> np.ndarray:
     """Frames ``indices`` (any order, repeats allowed; all frames when None) as (T, H, W, 3) uint8 RGB.
 
-    Indices past the end (the header over-counted) are clamped to the last decoded frame.
+    Indices a few frames past the end (headers can over-count) are clamped to the last decoded frame;
+    further past it the file is truncated or corrupt, and that is a :class:`VideoReadError` rather than a
+    clip of one frozen frame. So are frames of different sizes (a stream that changes resolution).
     """
     path = Path(path)
     wanted = None if indices is None else {int(i) for i in indices}
     frames = dict(_decode(path, wanted))
+    if wanted:
+        asked, decoded = max(wanted), max(frames)
+        if asked - decoded > max(3, asked // 20):  # a few frames or 5 %: more than headers over-count
+            raise VideoReadError(path, f"frame {asked} was asked for but decoding stops after frame {decoded} "
+                                       "(truncated or corrupt file)")
+    if len({f.shape for f in frames.values()}) > 1:
+        raise VideoReadError(path, "frames have different sizes (the stream changes resolution)")
     if indices is None:
         return np.stack([frames[i] for i in sorted(frames)])
     return np.stack([frames[i if i in frames else _nearest(frames, i)] for i in map(int, indices)])

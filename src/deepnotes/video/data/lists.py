@@ -48,8 +48,16 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpe
 
 
 def _read_lines(list_path: Path) -> list[str]:
-    # utf-8-sig: a byte-order mark (lists saved by some Windows editors) must not become part of the first path
-    return list_path.read_text(encoding="utf-8-sig").splitlines()
+    """The file's lines as text; a line that is not UTF-8 is an error naming it."""
+    lines = []
+    # a byte-order mark (lists saved by some Windows editors) must not become part of the first path
+    for n, raw in enumerate(list_path.read_bytes().removeprefix(b"\xef\xbb\xbf").splitlines(), start=1):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ListError(f"{list_path}:{n}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                            "save the list as UTF-8") from None
+    return lines
 
 
 def detect_format(list_path: str | Path) -> str:
@@ -112,7 +120,9 @@ def read_list(list_path: str | Path, root: str | Path | None = None, num_classes
         try:
             path = resolve_inside(base, parts[0].strip())
         except ValueError as exc:
-            raise ListError(f"{where}: {exc}; give --root the folder the paths are relative to") from None
+            hint = ("absolute paths must lie inside --root; give --root a folder that holds them"
+                    if Path(parts[0].strip()).is_absolute() else "give --root the folder the paths are relative to")
+            raise ListError(f"{where}: {exc}; {hint}") from None
         if check_files and not (path.is_dir() if total is not None else path.is_file()):
             raise ListError(f"{where}: {'frames folder' if total else 'video'} {path} does not exist "
                             f"(paths are relative to {base}; set --root){_more_numbers_hint(parts[0])}")
@@ -124,7 +134,7 @@ def read_list(list_path: str | Path, root: str | Path | None = None, num_classes
 
 def read_classes(path: str | Path) -> list[str]:
     """Class names, one per line (line ``i`` is label ``i``)."""
-    names = [ln.strip() for ln in Path(path).read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
+    names = [ln.strip() for ln in _read_lines(Path(path)) if ln.strip()]
     if not names:
         raise ListError(f"{path} lists no class names")
     return names

@@ -23,12 +23,19 @@ def segment_indices(total: int, num_segments: int, train: bool, rng: np.random.G
     """Frame indices (num_segments * new_length,) for TSN sampling; ``view`` in (0, 1) places test points."""
     span = max(total - new_length + 1, 1)
     if train:
+        # mmaction2's SampleFrames branches: a random offset per segment; with fewer start positions than
+        # segments, sorted random starts while the video is longer than both; else an even spread
         rng = rng or np.random.default_rng()
         avg = span // num_segments
         if avg > 0:
             starts = np.arange(num_segments) * avg + rng.integers(0, avg, num_segments)
-        else:  # fewer frames than segments: sorted random frames keep the order
+        elif total > max(num_segments, new_length):
             starts = np.sort(rng.integers(0, span, num_segments))
+        elif total >= new_length:  # a video no longer than the clip: every frame, evenly repeated
+            # (the last start can round up to one past the end, which mmaction2 wraps to frame 0: kept last)
+            starts = np.minimum(np.around(np.arange(num_segments) * span / num_segments), span - 1).astype(np.int64)
+        else:
+            starts = np.zeros(num_segments, dtype=np.int64)
     else:
         tick = span / num_segments
         starts = (tick * view + tick * np.arange(num_segments)).astype(np.int64)

@@ -2,8 +2,10 @@
 
 ``motion``: 4 pairs of classes; the two classes of a pair are time reverses of each other (left/right,
 up/down, approaching/receding, clockwise/counter-clockwise), drawn by the same generator then read
-backwards, so any single frame has exactly the same distribution in both classes. Each pair has its own colour and
-object shape, so a frame tells the pair but never the class: order-blind models are capped at 50% top-1.
+backwards, so a frame taken at a random time has exactly the same distribution in both classes. (A frame at
+a known time does not: frame 0 of "left" is the last frame of "right". A per-frame network is not told the
+time, which is why TSN's average over frames stays blind.) Each pair has its own colour and object shape, so
+a frame tells the pair but never the class: order-blind models are capped at 50% top-1.
 
 ``scene``: 8 classes that differ in appearance only (background pattern); a distractor object moves in a
 random direction in every class, so motion carries no label information.
