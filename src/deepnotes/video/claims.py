@@ -165,9 +165,12 @@ def kernels_smooth(ctx) -> Outcome:
         rows.append({"model": m, "spread_init": s0, "spread_trained": s1, "dc_share_init": d0, "dc_share_trained": d1})
         figures.update({f"{m}_spread": s1, f"{m}_dc_share": d1, f"{m}_dc_share_init": d0})
     _, run = trained(work, "motion", "tam", setup, ctx.seed, _device(ctx))
-    kernels = _tam_kernels(load_trained(run), dataset(work, "motion", setup, ctx.seed), setup)
+    per_layer = _tam_kernels(load_trained(run), dataset(work, "motion", setup, ctx.seed), setup)
+    kernels = torch.cat([k.reshape(-1, k.shape[-1]) for k in per_layer])
     ts, td = _temporal_stats(kernels)
-    across = (kernels.std(0).mean() / kernels.mean(0).abs().mean()).item()
+    # how much a (layer, channel)'s kernel changes from clip to clip, relative to its size
+    across = (torch.stack([k.std(0) for k in per_layer]).mean()
+              / torch.stack([k.mean(0).abs() for k in per_layer]).mean()).item()
     rows.append({"model": "tam (adaptive)", "spread_init": None, "spread_trained": ts, "dc_share_init": None,
                  "dc_share_trained": td})
     figures.update({"tam_spread": ts, "tam_dc_share": td, "tam_across_clip_variation": across})
@@ -177,12 +180,13 @@ def kernels_smooth(ctx) -> Outcome:
     return Outcome(figures, held, tables={"temporal kernel statistics": rows},
                    notes="TAM kernels are softmax weights per clip and channel, measured on the validation clips; "
                          "3D kernels are all conv weights with a temporal extent > 1. "
-                         f"TAM across-clip variation (std over clips / mean): {across:.3f}.")
+                         f"TAM across-clip variation (std over clips of each layer's and channel's kernel / "
+                         f"mean |kernel|): {across:.3f}.")
 
 
 @torch.no_grad()
-def _tam_kernels(model: torch.nn.Module, data: dict, setup: Setup) -> torch.Tensor:
-    """Every TAM kernel (clips x layers x channels, K) produced on the validation clips."""
+def _tam_kernels(model: torch.nn.Module, data: dict, setup: Setup) -> list[torch.Tensor]:
+    """The kernels each TAM layer produced on the validation clips: one (clips, channels, K) per layer."""
     from deepnotes.video.config import TrainConfig
     from deepnotes.video.data import make_loader, read_list
     from deepnotes.video.training import make_dataset
@@ -190,11 +194,13 @@ def _tam_kernels(model: torch.nn.Module, data: dict, setup: Setup) -> torch.Tens
     cfg = TrainConfig(model="tam", train=str(data["train"]), out="", segments=setup.segments, input_size=setup.size,
                       cache=True, workers=0)
     loader = make_loader(make_dataset(cfg, read_list(data["val"]), False), 16, False)
-    out = []
+    layers = [m for m in model.modules() if isinstance(m, TAM)]
+    out: list[list[torch.Tensor]] = [[] for _ in layers]
     for batch in loader:
         model(batch.clips.flatten(0, 1))
-        out += [m.last_kernel.reshape(-1, m.k) for m in model.modules() if isinstance(m, TAM)]
-    return torch.cat(out)
+        for kept, m in zip(out, layers, strict=True):
+            kept.append(m.last_kernel)
+    return [torch.cat(k) for k in out]
 
 
 def _kernel_plot(ctx, i3d: torch.nn.Module, tam_kernels: torch.Tensor) -> None:
@@ -217,28 +223,33 @@ def _kernel_plot(ctx, i3d: torch.nn.Module, tam_kernels: torch.Tensor) -> None:
 
 
 def _flow_costs(frames: np.ndarray, repeat: int) -> dict[str, dict[str, float]]:
-    """ms per frame pair and stored bytes per frame for Farneback and DIS flow on grey frames."""
+    """Per frame, for Farneback and DIS as ``deepnotes video flow`` computes and stores them: ms on one thread,
+    and the bytes of the stored files (x/y JPEGs, ``flow.npz``) that :func:`flow.write_flow` writes."""
+    import tempfile
+
     import cv2
 
+    from deepnotes.video.flow import make_flow_fn, write_flow
+
     grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    methods = {
-        "farneback": lambda a, b: cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0),
-        "dis": lambda a, b: dis.calc(a, b, None),
-    }
+    pairs = list(zip(grey[:-1], grey[1:], strict=True))
     out = {}
-    for name, fn in methods.items():
-        times, stored = [], []
-        for _ in range(repeat):
-            for a, b in zip(grey[:-1], grey[1:], strict=True):
-                t0 = time.perf_counter()
-                flow = fn(a, b)
-                times.append((time.perf_counter() - t0) * 1e3)
-        for a, b in zip(grey[:-1], grey[1:], strict=True):  # TSN storage: x and y as 8-bit JPEGs, +-20 px
-            q = np.clip(fn(a, b) * (127.5 / 20) + 127.5, 0, 255).astype(np.uint8)
-            stored.append(sum(len(cv2.imencode(".jpg", q[..., c])[1]) for c in range(2)))
-        out[name] = {"ms_per_frame": float(np.median(times)), "jpeg_bytes_per_frame": float(np.mean(stored)),
-                     "float32_bytes_per_frame": float(flow.nbytes)}
+    for name in ("farneback", "dis"):
+        fn, times = make_flow_fn(name), []
+        with threads(1):  # as the modules are timed (OpenCV would otherwise use every core)
+            for _ in range(repeat):
+                for a, b in pairs:
+                    t0 = time.perf_counter()
+                    fn(a, b)
+                    times.append((time.perf_counter() - t0) * 1e3)
+        flow = np.stack([fn(a, b) for a, b in pairs]).astype(np.float32)
+        with tempfile.TemporaryDirectory() as tmp:
+            write_flow(Path(tmp), flow)
+            files = list(Path(tmp).iterdir())
+            jpeg = sum(f.stat().st_size for f in files if f.suffix == ".jpg")
+            npz = sum(f.stat().st_size for f in files if f.suffix == ".npz")
+        out[name] = {"ms_per_frame": float(np.median(times)), "jpeg_bytes_per_frame": jpeg / len(pairs),
+                     "npz_bytes_per_frame": npz / len(pairs), "float32_bytes_per_frame": float(flow[0].nbytes)}
     return out
 
 
@@ -296,7 +307,7 @@ def flow_vs_feature_motion(ctx) -> Outcome:
     slowest = min(flow["farneback"]["ms_per_frame"], flow["dis"]["ms_per_frame"])
     held = all(r["extra_ms_per_frame"] < slowest for r in rows)
     figures = {f"{k}_ms_per_frame": v["ms_per_frame"] for k, v in flow.items()}
-    figures.update({f"{k}_jpeg_bytes_per_frame": v["jpeg_bytes_per_frame"] for k, v in flow.items()})
+    figures.update({f"{k}_{f}_bytes_per_frame": v[f"{f}_bytes_per_frame"] for k, v in flow.items() for f in ("jpeg", "npz")})
     figures["rgb_jpeg_bytes_per_frame"] = rgb_bytes
     figures.update({f"{r['model']}_extra_ms_per_frame": r["extra_ms_per_frame"] for r in rows})
     flow_rows = [{"method": k, **v} for k, v in flow.items()]

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import torch
 
 from deepnotes.core import RunDir
@@ -43,14 +44,17 @@ class Setup:
 
 @contextmanager
 def threads(n: int = 1) -> Iterator[None]:
-    """Run tiny models on ``n`` CPU threads: their ops are too small to gain from more, and on a shared
-    machine extra threads mostly wait for each other (20-30x slower steps were measured under load)."""
-    before = torch.get_num_threads()
+    """Run tiny models (torch) and OpenCV on ``n`` CPU threads: their ops are too small to gain from more,
+    and on a shared machine extra threads mostly wait for each other (20-30x slower steps were measured
+    under load); timings compared in one claim then run alike."""
+    before, before_cv = torch.get_num_threads(), cv2.getNumThreads()
     torch.set_num_threads(n)
+    cv2.setNumThreads(n)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+        cv2.setNumThreads(before_cv)
 
 
 QUICK = Setup()
