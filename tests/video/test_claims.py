@@ -29,10 +29,11 @@ def test_tam_kernels_are_kept_per_layer_with_clips_first(monkeypatch):
     class TwoTams(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.a, self.b = TAM(8, t=4), TAM(8, t=4)
+            self.a, self.b = TAM(8, t=4), TAM(16, t=4)
+            self.widen = torch.nn.Conv2d(8, 16, 1)
 
         def forward(self, x):
-            return self.b(self.a(x))
+            return self.b(self.widen(self.a(x)))
 
     class Loader:
         def __iter__(self):
@@ -45,8 +46,10 @@ def test_tam_kernels_are_kept_per_layer_with_clips_first(monkeypatch):
     monkeypatch.setattr("deepnotes.video.training.make_dataset", lambda *a, **k: None)
     monkeypatch.setattr("deepnotes.video.data.read_list", lambda *a, **k: [])
     per_layer = claims._tam_kernels(_Flat(model), {"train": Path("x"), "val": Path("y")}, claims.FULL)
-    assert [k.shape for k in per_layer] == [(3, 8, 3), (3, 8, 3)]
-    assert all(torch.allclose(k.std(0), torch.zeros(8, 3), atol=1e-6) for k in per_layer)
+    assert [k.shape for k in per_layer] == [(3, 8, 3), (3, 16, 3)]
+    assert claims._across_clip_variation(per_layer) < 1e-5
+    varied = [k + torch.randn_like(k) * 0.1 for k in per_layer]
+    assert claims._across_clip_variation(varied) > 0.05
 
 
 class _Flat(torch.nn.Module):

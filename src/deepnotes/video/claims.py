@@ -168,9 +168,7 @@ def kernels_smooth(ctx) -> Outcome:
     per_layer = _tam_kernels(load_trained(run), dataset(work, "motion", setup, ctx.seed), setup)
     kernels = torch.cat([k.reshape(-1, k.shape[-1]) for k in per_layer])
     ts, td = _temporal_stats(kernels)
-    # how much a (layer, channel)'s kernel changes from clip to clip, relative to its size
-    across = (torch.stack([k.std(0) for k in per_layer]).mean()
-              / torch.stack([k.mean(0).abs() for k in per_layer]).mean()).item()
+    across = _across_clip_variation(per_layer)
     rows.append({"model": "tam (adaptive)", "spread_init": None, "spread_trained": ts, "dc_share_init": None,
                  "dc_share_trained": td})
     figures.update({"tam_spread": ts, "tam_dc_share": td, "tam_across_clip_variation": across})
@@ -182,6 +180,14 @@ def kernels_smooth(ctx) -> Outcome:
                          "3D kernels are all conv weights with a temporal extent > 1. "
                          f"TAM across-clip variation (std over clips of each layer's and channel's kernel / "
                          f"mean |kernel|): {across:.3f}.")
+
+
+def _across_clip_variation(per_layer: list[torch.Tensor]) -> float:
+    """How much a (layer, channel)'s kernel changes from clip to clip, relative to its size: the mean over
+    layers, channels and taps of the std over clips, over the mean |kernel| (layers of any width)."""
+    spread = torch.cat([k.std(0).flatten() for k in per_layer]).mean()
+    size = torch.cat([k.mean(0).abs().flatten() for k in per_layer]).mean()
+    return (spread / size).item()
 
 
 @torch.no_grad()
