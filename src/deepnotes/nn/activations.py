@@ -11,6 +11,7 @@ even when that branch is not selected.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -21,29 +22,86 @@ SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 
 
+def _float32_inside(fn):
+    """Evaluate ``fn(x, ...)`` in float32 for float16/bfloat16 ``x`` and round the result once, as torch's own
+    kernels do: rounding every step of ``1 + erf(x / √2)`` in half precision loses the negative tails
+    (GELU(-3.5) came out as -0 in bfloat16) and ``0.044715 x³`` overflows float16 for |x| > ~1200."""
+
+    @functools.wraps(fn)
+    def wrapped(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if x.dtype in (torch.float16, torch.bfloat16):
+            return fn(x.float(), *args, **kwargs).to(x.dtype)
+        return fn(x, *args, **kwargs)
+
+    return wrapped
+
+
+def _nonneg(x: torch.Tensor) -> torch.Tensor:
+    """max(x, 0) that lets NaN through (``clamp_min`` zeroes a NaN input's gradient)."""
+    return torch.where(x < 0, 0.0, x)
+
+
+def _nonpos(x: torch.Tensor) -> torch.Tensor:
+    """min(x, 0) that lets NaN through."""
+    return torch.where(x > 0, 0.0, x)
+
+
+@_float32_inside
 def sigmoid(x: torch.Tensor) -> torch.Tensor:
     """1 / (1 + e^-x). Each branch of the ``where`` only exponentiates non-positive numbers."""
-    pos = 1.0 / (1.0 + torch.exp(-x.clamp_min(0)))
-    e = torch.exp(x.clamp_max(0))
+    pos = 1.0 / (1.0 + torch.exp(-_nonneg(x)))
+    e = torch.exp(_nonpos(x))
     return torch.where(x >= 0, pos, e / (1.0 + e))
 
 
+@_float32_inside
 def tanh(x: torch.Tensor) -> torch.Tensor:
     """(1 - e^-2x) / (1 + e^-2x) for x >= 0, its odd mirror for x < 0; expm1 keeps precision near 0."""
-    zp = -2.0 * x.clamp_min(0)
-    zn = 2.0 * x.clamp_max(0)
+    zp = -2.0 * _nonneg(x)
+    zn = 2.0 * _nonpos(x)
     return torch.where(x >= 0, -torch.expm1(zp) / (1.0 + torch.exp(zp)), torch.expm1(zn) / (1.0 + torch.exp(zn)))
 
 
+@_float32_inside
 def softplus(x: torch.Tensor, beta: float = 1.0, threshold: float = 20.0) -> torch.Tensor:
     """log(1 + e^(beta x)) / beta; exactly x once beta x > threshold (equal to float precision there).
 
     Written as bx + log1p(e^-bx) for bx > 0 and log1p(e^bx) otherwise: exp only sees values <= 0, so
     nothing overflows (e^20 does in float16, whose largest value is 65504), and the gradient at 0 is 1/2."""
     bx = beta * x
-    pos, neg = bx.clamp_min(0), bx.clamp_max(0)
+    pos, neg = _nonneg(bx), _nonpos(bx)
     soft = torch.where(bx > 0, pos + torch.log1p(torch.exp(-pos)), torch.log1p(torch.exp(neg))) / beta
     return torch.where(bx > threshold, x, soft)
+
+
+@_float32_inside
+def elu(x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """x for x > 0, alpha (e^x - 1) otherwise (NaN passes through, with torch's gradient 1 there)."""
+    neg = torch.where(x <= 0, x, 0.0)  # NaN takes the x branch; this one then stays finite for it
+    return torch.where(x <= 0, alpha * torch.expm1(neg), x)
+
+
+@_float32_inside
+def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    """x Φ(x), or its tanh approximation 0.5 x (1 + tanh(√(2/π)(x + 0.044715 x³))).
+
+    Evaluated as 0.5 x erfc(-x / √2) and x σ(2 √(2/π)(x + 0.044715 x³)), the same functions: ``1 + erf``
+    and ``1 + tanh`` cancel to 0 in the negative tail (GELU(-5.5) = -1.6e-7 came out as -0 in float32)."""
+    if approximate == "tanh":
+        return x * sigmoid(2.0 * math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x))
+    return 0.5 * x * torch.erfc(-x / math.sqrt(2.0))
+
+
+@_float32_inside
+def silu(x: torch.Tensor, beta: float | torch.Tensor = 1.0) -> torch.Tensor:
+    """x σ(beta x)."""
+    return x * sigmoid(beta * x)
+
+
+@_float32_inside
+def mish(x: torch.Tensor) -> torch.Tensor:
+    """x tanh(softplus(x))."""
+    return x * tanh(softplus(x))
 
 
 class _StraightThroughStep(torch.autograd.Function):
@@ -102,7 +160,7 @@ class ReLU(nn.Module):
     """max(0, x). Derivative 1 for x > 0 and 0 for x <= 0 (torch's convention at 0)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.where(x > 0, x, torch.zeros_like(x))
+        return torch.where(x <= 0, torch.zeros_like(x), x)  # NaN stays NaN, as in torch.relu
 
 
 class LeakyReLU(nn.Module):
@@ -152,7 +210,7 @@ class ELU(nn.Module):
         self.alpha = alpha
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.where(x > 0, x, self.alpha * torch.expm1(x.clamp_max(0)))
+        return elu(x, self.alpha)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
@@ -162,7 +220,7 @@ class SELU(nn.Module):
     """scale * ELU_alpha(x) with the self-normalising constants (alpha ≈ 1.6733, scale ≈ 1.0507)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return SELU_SCALE * torch.where(x > 0, x, SELU_ALPHA * torch.expm1(x.clamp_max(0)))
+        return SELU_SCALE * elu(x, SELU_ALPHA)
 
 
 class GELU(nn.Module):
@@ -175,10 +233,7 @@ class GELU(nn.Module):
         self.approximate = approximate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.approximate == "tanh":
-            inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)
-            return 0.5 * x * (1.0 + tanh(inner))
-        return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
+        return gelu(x, self.approximate)
 
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}"
@@ -198,7 +253,7 @@ class SiLU(nn.Module):
             self.beta = float(beta)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * sigmoid(self.beta * x)
+        return silu(x, self.beta)
 
     def extra_repr(self) -> str:
         return "learnable beta" if isinstance(self.beta, nn.Parameter) else f"beta={self.beta}"
@@ -208,7 +263,7 @@ class Mish(nn.Module):
     """x tanh(softplus(x)): smooth, non-monotonic, unbounded above and bounded below (≈ -0.31)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * tanh(softplus(x))
+        return mish(x)
 
 
 class Softplus(nn.Module):
