@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 import yaml
 
@@ -32,6 +34,9 @@ def test_template_parses():
         (lambda r: r["sources"].append({"type": "video", "path": "more.mp4", "camera": "cam2"}),
          "sources[1]: camera 'cam2' is already fed by sources[0]"),
         (lambda r: r.update(frames={"stride": 0}), "frames.stride must be >= 1"),
+        (lambda r: r["cameras"][0].update(name="Null"), "cameras[0].name: 'Null' reads back as no name"),
+        (lambda r: r["stereo"][0].update(right=r["stereo"][0]["left"]), "stereo[0]: left and right are both"),
+        (lambda r: r["rigs"][0].update(cameras=["cam0", "cam1", "cam1"]), "rigs[0].cameras: ['cam0', 'cam1', 'cam1'] lists"),
         (lambda r: r.update(frames={"duplicate_threshold": -1.0}), "frames.duplicate_threshold must be >= 0"),
     ],
 )
@@ -50,3 +55,16 @@ def test_missing_source_file_and_bad_yaml(tmp_path):
     (tmp_path / "bad.yaml").write_text("board: [1,\n")
     with pytest.raises(ConfigError, match="line"):
         load_config(tmp_path / "bad.yaml")
+
+
+@pytest.mark.parametrize("cameras", [3, 5])
+def test_synthetic_configs_with_empty_grid_cells_load(tmp_path, cameras):
+    # 3 cameras in a 2x2 mosaic: the config named 3 cameras for 4 cells and its own loader refused it
+    from deepnotes.calib.synthetic import synthetic_rig, write_dataset
+
+    rig = synthetic_rig(cameras, 2, (96, 72), seed=0)
+    cfg = load_config(write_dataset(tmp_path, rig, ss=1))
+    (source,) = cfg.sources
+    assert source.cameras == [c.name for c in cfg.cameras] and len(source.crops) == cameras
+    ncol = math.ceil(math.sqrt(cameras))
+    assert source.crops[-1] == [(cameras - 1) % ncol * 96, (cameras - 1) // ncol * 72, 96, 72]  # row-major cells

@@ -83,3 +83,17 @@ def test_synth_refuses_impossible_sizes_naming_the_flag(tmp_path, flag):
     res = CliRunner().invoke(app, ["synth", str(tmp_path / "p"), *flag])
     assert res.exit_code == 2 and flag[0] in res.output
     assert not (tmp_path / "p").exists()
+
+
+def test_kalibr_chain_has_no_offset_between_cameras_of_different_rigs():
+    from deepnotes.calib.io_yaml import kalibr_camchain
+
+    def cam(name, rig, t):
+        return {"name": name, "model": "pinhole", "K": np.eye(3), "dist": np.zeros(5), "image_size": [64, 48],
+                "R": np.eye(3), "T": np.array(t, float), "rig": rig}
+
+    chain = yaml.safe_load(kalibr_camchain([cam("a", "r1", [0, 0, 0]), cam("b", "r1", [0.1, 0, 0]),
+                                            cam("c", "", [0, 0, 0]), cam("d", "r2", [0, 0, 0])]))
+    np.testing.assert_allclose(np.array(chain["cam1"]["T_cn_cnm1"])[:3, 3], [0.1, 0, 0])
+    # c is in no rig (its pose unknown), d in another rig's frame: no transform claimed, not an identity
+    assert "T_cn_cnm1" not in chain["cam2"] and "T_cn_cnm1" not in chain["cam3"]

@@ -20,6 +20,7 @@ from deepnotes.core.paths import resolve_inside
 MODELS = ("pinhole", "pinhole_rational", "fisheye")
 DETECTORS = ("classic", "sb")
 CAMERA_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+YAML_NULLS = ("null", "~")
 
 
 class CalibError(ValueError):
@@ -243,6 +244,9 @@ def parse_config(raw: Any, src: str = "<config>", base: Path | None = None, chec
         if not isinstance(name, str) or not CAMERA_NAME.fullmatch(name) or set(name) == {"."}:
             raise ConfigError(f"{_where(src, f'cameras[{i}].name')}: {name!r} is not a valid camera name; use letters, "
                               "digits, '_', '-' and '.' (it names folders and files under the output directory)")
+        if name.lower() in YAML_NULLS:  # OpenCV writes it unquoted and reads it back as an empty name
+            raise ConfigError(f"{_where(src, f'cameras[{i}].name')}: {name!r} reads back as no name from the "
+                              "calibration YAML; choose another camera name")
     if len(set(names)) != len(names):
         raise ConfigError(f"{_where(src, 'cameras')}: duplicate camera names in {names}")
     for i, c in enumerate(cameras):
@@ -293,10 +297,15 @@ def parse_config(raw: Any, src: str = "<config>", base: Path | None = None, chec
             known_cam(c, f"rigs[{i}].cameras")
         if r.reference not in r.cameras:
             raise ConfigError(f"{_where(src, f'rigs[{i}].reference')}: {r.reference!r} is not in the rig's cameras")
+        if len(set(r.cameras)) != len(r.cameras):
+            raise ConfigError(f"{_where(src, f'rigs[{i}].cameras')}: {r.cameras} lists a camera twice")
     pairs = [_build(StereoPair, p, src, f"stereo[{i}]") for i, p in enumerate(_list(raw, "stereo", src, False))]
     for i, p in enumerate(pairs):
         known_cam(p.left, f"stereo[{i}].left")
         known_cam(p.right, f"stereo[{i}].right")
+        if p.left == p.right:
+            raise ConfigError(f"{_where(src, f'stereo[{i}]')}: left and right are both {p.left!r}; a stereo pair is "
+                              "two cameras")
     opts = {
         k: _build(cls, raw.get(k, {}) or {}, src, k)
         for k, cls in (("frames", FramesOpts), ("detect", DetectOpts), ("intrinsics", IntrinsicsOpts), ("rig", RigOpts))

@@ -87,9 +87,13 @@ def kalibr_camchain(cameras: list[dict]) -> str:
     Kalibr's pinhole model is ``radtan`` with 4 coefficients (k1 k2 p1 p2); a nonzero k3 cannot be
     expressed there and is dropped (the value is kept in ``calibration.yaml``). Fisheye maps to
     ``equidistant``. Rational models have no Kalibr equivalent and are exported as radtan, too.
+
+    ``T_cn_cnm1`` is written only when both cameras belong to the same rig (``c["rig"]``): poses of other
+    rigs are in another frame, and a camera in no rig has no known pose (it was written as the identity,
+    which says the two cameras sit at the same spot).
     """
     chain = {}
-    prev = None
+    prev, prev_rig = None, None
     for i, c in enumerate(cameras):
         K = np.asarray(c["K"], float)
         dist = np.asarray(c["dist"], float).ravel()
@@ -104,9 +108,10 @@ def kalibr_camchain(cameras: list[dict]) -> str:
         }
         T = np.eye(4)
         T[:3, :3], T[:3, 3] = np.asarray(c["R"]), np.asarray(c["T"]).ravel()
-        if prev is not None:
+        rig = c.get("rig") or None
+        if prev is not None and rig is not None and rig == prev_rig:
             entry["T_cn_cnm1"] = (T @ np.linalg.inv(prev)).tolist()  # previous camera -> this camera
-        prev = T
+        prev, prev_rig = T, rig
         chain[f"cam{i}"] = entry
     return yaml.safe_dump(chain, sort_keys=False, default_flow_style=None)
 

@@ -243,7 +243,10 @@ def write_dataset(
                 cv2.imwrite(str(out / "images" / c.name / f"frame_{k:04d}.png"), v)
     names = [c.name for c in cams]
     if mosaic:
-        sources = [Source(type="mosaic", path=out / "fourway", layout=[nrow, ncol], cameras=names)]
+        # a grid with empty cells (3, 5, ... cameras) names each used cell by its crop; a full grid by its layout
+        crops = None if nrow * ncol == len(names) else [
+            [(i % ncol) * w, (i // ncol) * h, w, h] for i in range(len(names))]
+        sources = [Source(type="mosaic", path=out / "fourway", layout=[nrow, ncol], cameras=names, crops=crops)]
     else:
         sources = [Source(type="folder", path=out / "images" / n, camera=n) for n in names]
     cfg = CalibConfig(
