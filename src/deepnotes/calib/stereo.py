@@ -9,12 +9,15 @@ seen by both cameras, undistorted and rectified, is ``rectified_vertical_error``
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from deepnotes.calib.intrinsics import IntrinsicsResult
+
+log = logging.getLogger("deepnotes.calib")
 
 
 def _skew(t: np.ndarray) -> np.ndarray:
@@ -41,6 +44,15 @@ def rectify(left: IntrinsicsResult, right: IntrinsicsResult, R: np.ndarray, T: n
     if left.model == "fisheye" and right.model == "fisheye":
         R1, R2, P1, P2, Q = cv2.fisheye.stereoRectify(left.K, left.dist, right.K, right.dist, size, R, T.reshape(3, 1),
                                                       flags=cv2.CALIB_ZERO_DISPARITY)
+        f = min(left.K[1, 1], right.K[1, 1])
+        if not 0.25 * f <= P1[1, 1] <= 4 * f:
+            # fitted k3/k4 that fold the lens model back inside the image make OpenCV's choice of the new
+            # focal length collapse (8e-4 px was seen): the maps would show nothing, and a vertical error
+            # measured in those units reads as a perfect 0. Keep R1, R2 and project with the cameras' focal.
+            log.warning("fisheye stereoRectify chose a focal length of %.3g px against the cameras' %.1f px "
+                        "(the distortion fit folds over inside the image?); using the cameras' focal length",
+                        P1[1, 1], f)
+            P1, P2, Q = rectified_projections(f, left.K[0, 2], left.K[1, 2], R2 @ T.ravel())
     else:
         # a mixed pair: the pinhole function would read fisheye k1..k4 as k1 k2 p1 p2, so it gets no distortion
         # for the fisheye side. R1, R2 depend only on R, T and stay exact; only the choice of P (the valid
@@ -51,6 +63,18 @@ def rectify(left: IntrinsicsResult, right: IntrinsicsResult, R: np.ndarray, T: n
         R1, R2, P1, P2, Q, _, _ = cv2.stereoRectify(left.K, d_l, right.K, d_r, size, R, T.reshape(3, 1),
                                                     flags=cv2.CALIB_ZERO_DISPARITY, alpha=0)
     return {"R1": R1, "R2": R2, "P1": P1, "P2": P2, "Q": Q}
+
+
+def rectified_projections(f: float, cx: float, cy: float, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """P1, P2, Q of a rectified pair with focal ``f``, principal point (cx, cy) for both cameras and the
+    baseline ``t = R2 @ T`` in the rectified frame, in the form ``cv2.stereoRectify`` returns them
+    (CALIB_ZERO_DISPARITY): the baseline enters P2 along x (or y for a vertical pair) and Q."""
+    P1 = np.array([[f, 0, cx, 0], [0, f, cy, 0], [0, 0, 1, 0]], float)
+    P2 = P1.copy()
+    axis = 0 if abs(t[0]) >= abs(t[1]) else 1
+    P2[axis, 3] = t[axis] * f
+    Q = np.array([[1, 0, 0, -cx], [0, 1, 0, -cy], [0, 0, 0, f], [0, 0, -1 / t[axis], 0]], float)
+    return P1, P2, Q
 
 
 def vertical_error(left: IntrinsicsResult, right: IntrinsicsResult, rect: dict, pts_l: list[np.ndarray],
