@@ -60,3 +60,8 @@ def test_two_processes_match_one(bases, tmp_path, method, arch, marker):
     results = json.loads((tmp_path / "two" / "results.json").read_text())
     assert abs(results["test_loss"] - single["test_loss"]) < 1e-4
     assert json.loads((tmp_path / "two" / "config.json").read_text())["world_size"] == 2
+    # each process draws its own dropout masks (one seed everywhere gave them all the same) and the checkpoint
+    # keeps every process's stream for a resume
+    ranks = two["rng_ranks"]
+    assert sorted(ranks) == ["0", "1"] and not torch.equal(ranks["0"]["cpu"], ranks["1"]["cpu"])
+    assert torch.equal(ranks["0"]["cpu"], two["rng"]["cpu"])

@@ -94,3 +94,26 @@ def test_report_reuses_finished_fine_tunings_and_resumes_killed_ones(pretrained,
     (claims._run_dir(ctx, "p") / "results.json").unlink()  # as if killed after its last checkpoint
     assert claims._run(ctx, "prompt", "p") == {"resumed": True}
     assert claims._run(ctx, "prompt", "p", seed=1) == {"resumed": False}  # other sizes: trained afresh, never resumed from this one
+
+
+def test_each_process_restores_its_own_dropout_stream():
+    from deepnotes.core import torch_rng_state
+    from deepnotes.core.distributed import DistInfo
+    from deepnotes.peft.train import process_rng
+
+    torch.manual_seed(1)
+    s1 = torch_rng_state()
+    torch.manual_seed(2)
+    s2 = torch_rng_state()
+    saved = {"rng": s1, "rng_ranks": {"0": s1, "1": s2}}
+    draws = []
+    for rank in (0, 1):
+        process_rng(0, DistInfo(rank, 2), saved)
+        draws.append(torch.rand(3))
+    torch.manual_seed(2)
+    assert torch.equal(draws[1], torch.rand(3)) and not torch.equal(draws[0], draws[1])
+    torch.manual_seed(5)
+    process_rng(5, DistInfo(1, 2), {"rng": s1})  # an older checkpoint holds rank 0's stream only: rank 1 reseeds
+    fresh = torch.rand(3)
+    torch.manual_seed(5 + 1_000_003)
+    assert torch.equal(fresh, torch.rand(3))

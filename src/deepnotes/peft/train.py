@@ -36,6 +36,7 @@ from deepnotes.core.distributed import (
     all_reduce_sum,
     barrier,
     cleanup,
+    gather_lists,
     global_mean_factor,
     init_distributed,
     local_device,
@@ -211,6 +212,19 @@ def train(method: str, model_dir: str | Path, task: str, out: str | Path, steps:
         cleanup(info)
 
 
+def process_rng(seed: int, info: DistInfo, saved: dict | None = None) -> None:
+    """Torch's global RNG (dropout masks) for this process: restored from a checkpoint's ``rng_ranks`` (or,
+    for rank 0 of an older checkpoint, its ``rng``), else rank 0 keeps the stream ``seed_everything(seed)``
+    started and every other rank gets its own seed: one seed everywhere gave every process the same masks."""
+    state = None
+    if saved:
+        state = saved.get("rng_ranks", {}).get(str(info.rank), saved.get("rng") if info.rank == 0 else None)
+    if state is not None:
+        set_torch_rng_state(state)
+    elif info.rank:
+        torch.manual_seed(seed + 1_000_003 * info.rank)
+
+
 def _train(method, model_dir, task, out, steps, batch_size, lr, n_train, n_test, eval_every, seed, dev, resume,
            options, train_file, test_file, info: DistInfo) -> dict:
     from deepnotes.optim import AdamW
@@ -245,7 +259,7 @@ def _train(method, model_dir, task, out, steps, batch_size, lr, n_train, n_test,
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start_step = int(meta["step"])
-        resumed_rng = state.get("generator"), state.get("rng")
+        resumed_rng = state.get("generator"), {k: state[k] for k in ("rng", "rng_ranks") if k in state}
     train_examples, skipped = _examples(task, "train", n_train, train_file)
     test, test_skipped = _examples(task, "test", n_test, test_file)
     skipped += test_skipped
@@ -262,7 +276,7 @@ def _train(method, model_dir, task, out, steps, batch_size, lr, n_train, n_test,
     gen = torch.Generator().manual_seed(seed + start_step)
     if resumed_rng[0] is not None:  # same batches and dropout masks as a run that never stopped
         gen.set_state(resumed_rng[0].cpu())
-        set_torch_rng_state(resumed_rng[1])
+    process_rng(seed, info, resumed_rng[1])
     eval_every = eval_every or min(steps, DEFAULT_EVAL_EVERY)
     net = wrap_ddp(model, dev, info)
     t0 = time.perf_counter()
@@ -281,10 +295,12 @@ def _train(method, model_dir, task, out, steps, batch_size, lr, n_train, n_test,
         loss_sum, logged = loss_sum + loss.item() / info.world_size, logged + 1
         if (step + 1) % eval_every == 0 or step + 1 == steps:
             total = all_reduce_sum(torch.tensor([loss_sum], dtype=torch.float64), info).item()
+            rng_ranks = gather_lists([torch_rng_state()], info)  # every process's dropout stream, for a resume
             if info.is_main:
                 run.log_epoch({"epoch": step + 1, "train_loss": total / logged})
                 run.save({"trained": trained_state(model), "optimizer": opt.state_dict(),
-                          "scheduler": sched.state_dict(), "generator": gen.get_state(), "rng": torch_rng_state()},
+                          "scheduler": sched.state_dict(), "generator": gen.get_state(), "rng": rng_ranks[0],
+                          "rng_ranks": {str(r): st for r, st in enumerate(rng_ranks)}},
                          {"method": method, "task": task, "step": step + 1, **{k: asked[k] for k in RESUME_KEYS}})
             barrier(info)
             loss_sum, logged = 0.0, 0
