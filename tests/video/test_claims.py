@@ -24,6 +24,18 @@ def test_flow_costs_count_the_files_the_extractor_stores(tmp_path):
         assert costs[method]["float32_bytes_per_frame"] == 48 * 64 * 2 * 4 and costs[method]["ms_per_frame"] > 0
 
 
+class _Flat(torch.nn.Module):
+    """(clips, C, T, H, W) -> the (clips*T, C, H, W) frames a TAM layer takes."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        n, c, t, h, w = x.shape
+        return self.inner(x.transpose(1, 2).reshape(n * t, c, h, w))
+
+
 def test_tam_kernels_are_kept_per_layer_with_clips_first(monkeypatch):
     # identical clips give identical kernels: the across-clip spread must then be zero, whatever the layers
     class TwoTams(torch.nn.Module):
@@ -50,15 +62,3 @@ def test_tam_kernels_are_kept_per_layer_with_clips_first(monkeypatch):
     assert claims._across_clip_variation(per_layer) < 1e-5
     varied = [k + torch.randn_like(k) * 0.1 for k in per_layer]
     assert claims._across_clip_variation(varied) > 0.05
-
-
-class _Flat(torch.nn.Module):
-    """(clips, C, T, H, W) -> the (clips*T, C, H, W) frames a TAM layer takes."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x):
-        n, c, t, h, w = x.shape
-        return self.inner(x.transpose(1, 2).reshape(n * t, c, h, w))

@@ -82,6 +82,12 @@ def elu(x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
 
 
 @_float32_inside
+def selu(x: torch.Tensor) -> torch.Tensor:
+    """scale * ELU_alpha(x) with the self-normalising constants (rounded once in half precision)."""
+    return SELU_SCALE * elu(x, SELU_ALPHA)
+
+
+@_float32_inside
 def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     """x Φ(x), or its tanh approximation 0.5 x (1 + tanh(√(2/π)(x + 0.044715 x³))).
 
@@ -220,7 +226,7 @@ class SELU(nn.Module):
     """scale * ELU_alpha(x) with the self-normalising constants (alpha ≈ 1.6733, scale ≈ 1.0507)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return SELU_SCALE * elu(x, SELU_ALPHA)
+        return selu(x)
 
 
 class GELU(nn.Module):

@@ -235,7 +235,7 @@ def _flow_costs(frames: np.ndarray, repeat: int) -> dict[str, dict[str, float]]:
 
     import cv2
 
-    from deepnotes.video.flow import make_flow_fn, write_flow
+    from deepnotes.video.flow import compute_flow, make_flow_fn, write_flow
 
     grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
     pairs = list(zip(grey[:-1], grey[1:], strict=True))
@@ -248,7 +248,7 @@ def _flow_costs(frames: np.ndarray, repeat: int) -> dict[str, dict[str, float]]:
                     t0 = time.perf_counter()
                     fn(a, b)
                     times.append((time.perf_counter() - t0) * 1e3)
-        flow = np.stack([fn(a, b) for a, b in pairs]).astype(np.float32)
+        flow = compute_flow(frames, name)
         with tempfile.TemporaryDirectory() as tmp:
             write_flow(Path(tmp), flow)
             files = list(Path(tmp).iterdir())

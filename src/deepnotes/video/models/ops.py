@@ -73,6 +73,11 @@ class Pointwise(nn.Conv2d):
         return y.view(n, self.out_channels, h, w)
 
 
+def pointwise_bn(in_channels: int, out_channels: int) -> nn.Sequential:
+    """The attention branches' squeeze / expansion: a :class:`Pointwise` conv then BatchNorm."""
+    return nn.Sequential(Pointwise(in_channels, out_channels), nn.BatchNorm2d(out_channels))
+
+
 def dw3x3(channels: int) -> nn.Conv2d:
     """Channel-wise 3x3 spatial conv."""
     return nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False)

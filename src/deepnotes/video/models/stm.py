@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from deepnotes.video.models.base import ModelConfig, Recognizer2D, insert_after_conv1, resnet
-from deepnotes.video.models.ops import Pointwise, TemporalConv, dw3x3, next_minus_now, reduced
+from deepnotes.video.models.ops import TemporalConv, dw3x3, next_minus_now, pointwise_bn, reduced
 
 
 class STMModule(nn.Module):
@@ -21,9 +21,9 @@ class STMModule(nn.Module):
         r = reduced(channels, ratio)
         self.t = t
         self.cstm = nn.Sequential(TemporalConv(channels, t), dw3x3(channels), nn.BatchNorm2d(channels))
-        self.squeeze = nn.Sequential(Pointwise(channels, r), nn.BatchNorm2d(r))
+        self.squeeze = pointwise_bn(channels, r)
         self.transform = nn.Conv2d(r, r, 3, padding=1, bias=False)
-        self.expand = nn.Sequential(Pointwise(r, channels), nn.BatchNorm2d(channels))
+        self.expand = pointwise_bn(r, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         motion = next_minus_now(self.squeeze(x), self.t, self.transform)

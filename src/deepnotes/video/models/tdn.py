@@ -29,7 +29,7 @@ from deepnotes.video.models.base import (
     unfold,
     zero_bn,
 )
-from deepnotes.video.models.ops import Pointwise, next_minus_now, previous_minus_now, reduced
+from deepnotes.video.models.ops import next_minus_now, pointwise_bn, previous_minus_now, reduced
 
 
 class ShortTermTDM(nn.Module):
@@ -59,11 +59,11 @@ class LongTermTDM(nn.Module):
         super().__init__()
         r = reduced(channels, ratio)
         self.t = t
-        self.squeeze = nn.Sequential(Pointwise(channels, r), nn.BatchNorm2d(r))
+        self.squeeze = pointwise_bn(channels, r)
         self.neighbour = nn.Conv2d(r, r, 3, padding=1, groups=r, bias=False)  # shared by both directions
         self.full = nn.Sequential(nn.Conv2d(r, r, 3, padding=1, bias=False), nn.BatchNorm2d(r))
         self.coarse = nn.Sequential(nn.Conv2d(r, r, 3, padding=1, bias=False), nn.BatchNorm2d(r))
-        self.expand = nn.Sequential(Pointwise(r, channels), nn.BatchNorm2d(channels))
+        self.expand = pointwise_bn(r, channels)
 
     def logits(self, d: torch.Tensor) -> torch.Tensor:
         """Difference maps (M, r, H, W) at three scales (themselves, a 3x3 conv, a 3x3 conv at half resolution

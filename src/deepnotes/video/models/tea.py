@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from deepnotes.video.models.base import ModelConfig, Recognizer2D, insert_after_conv1, resnet
-from deepnotes.video.models.ops import Pointwise, TemporalConv, dw3x3, next_minus_now, reduced
+from deepnotes.video.models.ops import TemporalConv, dw3x3, next_minus_now, pointwise_bn, reduced
 
 
 class MotionExcitation(nn.Module):
@@ -23,9 +23,9 @@ class MotionExcitation(nn.Module):
         super().__init__()
         r = reduced(channels, ratio)
         self.t = t
-        self.squeeze = nn.Sequential(Pointwise(channels, r), nn.BatchNorm2d(r))
+        self.squeeze = pointwise_bn(channels, r)
         self.transform = dw3x3(r)
-        self.expand = nn.Sequential(Pointwise(r, channels), nn.BatchNorm2d(channels))
+        self.expand = pointwise_bn(r, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = next_minus_now(self.squeeze(x), self.t, self.transform).mean((2, 3), keepdim=True)
