@@ -18,8 +18,9 @@ CONFIG = "config.json"
 class RunDir:
     """A training run's folder.
 
-    Layout: ``config.json`` (what was asked), ``metrics.json`` (a list, one entry per epoch),
-    ``checkpoint.safetensors`` (the last complete epoch; atomically replaced each epoch).
+    Layout: ``config.json`` (what was asked), ``metrics.json`` (a list of records, one per period between
+    checkpoints, each with a 1-based ``epoch`` and a global ``step``), ``checkpoint.safetensors`` (the last
+    complete period; atomically replaced).
     """
 
     path: Path
@@ -48,11 +49,20 @@ class RunDir:
         return json.loads(path.read_text())
 
     def log_epoch(self, entry: dict[str, Any]) -> None:
-        """Append one epoch's metrics; an entry for an epoch already logged (after a resume) replaces it."""
-        epoch = entry.get("epoch")
-        self.metrics = [m for m in self.metrics if epoch is None or m.get("epoch") != epoch]
+        """Append one record; a record of a step (or, in records without steps, an epoch) already logged
+        (a period redone after a resume) is replaced."""
+        key = "step" if "step" in entry else "epoch"
+        value = entry.get(key)
+        self.metrics = [m for m in self.metrics if value is None or m.get(key) != value]
         self.metrics.append(entry)
         atomic_write_json(self.path / METRICS, self.metrics)
+
+    def drop_after(self, step: int) -> None:
+        """Forget records past global ``step`` (written after the checkpoint a run resumes from)."""
+        kept = [m for m in self.metrics if m.get("step", 0) <= step]
+        if len(kept) != len(self.metrics):
+            self.metrics = kept
+            atomic_write_json(self.path / METRICS, self.metrics)
 
     def save(self, state: dict[str, Any], meta: dict[str, Any]) -> Path:
         return save_checkpoint(self.checkpoint_path, state, meta)

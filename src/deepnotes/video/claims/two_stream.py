@@ -46,9 +46,9 @@ def two_stream_fusion(ctx: ClaimContext) -> Outcome:
 
 
 def _two_stream_fusion(ctx: ClaimContext) -> Outcome:
-    from deepnotes.video.flow import extract_list
+    from deepnotes.video.two_stream.flow import extract_list
     from deepnotes.video.models import build_model
-    from deepnotes.video.two_stream_synth import write_appearance_motion
+    from deepnotes.video.two_stream.synth import write_appearance_motion
 
     n, n_val, frames, size = ctx.pick((12, 6, 10, 32), (60, 20, 16, 64))
     seg, L = 3, 3

@@ -235,7 +235,7 @@ def _flow_costs(frames: np.ndarray, repeat: int) -> dict[str, dict[str, float]]:
 
     import cv2
 
-    from deepnotes.video.flow import compute_flow, make_flow_fn, write_flow
+    from deepnotes.video.two_stream.flow import compute_flow, make_flow_fn, write_flow
 
     grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
     pairs = list(zip(grey[:-1], grey[1:], strict=True))
