@@ -15,6 +15,7 @@ import statistics
 import torch
 
 from deepnotes.core import pick_device
+from deepnotes.core.config import ConfigError, parse_hw
 from deepnotes.core.timing import count_flops, time_call
 from deepnotes.pose.model import PoseConfig, PoseModel
 
@@ -22,8 +23,8 @@ from deepnotes.pose.model import PoseConfig, PoseModel
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--input-size", default="256,192", help="H,W")
-    ap.add_argument("--heatmap-size", default="64,48", help="H,W of the heatmap head")
+    ap.add_argument("--input-size", default="256,192", help="H,W (one number: a square)")
+    ap.add_argument("--heatmap-size", default="64,48", help="H,W of the heatmap head (one number: a square)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--depth", type=int, default=18)
     ap.add_argument("--width", type=int, default=32)
@@ -34,18 +35,20 @@ def main() -> None:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    try:
-        input_hw, heatmap_hw = (tuple(int(v) for v in a.split(",")) for a in (args.input_size, args.heatmap_size))
-    except ValueError:
-        input_hw = heatmap_hw = ()
-    if len(input_hw) != 2 or len(heatmap_hw) != 2:
-        ap.error(f"--input-size {args.input_size!r} / --heatmap-size {args.heatmap_size!r}: expected H,W, e.g. 256,192")
+    try:  # the sizes' one syntax: H,W, or one number for a square
+        input_hw = parse_hw(args.input_size, "--input-size")
+        heatmap_hw = parse_hw(args.heatmap_size, "--heatmap-size")
+    except ConfigError as exc:
+        ap.error(str(exc))
     x = torch.randn(args.batch_size, 3, *input_hw, device=device)
     models, feats = {}, {}
     for head in ("heatmap", "regression", "rle"):
-        cfg = PoseConfig(head=head, input_hw=input_hw, heatmap_hw=heatmap_hw, depth=args.depth, width=args.width,
-                         stages=4, deconv_channels=args.deconv_channels)
-        models[head] = PoseModel(cfg).to(device).eval()
+        cfg = PoseConfig(head=head, input_hw=input_hw, heatmap_hw=heatmap_hw, depth=args.depth,
+                         width=args.width, stages=4, deconv_channels=args.deconv_channels)
+        try:
+            models[head] = PoseModel(cfg).to(device).eval()
+        except ValueError as exc:  # e.g. a heatmap size the deconvolutions cannot reach
+            ap.error(str(exc))
         if head == "rle":
             models[head].head.strip_flow()
         with torch.no_grad():
@@ -65,10 +68,11 @@ def main() -> None:
         head_flops = count_flops(model.head, feats[head][:1].cpu()) / 1e9
         rows.append((head, args.batch_size / ms * 1e3, ms, head_ms, flops, head_flops))
     ref = rows[0]
-    print(f"device {device}, input {input_hw}, batch {args.batch_size}, ResNet-{args.depth} width {args.width}, "
-          f"heatmap {heatmap_hw} with {args.deconv_channels} deconv channels, torch threads {torch.get_num_threads()}")
-    print(f"{'head':11s} {'img/s':>9s} {'x heatmap':>9s} {'batch ms':>9s} {'head ms':>8s} {'GFLOPs/img':>10s} "
-          f"{'head MFLOPs':>11s}")
+    print(f"device {device}, input {input_hw}, batch {args.batch_size}, ResNet-{args.depth} width "
+          f"{args.width}, heatmap {heatmap_hw} with {args.deconv_channels} deconv channels, torch threads "
+          f"{torch.get_num_threads()}")
+    print(f"{'head':11s} {'img/s':>9s} {'x heatmap':>9s} {'batch ms':>9s} {'head ms':>8s} "
+          f"{'GFLOPs/img':>10s} {'head MFLOPs':>11s}")
     for head, ips, ms, hms, fl, hfl in rows:
         print(f"{head:11s} {ips:9.1f} {ips / ref[1]:9.2f} {ms:9.2f} {hms:8.2f} {fl:10.3f} {hfl * 1e3:11.3f}")
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: one tiny synthetic dataset per session; single-threaded torch (tiny nets run faster so)."""
+"""Shared fixtures: one tiny synthetic dataset per session; single-threaded torch (tiny nets run faster
+so)."""
 
 from __future__ import annotations
 

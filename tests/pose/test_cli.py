@@ -1,4 +1,5 @@
-"""End to end through the CLI on a tiny synthetic set: synth, train (all heads), resume, eval, predict, bad input."""
+"""End to end through the CLI on a tiny synthetic set: synth, train (all heads), resume, eval, predict, bad
+input."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from deepnotes.pose.model import PoseConfig
 from deepnotes.pose.train import TrainConfig, train
 
 runner = CliRunner()
-SMALL = ["--input-size", "64,48", "--heatmap-size", "8,6", "--width", "4", "--depth", "10", "--batch-size", "12",
-         "--device", "cpu", "--lr", "3e-3"]
+SMALL = ["--input-size", "64,48", "--heatmap-size", "8,6", "--width", "4", "--depth", "10",
+         "--batch-size", "12", "--device", "cpu", "--lr", "3e-3"]
 
 
 def _train(data, out, head, epochs, *extra):
@@ -48,7 +49,8 @@ def test_train_writes_metrics_and_checkpoint(runs):
     for head, run in runs.items():
         metrics = json.loads((run / "metrics.json").read_text())
         assert [m["epoch"] for m in metrics] == [1, 2]
-        for key in ("train_loss", "val_AP", "val_PCK@0.1", "val_mean_error_px", "skipped_train", "unreadable_train"):
+        for key in ("train_loss", "val_AP", "val_PCK@0.1", "val_mean_error_px", "skipped_train",
+                    "unreadable_train"):
             assert key in metrics[-1]
         _, meta = load_checkpoint(run / "checkpoint.safetensors")
         assert meta["head"] == head and meta["epoch"] == 2
@@ -63,7 +65,8 @@ def test_resume_continues_bit_for_bit(tiny_data, runs, tmp_path):
         if msg.startswith("epoch 1:"):
             raise KeyboardInterrupt
 
-    config = PoseConfig(head="rle", input_hw=(64, 48), heatmap_hw=(8, 6), depth=10, width=4, deconv_channels=16)
+    config = PoseConfig(head="rle", input_hw=(64, 48), heatmap_hw=(8, 6), depth=10, width=4,
+                        deconv_channels=16)
     tc = TrainConfig(epochs=2, batch_size=12, lr=3e-3)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_data["train"], tiny_data["val"], tmp_path / "r", config, tc, torch.device("cpu"),
@@ -102,7 +105,8 @@ def test_val_images_has_its_own_folder_and_an_empty_val_set_is_an_error(tiny_dat
 
 def test_eval_writes_metrics_and_scored_results(tiny_data, runs):
     for head, run in runs.items():
-        res = runner.invoke(app, ["pose", "eval", str(run), "--ann", str(tiny_data["val"]), "--device", "cpu"])
+        res = runner.invoke(app, ["pose", "eval", str(run), "--ann", str(tiny_data["val"]),
+                                  "--device", "cpu"])
         assert res.exit_code == 0, res.output
         ev = json.loads((run / "eval.json").read_text())
         for key in ("AP", "AP50", "AP75", "PCK@0.05", "PCK@0.1", "mean_error_px"):
@@ -133,7 +137,8 @@ def test_oks_ap_is_one_for_ground_truth(tiny_data):
     assert oks_ap(samples, coco_results(samples, preds))["AP50"] == 0.0
 
 
-def test_persons_on_unreadable_images_are_reported_not_scored_as_misses(tiny_data, runs, tmp_path, monkeypatch):
+def test_persons_on_unreadable_images_are_reported_not_scored_as_misses(tiny_data, runs, tmp_path,
+                                                                         monkeypatch):
     import numpy as np
 
     from deepnotes.pose import evaluate as ev_mod
@@ -160,7 +165,8 @@ def test_predict_draws_and_prints_scores(tiny_data, runs, tmp_path):
                               "--out", str(out), "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert out.is_file() and "left_wrist" in res.output and "score" in res.output
-    bad = runner.invoke(app, ["pose", "predict", str(runs["rle"]), str(image), "--box", "5,5,0,50", "--out", str(out)])
+    bad = runner.invoke(app, ["pose", "predict", str(runs["rle"]), str(image), "--box", "5,5,0,50",
+                              "--out", str(out)])
     assert bad.exit_code == 2 and "--box" in bad.output
 
 
@@ -175,7 +181,29 @@ def test_bad_input_errors(tiny_data, runs, tmp_path):
     save_checkpoint(other / "checkpoint.safetensors", {"w": torch.zeros(1)}, {"model": "tsm"})
     res = runner.invoke(app, ["pose", "eval", str(other), "--ann", str(tiny_data["val"])])
     assert res.exit_code == 2 and "not a pose model" in res.output
-    res = _train(tiny_data, tmp_path / "x", "rle", 1, "--input-size", "64")
+    res = _train(tiny_data, tmp_path / "x", "rle", 1, "--input-size", "64,48,3")  # not H,W or one number
     assert res.exit_code == 2 and "--input-size" in res.output
+    # refused while parsing, before any data is read
+    res = _train(tiny_data, tmp_path / "x", "transformer", 1)
+    assert res.exit_code == 2 and "heatmap" in res.output and "regression" in res.output
+    assert "persons" not in res.output
     res = _train(tiny_data, tmp_path / "y", "heatmap", 1, "--heatmap-size", "10,10")
     assert res.exit_code == 2 and "power of two" in res.output
+
+
+def test_config_file_flags_override_and_resume_reads_the_stored_config(tiny_data, tmp_path):
+    cfg = tmp_path / "pose.yaml"
+    cfg.write_text(f"train: {tiny_data['train']}\nval: {tiny_data['val']}\nout: {tmp_path / 'c'}\n"
+                   "head: regression\ninput_size: 64,48\ndepth: 10\nwidth: 4\nbatch_size: 12\nlr: 0.003\n"
+                   "epochs: 1\ndevice: cpu\n")
+    res = runner.invoke(app, ["pose", "train", "--config", str(cfg), "--epochs", "1"])
+    assert res.exit_code == 0, res.output
+    stored = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert stored["head"] == "regression" and stored["input_size"] == [64, 48] and stored["width"] == 4
+    # --resume with only --out and more epochs: every other setting comes from the run's config.json
+    res = runner.invoke(app, ["pose", "train", "--out", str(tmp_path / "c"), "--resume", "--epochs", "2"])
+    assert res.exit_code == 0 and "resuming" in res.output, res.output
+    assert [m["epoch"] for m in json.loads((tmp_path / "c" / "metrics.json").read_text())] == [1, 2]
+    cfg.write_text(cfg.read_text() + "learning_rate: 0.1\n")
+    res = runner.invoke(app, ["pose", "train", "--config", str(cfg)])
+    assert res.exit_code == 2 and "unknown key 'learning_rate'" in res.output and "lr" in res.output

@@ -38,8 +38,8 @@ def test_bad_annotations_are_skipped_and_counted(tmp_path):
               {"id": 2, "file_name": "missing.png", "width": 50, "height": 40}]
     data = load_coco(_write(tmp_path, anns, images))
     assert len(data.samples) == 1
-    assert data.skipped == {"missing_box": 1, "zero_area_box": 1, "keypoint_outside_image": 1, "no_keypoints": 1,
-                            "not_a_single_person": 1, "missing_image": 1}
+    assert data.skipped == {"missing_box": 1, "zero_area_box": 1, "keypoint_outside_image": 1,
+                            "no_keypoints": 1, "not_a_single_person": 1, "missing_image": 1}
     assert "skipped" in data.summary() and "missing_box: 1" in data.summary()
 
 
@@ -53,7 +53,8 @@ def test_bad_annotations_are_skipped_and_counted(tmp_path):
         ([], [{"id": 1}], "images[0].file_name is missing"),
         ([], [{"id": "one", "file_name": "a.png"}], "images[0].id should be int"),
         ([], [{"id": 1, "file_name": "../../etc/passwd"}], "points outside"),
-        ([], [{"id": 1, "file_name": "a.png"}, {"id": 1, "file_name": "b.png"}], "images[1].id 1 repeats images[0].id"),
+        ([], [{"id": 1, "file_name": "a.png"}, {"id": 1, "file_name": "b.png"}],
+         "images[1].id 1 repeats images[0].id"),
         ([_ann(bbox=[5, float("nan"), 30, 30])], None, "annotations[0].bbox has a non-finite value"),
         ([_ann(area="big")], None, "annotations[0].area should be a number, got 'big'"),
     ],

@@ -16,15 +16,18 @@ from deepnotes.pose.train import TrainConfig, train
 
 def test_two_processes_match_one(tiny_data, tmp_path):
     # BatchNorm statistics would be per process on CPU (no SyncBatchNorm there): keep the running ones
-    config = PoseConfig(head="rle", input_hw=(64, 48), heatmap_hw=(8, 6), depth=10, width=4, deconv_channels=16)
+    config = PoseConfig(head="rle", input_hw=(64, 48), heatmap_hw=(8, 6), depth=10, width=4,
+                        deconv_channels=16)
     single = train(tiny_data["train"], tiny_data["val"], tmp_path / "one", config,
-                   TrainConfig(epochs=2, batch_size=8, lr=3e-3, freeze_bn=True), torch.device("cpu"), log=lambda _: None)
+                   TrainConfig(epochs=2, batch_size=8, lr=3e-3, freeze_bn=True), torch.device("cpu"),
+                   log=lambda _: None)
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
             "-m", "deepnotes.cli", "pose", "train", "--head", "rle", "--train", str(tiny_data["train"]),
-            "--val", str(tiny_data["val"]), "--out", str(tmp_path / "two"), "--epochs", "2", "--batch-size", "4",
-            "--input-size", "64,48", "--heatmap-size", "8,6", "--width", "4", "--depth", "10", "--lr", "3e-3",
-            "--device", "cpu", "--freeze-bn"]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            "--val", str(tiny_data["val"]), "--out", str(tmp_path / "two"), "--epochs", "2",
+            "--batch-size", "4", "--input-size", "64,48", "--heatmap-size", "8,6", "--width", "4",
+            "--depth", "10", "--lr", "3e-3", "--device", "cpu", "--freeze-bn"]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("epoch 2:") == 1  # rank 0 logs, once
     one, _ = load_checkpoint(tmp_path / "one" / "checkpoint.safetensors")

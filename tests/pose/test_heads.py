@@ -21,7 +21,8 @@ from deepnotes.pose.heads.rle import RLEHead, base_nll
 def test_coordinate_maps_round_trip():
     xy = torch.rand(3, 17, 2) * 40
     assert torch.allclose(denormalise(normalise(xy, (64, 48)), (64, 48)), xy, atol=1e-5)
-    assert torch.allclose(heatmap_to_crop(crop_to_heatmap(xy, (64, 48), (16, 12)), (64, 48), (16, 12)), xy, atol=1e-5)
+    back = heatmap_to_crop(crop_to_heatmap(xy, (64, 48), (16, 12)), (64, 48), (16, 12))
+    assert torch.allclose(back, xy, atol=1e-5)
     # crop edges map to +-0.5 and heatmap pixel 0 covers crop pixels 0..3 (centre 1.5)
     assert torch.allclose(normalise(torch.tensor([[-0.5, 63.5]]), (64, 48)), torch.tensor([[-0.5, 0.5]]))
     assert torch.allclose(heatmap_to_crop(torch.zeros(1, 2), (64, 48), (16, 12)), torch.full((1, 2), 1.5))
@@ -63,7 +64,8 @@ def test_argmax_quantisation_floor_grows_with_stride_and_soft_argmax_removes_it(
     for hw in ((64, 48), (16, 12), (8, 6)):
         hm_xy = crop_to_heatmap(xy, (64, 48), hw)
         hm = gaussian_targets(hm_xy, hw, sigma=1.0)
-        for name, dec in (("argmax", lambda h: decode_argmax(h, False)[0]), ("quarter", lambda h: decode_argmax(h)[0]),
+        for name, dec in (("argmax", lambda h: decode_argmax(h, False)[0]),
+                          ("quarter", lambda h: decode_argmax(h)[0]),
                           ("soft", lambda h: decode_soft_argmax(h, radius=3)[0])):
             errs[name, hw] = (heatmap_to_crop(dec(hm), (64, 48), hw) - xy).norm(dim=-1).mean().item()
     stride8 = 64 / 8
@@ -115,9 +117,11 @@ def test_rle_loss_terms_match_direct_computation(base):
     assert terms["log_sigma"].item() == pytest.approx(avg(np.log(sigma).sum(-1)), rel=1e-4)
     dist = stats.laplace if base == "laplace" else stats.norm
     assert terms["base"].item() == pytest.approx(avg(-dist.logpdf(r).sum(-1)), rel=1e-4)
-    flow_lp = head.flow.log_prob(torch.from_numpy(r.reshape(-1, 2)).float()).detach().double().numpy().reshape(4, 17)
+    flow_lp = head.flow.log_prob(torch.from_numpy(r.reshape(-1, 2)).float()).detach().double().numpy()
+    flow_lp = flow_lp.reshape(4, 17)
     assert terms["flow"].item() == pytest.approx(avg(-flow_lp), rel=1e-4)
-    assert terms["loss"].item() == pytest.approx(terms["log_sigma"].item() + terms["flow"].item() + terms["base"].item())
+    total = terms["log_sigma"].item() + terms["flow"].item() + terms["base"].item()
+    assert terms["loss"].item() == pytest.approx(total)
     assert base_nll(torch.zeros(1, 2), base).item() == pytest.approx(
         2 * (math.log(2) if base == "laplace" else 0.5 * math.log(2 * math.pi)))
 

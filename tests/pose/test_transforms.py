@@ -24,7 +24,8 @@ def test_crop_maps_box_centre_to_crop_centre_and_inverts():
     pts = np.random.default_rng(0).uniform(0, 80, (10, 2))
     assert np.allclose(apply_affine(invert_affine(m), apply_affine(m, pts)), pts)
     # a similarity: distances scale by 48 / 24
-    d0, d1 = np.linalg.norm(pts[0] - pts[1]), np.linalg.norm(apply_affine(m, pts[:1]) - apply_affine(m, pts[1:2]))
+    d0 = np.linalg.norm(pts[0] - pts[1])
+    d1 = np.linalg.norm(apply_affine(m, pts[:1]) - apply_affine(m, pts[1:2]))
     assert np.isclose(d1, 2 * d0)
 
 

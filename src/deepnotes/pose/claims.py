@@ -44,6 +44,9 @@ QUICK = Size(400, 60, (96, 96), (64, 48), (16, 12), ((32, 24), (16, 12), (8, 6))
 FULL = Size(6000, 500, (160, 160), (128, 96), (32, 24), ((64, 48), (32, 24), (16, 12), (8, 6)), 18, 16, 40)
 
 _CACHE: dict[tuple, object] = {}
+# the trained models' folder under the shared data: runs written before the training engine are refused
+# for resume, so they get another folder (retrained once) instead of an error in an old --out
+RUNS = "runs-engine1"
 
 
 @contextlib.contextmanager
@@ -73,7 +76,8 @@ def _data(ctx: ClaimContext) -> tuple[object, object]:
     return _CACHE[key]
 
 
-def _model(ctx: ClaimContext, head: str, heatmap_hw: tuple[int, int] | None = None) -> tuple[PoseModel, Predictions, dict]:
+def _model(ctx: ClaimContext, head: str, heatmap_hw: tuple[int, int] | None = None
+           ) -> tuple[PoseModel, Predictions, dict]:
     """Train (or reuse) one model; returns it with its validation predictions and metrics."""
     size: Size = ctx.pick(QUICK, FULL)
     heatmap_hw = heatmap_hw or size.heatmap_hw
@@ -87,8 +91,9 @@ def _model(ctx: ClaimContext, head: str, heatmap_hw: tuple[int, int] | None = No
     tc = TrainConfig(epochs=size.epochs, batch_size=size.batch_size, lr=size.lr, seed=ctx.seed)
     with _threads_for(ctx.device):
         torch.manual_seed(ctx.seed)
-        train(train_ann, val_ann, root / "runs" / name, config, tc, ctx.device, resume=True, log=lambda _: None)
-        model = load_run(root / "runs" / name, ctx.device)
+        run = root / RUNS / name
+        train(train_ann, val_ann, run, config, tc, ctx.device, resume=True, log=lambda _: None)
+        model = load_run(run, ctx.device)
         samples = load_coco(val_ann).samples
         preds = predict(model, TopDownDataset(samples, size.input_hw), ctx.device, batch_size=64)
     metrics = {**oks_ap(samples, coco_results(samples, preds)), **pixel_metrics(samples, preds)}
@@ -111,9 +116,9 @@ METRICS = ("AP", "AP50", "AP75", "PCK@0.05", "PCK@0.1", "mean_error_px")
 @claim(
     "pose.rle_beats_l1_regression",
     topic="pose",
-    statement="RLE closes the gap of regression: with the same backbone, data and schedule, regressing mu and "
-              "sigma with the residual log-likelihood (flow) loss is more accurate than plain L1 regression; "
-              "heatmaps are shown alongside.",
+    statement="RLE closes the gap of regression: with the same backbone, data and schedule, regressing mu "
+              "and sigma with the residual log-likelihood (flow) loss is more accurate than plain L1 "
+              "regression; heatmaps are shown alongside.",
     condition="OKS AP of the RLE head > OKS AP of the L1 regression head on the synthetic validation set",
 )
 def rle_beats_l1(ctx: ClaimContext) -> Outcome:
@@ -135,9 +140,9 @@ def rle_beats_l1(ctx: ClaimContext) -> Outcome:
     figures = {f"{k}_{r['head']}": r[k] for r in rows for k in METRICS}
     notes = f"size: {ctx.pick(QUICK, FULL)}."
     if all(r["AP"] == 0 for r in rows):
-        notes += (" Every AP is 0: OKS on these small figures (scale = silhouette area) only credits errors of a "
-                  "few pixels, which models trained this briefly do not reach; PCK and pixel error still rank "
-                  "the heads, but the AP comparison is undecided at this size (run --full).")
+        notes += (" Every AP is 0: OKS on these small figures (scale = silhouette area) only credits errors "
+                  "of a few pixels, which models trained this briefly do not reach; PCK and pixel error "
+                  "still rank the heads, but the AP comparison is undecided at this size (run --full).")
     return Outcome(figures=figures, held=by["rle"]["AP"] > by["regression"]["AP"], tables={"accuracy": rows},
                    notes=notes)
 
@@ -161,10 +166,10 @@ def _oracle_floor(val_ann, size: Size, heatmap_hw: tuple[int, int]) -> float:
 @claim(
     "pose.heatmap_quantisation_floor",
     topic="pose",
-    statement="Heatmap accuracy depends on the output resolution: argmax decoding has a quantisation floor that "
-              "grows as the heatmap shrinks, while regression heads have no such floor.",
-    condition="the trained heatmap model's mean error at the smallest heatmap exceeds its error at the largest, "
-              "and the encode-decode floor grows monotonically as the heatmap shrinks",
+    statement="Heatmap accuracy depends on the output resolution: argmax decoding has a quantisation floor "
+              "that grows as the heatmap shrinks, while regression heads have no such floor.",
+    condition="the trained heatmap model's mean error at the smallest heatmap exceeds its error at the "
+              "largest, and the encode-decode floor grows monotonically as the heatmap shrinks",
 )
 def heatmap_floor(ctx: ClaimContext) -> Outcome:
     size: Size = ctx.pick(QUICK, FULL)
@@ -200,11 +205,11 @@ def heatmap_floor(ctx: ClaimContext) -> Outcome:
 @claim(
     "pose.rle_head_cost",
     topic="pose",
-    statement="Regression with RLE is cheap: the flow is dropped at inference, leaving a linear layer, while a "
-              "heatmap head spends most of the network's compute on deconvolutions at high resolution.",
-    condition="RLE head FLOPs (flow removed) < 1/100 of the heatmap head's (64x48 maps, 3 deconvolutions), and "
-              "the whole RLE model's CPU latency (batch 1, one thread, median of interleaved rounds) < the whole "
-              "heatmap model's",
+    statement="Regression with RLE is cheap: the flow is dropped at inference, leaving a linear layer, while "
+              "a heatmap head spends most of the network's compute on deconvolutions at high resolution.",
+    condition="RLE head FLOPs (flow removed) < 1/100 of the heatmap head's (64x48 maps, 3 deconvolutions), "
+              "and the whole RLE model's CPU latency (batch 1, one thread, median of interleaved rounds) < "
+              "the whole heatmap model's",
 )
 def head_cost(ctx: ClaimContext) -> Outcome:
     # SimpleBaseline's shape: 256x192 crops, stride-32 features, three deconvolutions to a 64x48 heatmap
@@ -212,8 +217,8 @@ def head_cost(ctx: ClaimContext) -> Outcome:
     input_hw = (256, 192)
     models, feats, x = {}, {}, torch.randn(1, 3, *input_hw)
     for head in ("rle", "heatmap"):
-        cfg = PoseConfig(head=head, input_hw=input_hw, heatmap_hw=(64, 48), depth=depth, width=width, stages=4,
-                         deconv_channels=channels)
+        cfg = PoseConfig(head=head, input_hw=input_hw, heatmap_hw=(64, 48), depth=depth, width=width,
+                         stages=4, deconv_channels=channels)
         models[head] = PoseModel(cfg).eval()
         if head == "rle":
             models[head].head.strip_flow()
@@ -230,7 +235,8 @@ def head_cost(ctx: ClaimContext) -> Outcome:
                 c0 = time.process_time()
                 wall[head].append(time_call(lambda m=model: m(x), "cpu", warmup=1, repeat=1))
                 cpu[head].append((time.process_time() - c0) * 500)  # two calls (warm-up + timed): ms per call
-                head_wall[head].append(time_call(lambda m=model, f=feats[head]: m.head(f), "cpu", warmup=1, repeat=1))
+                head_wall[head].append(time_call(lambda m=model, f=feats[head]: m.head(f), "cpu", warmup=1,
+                                                 repeat=1))
     rows = []
     for head, model in models.items():
         rows.append({"head": head, "head_MFLOPs": round(count_flops(model.head, feats[head]) / 1e6, 3),
@@ -240,21 +246,22 @@ def head_cost(ctx: ClaimContext) -> Outcome:
                      "model_ms": round(statistics.median(wall[head]), 2),
                      "model_cpu_ms": round(statistics.median(cpu[head]), 2)})
     r, h = rows
-    figures = {f"{k}_{row['head']}": row[k] for row in rows for k in ("head_MFLOPs", "model_MFLOPs", "head_ms", "model_ms", "model_cpu_ms")}
+    keys = ("head_MFLOPs", "model_MFLOPs", "head_ms", "model_ms", "model_cpu_ms")
+    figures = {f"{k}_{row['head']}": row[k] for row in rows for k in keys}
     figures["head_flop_ratio_heatmap_over_rle"] = h["head_MFLOPs"] / max(r["head_MFLOPs"], 1e-9)
     held = r["head_MFLOPs"] * 100 < h["head_MFLOPs"] and r["model_ms"] < h["model_ms"]
     return Outcome(figures=figures, held=held, tables={"cost": rows},
-                   notes=f"ResNet-{depth} width {width}, {channels} deconv channels, input {input_hw}, timed with one "
-                         "CPU thread, models interleaved")
+                   notes=f"ResNet-{depth} width {width}, {channels} deconv channels, input {input_hw}, timed "
+                         "with one CPU thread, models interleaved")
 
 
 @claim(
     "pose.sigma_predicts_error",
     topic="pose",
-    statement="RLE's sigma is a confidence: joints with larger predicted sigma have larger errors, so 1 - sigma "
-              "ranks predictions (and persons, for AP) better than a constant score.",
-    condition="Spearman rank correlation between predicted sigma and actual error per labelled joint > 0 with "
-              "p < 0.01, and AP with 1 - sigma as the score > AP with a constant score",
+    statement="RLE's sigma is a confidence: joints with larger predicted sigma have larger errors, so "
+              "1 - sigma ranks predictions (and persons, for AP) better than a constant score.",
+    condition="Spearman rank correlation between predicted sigma and actual error per labelled joint > 0 "
+              "with p < 0.01, and AP with 1 - sigma as the score > AP with a constant score",
 )
 def sigma_predicts_error(ctx: ClaimContext) -> Outcome:
     from scipy.stats import spearmanr

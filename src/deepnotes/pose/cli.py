@@ -7,22 +7,12 @@ from pathlib import Path
 
 import typer
 
+from deepnotes.core.cli import CONFIG_OPTION_HELP, fail, positive, resolve_config, size_option, user_errors
+from deepnotes.core.config import read_config_file
+from deepnotes.core.registry import str_enum
+from deepnotes.pose.heads import HEADS
+
 app = typer.Typer(no_args_is_help=True, help="Pose estimation with RLE, heatmap and regression heads.")
-
-
-def _fail(msg: str) -> None:
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(2)
-
-
-def _pair(text: str, flag: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.split(","))
-    except ValueError:
-        _fail(f"{flag} takes H,W (two integers), got {text!r}")
-    if h < 1 or w < 1:
-        _fail(f"{flag} must be positive, got {text!r}")
-    return h, w
 
 
 @app.command()
@@ -37,58 +27,89 @@ def synth(
     from deepnotes.pose.data.synth import write_dataset
 
     if n < 1 or max_people < 1:
-        _fail("--n and --max-people must be at least 1")
-    path = write_dataset(out, n, seed, _pair(size, "--size"), max_people)
+        fail("--n and --max-people must be at least 1")
+    path = write_dataset(out, n, seed, size_option(size, "--size"), max_people)
     typer.echo(f"wrote {path} and {n} images in {out / 'images'}")
+
+
+_DECODERS = str_enum("Decoder", ["argmax", "soft_argmax"])
+_BASES = str_enum("RleBase", ["laplace", "gaussian"])
+_POOLS = str_enum("Pool", ["flatten", "avg"])
+_SIZE = "H,W (one number: a square)"
+_HEAD = HEADS.choices()
 
 
 @app.command()
 def train(
-    head: str = typer.Option("rle", "--head", help="rle, heatmap or regression"),
-    train_ann: Path = typer.Option(..., "--train", help="COCO keypoint JSON to train on"),
-    val_ann: Path = typer.Option(..., "--val", help="COCO keypoint JSON to validate on each epoch"),
+    ctx: typer.Context,
+    config: Path = typer.Option(None, "--config", help=CONFIG_OPTION_HELP, rich_help_panel="Run"),
+    head: _HEAD = typer.Option("rle", "--head", help="the pose head", rich_help_panel="Model"),
+    train: Path = typer.Option(None, "--train", help="COCO keypoint JSON to train on (required)",
+                               rich_help_panel="Data"),
+    val: Path = typer.Option(None, "--val", help="COCO keypoint JSON to validate on (required)",
+                             rich_help_panel="Data"),
     images: Path = typer.Option(None, "--images", help="folder the file_names are relative to "
-                                "(default: images/ beside each annotation file)"),
-    val_images: Path = typer.Option(None, "--val-images", help="folder of the --val images (default: --images "
-                                    "if given, else images/ beside the --val file)"),
-    out: Path = typer.Option(..., "--out", help="run folder"),
-    epochs: int = typer.Option(30, "--epochs"),
-    batch_size: int = typer.Option(32, "--batch-size"),
-    lr: float = typer.Option(1e-3, "--lr"),
-    weight_decay: float = typer.Option(1e-4, "--weight-decay"),
-    input_size: str = typer.Option("64,48", "--input-size", help="crop size H,W"),
-    heatmap_size: str = typer.Option("16,12", "--heatmap-size", help="heatmap H,W (heatmap head)"),
-    decoder: str = typer.Option("argmax", "--decoder", help="heatmap decoder: argmax or soft_argmax"),
-    rle_base: str = typer.Option("laplace", "--rle-base", help="RLE base density: laplace or gaussian"),
-    pool: str = typer.Option("flatten", "--pool", help="regression/RLE features: flatten or avg (global pooling)"),
-    depth: int = typer.Option(18, "--depth", help="ResNet depth"),
-    width: int = typer.Option(16, "--width", help="ResNet width (channels of the first stage)"),
-    seed: int = typer.Option(0, "--seed"),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps"),
-    workers: int = typer.Option(0, "--workers", help="data loading processes"),
-    resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
-    freeze_bn: bool = typer.Option(False, "--freeze-bn", help="BatchNorm keeps its running statistics"),
+                                "(default: images/ beside each annotation file)", rich_help_panel="Data"),
+    val_images: Path = typer.Option(None, "--val-images", help="folder of the --val images (default: "
+                                    "--images if given, else images/ beside the --val file)",
+                                    rich_help_panel="Data"),
+    out: Path = typer.Option(None, "--out", help="run folder (required)", rich_help_panel="Run"),
+    epochs: int = typer.Option(30, "--epochs", min=1, rich_help_panel="Optimisation"),
+    batch_size: int = typer.Option(32, "--batch-size", min=2, help="crops per process and step",
+                                   rich_help_panel="Optimisation"),
+    lr: float = typer.Option(1e-3, "--lr", callback=positive, rich_help_panel="Optimisation"),
+    weight_decay: float = typer.Option(1e-4, "--weight-decay", min=0.0, rich_help_panel="Optimisation"),
+    warmup_epochs: float = typer.Option(1.0, "--warmup-epochs", min=0.0, rich_help_panel="Optimisation"),
+    eval_every: int = typer.Option(1, "--eval-every", min=1,
+                                   help="validate every N epochs (and after the last)",
+                                   rich_help_panel="Run"),
+    input_size: str = typer.Option("64,48", "--input-size", help=f"crop size {_SIZE}",
+                                   rich_help_panel="Model"),
+    heatmap_size: str = typer.Option("16,12", "--heatmap-size", help=f"heatmap {_SIZE} (heatmap head)",
+                                     rich_help_panel="Model"),
+    decoder: _DECODERS = typer.Option("argmax", "--decoder", help="heatmap decoder", rich_help_panel="Model"),
+    rle_base: _BASES = typer.Option("laplace", "--rle-base", help="RLE base density",
+                                    rich_help_panel="Model"),
+    pool: _POOLS = typer.Option("flatten", "--pool", help="regression/RLE features: all positions or global "
+                                "average pooling", rich_help_panel="Model"),
+    depth: int = typer.Option(18, "--depth", help="ResNet depth", rich_help_panel="Model"),
+    width: int = typer.Option(16, "--width", min=1, help="ResNet width (channels of the first stage)",
+                              rich_help_panel="Model"),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="random scale, rotation and flip",
+                                 rich_help_panel="Data"),
+    seed: int = typer.Option(0, "--seed", rich_help_panel="Run"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps", rich_help_panel="Run"),
+    workers: int = typer.Option(0, "--workers", min=0, help="data-loading processes (0: in this process)",
+                                rich_help_panel="Data"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint "
+                                "(its stored config is the base the other flags change)",
+                                rich_help_panel="Run"),
+    freeze_bn: bool = typer.Option(False, "--freeze-bn", help="BatchNorm keeps its running statistics",
+                                   rich_help_panel="Optimisation"),
 ) -> None:
     """Train a top-down pose model; writes OUT/metrics.json per epoch and an atomic checkpoint.
     Also runs under `torchrun --nproc_per_node N` (DistributedDataParallel; --batch-size is per process)."""
     from deepnotes.core import pick_device
-    from deepnotes.pose.data.coco import AnnotationError
-    from deepnotes.pose.model import PoseConfig
-    from deepnotes.pose.train import TrainConfig
+    from deepnotes.pose.config import RunConfig
     from deepnotes.pose.train import train as run_train
 
-    if epochs < 1 or batch_size < 2 or lr <= 0:
-        _fail("--epochs must be >= 1, --batch-size >= 2 and --lr > 0")
-    try:
-        config = PoseConfig(head=head, input_hw=_pair(input_size, "--input-size"),
-                            heatmap_hw=_pair(heatmap_size, "--heatmap-size"), depth=depth, width=width,
-                            deconv_channels=4 * width, decoder=decoder, rle_base=rle_base, pool=pool)
-        tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
-                         workers=workers, freeze_bn=freeze_bn)
-        run_train(train_ann, val_ann, out, config, tc, pick_device(device), images=images, val_images=val_images,
-                  resume=resume, log=typer.echo)
-    except (AnnotationError, ValueError, FileExistsError, FileNotFoundError) as exc:
-        _fail(str(exc))
+    flags = {k: v for k, v in locals().items() if k in RunConfig.__dataclass_fields__}
+    flags["input_size"] = size_option(input_size, "--input-size")
+    flags["heatmap_size"] = size_option(heatmap_size, "--heatmap-size")
+    rc = resolve_config(RunConfig, ctx, config, flags, resume_from=_resume_base(ctx, config, out, resume))
+    with user_errors():
+        run_train(rc.train, rc.val, rc.out, rc.model_config(), rc.train_config(), pick_device(rc.device),
+                  images=rc.images, val_images=rc.val_images, resume=resume, log=typer.echo)
+
+
+def _resume_base(ctx: typer.Context, config: Path | None, out: Path | None, resume: bool) -> Path | None:
+    """The run folder whose stored config a --resume starts from (--out, or out: in the --config file)."""
+    if not resume:
+        return None
+    if out is None and config is not None:
+        with user_errors():
+            out = read_config_file(config).get("out")
+    return Path(out) if out is not None else None
 
 
 @app.command("eval")
@@ -103,16 +124,14 @@ def eval_(
     """Score a run: writes RUN/eval.json (AP, AP50, AP75, PCK@0.05, PCK@0.1, mean_error_px) and
     RUN/results.json (the COCO results that were scored)."""
     from deepnotes.core import atomic_write_json, pick_device
-    from deepnotes.pose.data.coco import AnnotationError, load_coco
+    from deepnotes.pose.data.coco import load_coco
     from deepnotes.pose.evaluate import evaluate
     from deepnotes.pose.train import load_run
 
-    try:
+    with user_errors():
         dev = pick_device(device)
         model = load_run(run, dev)
         data = load_coco(ann, images)
-    except (AnnotationError, ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
     typer.echo(data.summary())
     metrics, results = evaluate(model, data.samples, dev, batch_size, workers)
     metrics = {**metrics, "head": model.config.head, "ann": str(ann), "skipped": dict(data.skipped),
@@ -143,22 +162,20 @@ def predict(
     try:
         x, y, w, h = (float(v) for v in box.split(","))
     except ValueError:
-        _fail(f"--box takes x,y,w,h (four numbers), got {box!r}")
+        fail(f"--box takes x,y,w,h (four numbers), got {box!r}")
     if w <= 0 or h <= 0:
-        _fail(f"--box needs a positive width and height, got {box!r}")
+        fail(f"--box needs a positive width and height, got {box!r}")
     rgb = read_rgb(image)
     if rgb is None:
-        _fail(f"cannot read image {image}")
-    try:
+        fail(f"cannot read image {image}")
+    with user_errors():
         dev = pick_device(device)
         model = load_run(run, dev)
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
     coords, scores = predict_box(model, rgb, (x, y, w, h), dev)
     drawn = draw_skeleton(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), coords, scores, box=(x, y, w, h))
     ok, data = cv2.imencode(out.suffix or ".png", drawn)
     if not ok:
-        _fail(f"cannot encode an image as {out.suffix!r}; use .png or .jpg")
+        fail(f"cannot encode an image as {out.suffix!r}; use .png or .jpg")
     atomic_write_bytes(out, data.tobytes())
     typer.echo(f"{'joint':16s} {'x':>8s} {'y':>8s} {'score':>6s}")
     for name, (px, py), s in zip(JOINTS, coords, scores, strict=True):

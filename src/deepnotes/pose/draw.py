@@ -16,7 +16,8 @@ def _side(j: int) -> tuple[int, int, int]:
 
 def draw_skeleton(image: np.ndarray, coords: np.ndarray, scores: np.ndarray, threshold: float = 0.0,
                   box: tuple[float, float, float, float] | None = None) -> np.ndarray:
-    """A copy of BGR ``image`` with joints (17, 2) whose score exceeds ``threshold`` and the limbs between them.
+    """A copy of BGR ``image`` with joints (17, 2) whose score exceeds ``threshold`` and the limbs between
+    them.
 
     Person's left side orange, right side blue; line widths scale with the image size.
     """

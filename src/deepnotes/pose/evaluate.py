@@ -36,7 +36,8 @@ class Predictions:
 def predict(model: torch.nn.Module, dataset: TopDownDataset, device: torch.device, batch_size: int = 64,
             workers: int = 0) -> Predictions:
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                        collate_fn=collate)
     coords, scores, indices, unreadable = [], [], [], 0
     for batch in progress(loader, desc="predict", total=len(loader)):
         unreadable += batch["unreadable"]
@@ -49,7 +50,8 @@ def predict(model: torch.nn.Module, dataset: TopDownDataset, device: torch.devic
         scores.append(s.cpu().numpy())
         indices.append(batch["index"].numpy())
     if not coords:
-        return Predictions(np.zeros((0, NUM_JOINTS, 2)), np.zeros((0, NUM_JOINTS)), np.zeros(0, int), unreadable)
+        return Predictions(np.zeros((0, NUM_JOINTS, 2)), np.zeros((0, NUM_JOINTS)), np.zeros(0, int),
+                           unreadable)
     return Predictions(np.concatenate(coords), np.concatenate(scores), np.concatenate(indices), unreadable)
 
 

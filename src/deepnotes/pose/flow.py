@@ -15,8 +15,8 @@ from torch import nn
 
 
 def _mlp(hidden: int, tanh: bool) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Linear(2, hidden), nn.LeakyReLU(), nn.Linear(hidden, hidden), nn.LeakyReLU(),
-                               nn.Linear(hidden, 2)]
+    layers: list[nn.Module] = [nn.Linear(2, hidden), nn.LeakyReLU(), nn.Linear(hidden, hidden),
+                               nn.LeakyReLU(), nn.Linear(hidden, 2)]
     if tanh:  # bounded log-scales keep early training stable
         layers.append(nn.Tanh())
     return nn.Sequential(*layers)

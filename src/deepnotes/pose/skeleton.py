@@ -12,7 +12,9 @@ JOINTS: tuple[str, ...] = (
 NUM_JOINTS = len(JOINTS)
 
 # pairs swapped by a horizontal flip: a mirrored left wrist is a right wrist
-FLIP_PAIRS: tuple[tuple[int, int], ...] = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
+FLIP_PAIRS: tuple[tuple[int, int], ...] = (
+    (1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16),
+)
 
 # COCO's skeleton (0-based joint indices), used to draw figures and predictions
 LIMBS: tuple[tuple[int, int], ...] = (

@@ -14,8 +14,10 @@ import numpy as np
 from deepnotes.pose.skeleton import flip_permutation
 
 
-def box_to_center_size(bbox: np.ndarray, aspect: float, padding: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
-    """Centre (2,) and size (2,) of the crop around box [x, y, w, h], widened to ``aspect`` = w / h and padded."""
+def box_to_center_size(bbox: np.ndarray, aspect: float, padding: float = 1.25
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Centre (2,) and size (2,) of the crop around box [x, y, w, h], widened to ``aspect`` = w / h and
+    padded."""
     x, y, w, h = bbox
     center = np.array([x + w / 2.0, y + h / 2.0])
     if w > aspect * h:
@@ -49,7 +51,9 @@ def invert_affine(m: np.ndarray) -> np.ndarray:
 
 
 def warp(image: np.ndarray, m: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    return cv2.warpAffine(image, m, (out_hw[1], out_hw[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    """(H, W, 3) image -> (out_h, out_w, 3) crop through the 2x3 affine ``m``; outside the image is black."""
+    return cv2.warpAffine(image, m, (out_hw[1], out_hw[0]), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT)
 
 
 def flip_keypoints(keypoints: np.ndarray) -> np.ndarray:

@@ -69,19 +69,22 @@ def _kind_name(kind: type | tuple) -> str:
     return " or ".join(k.__name__ for k in kinds)
 
 
-def load_coco(ann_path: str | Path, images_dir: str | Path | None = None, check_files: bool = True) -> CocoKeypoints:
-    """Parse a COCO keypoint file. ``images_dir``: the folder ``file_name`` is relative to (default ``images/``
-    beside the JSON). Only ``category_id == 1`` (person) annotations with ``iscrowd == 0`` are used."""
-    path = Path(ann_path)
+def _read_json(path: Path) -> dict:
+    """The file's top-level object; a missing file, bad JSON or another top level is an AnnotationError."""
     if not path.is_file():
         raise AnnotationError(f"annotation file {path} does not exist")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise AnnotationError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+        raise AnnotationError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: "
+                              f"{exc.msg}") from exc
     if not isinstance(data, dict):
         raise AnnotationError(f"{path}: the top level should be an object with 'images' and 'annotations'")
-    root = Path(images_dir) if images_dir is not None else default_images_dir(path)
+    return data
+
+
+def _index_images(data: dict, path: Path, root: Path) -> dict[int, dict]:
+    """image id -> its ``images`` entry plus ``path`` (the file under ``root``); ids must be unique."""
     images: dict[int, dict] = {}
     first_at: dict[int, int] = {}  # image id -> index of its entry in "images"
     for i, im in enumerate(_field(data, "images", "(top level)", path, list)):
@@ -97,6 +100,57 @@ def load_coco(ann_path: str | Path, images_dir: str | Path | None = None, check_
         except ValueError as exc:
             raise AnnotationError(f"{path}: {where}.file_name: {exc}") from exc
         images[image_id] = {**im, "path": image_path}
+    return images
+
+
+def _keypoints(ann: dict, where: str, path: Path) -> np.ndarray:
+    """The annotation's keypoints as (17, 3) x, y, v; anything but 51 numbers is an AnnotationError."""
+    kp = _field(ann, "keypoints", where, path, list)
+    if len(kp) != 3 * NUM_JOINTS or not all(isinstance(v, int | float) for v in kp):
+        raise AnnotationError(f"{path}: {where}.keypoints should be {3 * NUM_JOINTS} numbers (x, y, v per "
+                              f"COCO joint), got {len(kp)} values")
+    return np.asarray(kp, dtype=np.float64).reshape(NUM_JOINTS, 3)
+
+
+def _box(bbox: object, where: str, path: Path) -> np.ndarray:
+    """[x, y, w, h] as floats; a malformed or non-finite box is an AnnotationError."""
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int | float) for v in bbox)):
+        raise AnnotationError(f"{path}: {where}.bbox should be [x, y, w, h], got {bbox!r:.60}")
+    box = np.asarray(bbox, dtype=np.float64)
+    if not np.isfinite(box).all():
+        raise AnnotationError(f"{path}: {where}.bbox has a non-finite value: {box.tolist()}")
+    return box
+
+
+def _area(ann: dict, bbox: np.ndarray, where: str, path: Path) -> float:
+    # OKS scales by the person's area; a missing, zero or non-finite area would make every OKS 0, so the
+    # box area stands in for it (a non-number is an error)
+    area = ann.get("area")
+    if area is not None and (not isinstance(area, int | float) or isinstance(area, bool)):
+        raise AnnotationError(f"{path}: {where}.area should be a number, got {area!r:.60}")
+    if area is None or not math.isfinite(area) or area <= 0:
+        area = bbox[2] * bbox[3]
+    return float(area)
+
+
+def _skip_reason(bbox: np.ndarray, kp: np.ndarray, im: dict) -> str | None:
+    """Why a well-formed annotation is unusable (the first reason, in this order), or None."""
+    if bbox[2] <= 0 or bbox[3] <= 0:
+        return "zero_area_box"
+    labelled = kp[:, 2] > 0
+    if not labelled.any():
+        return "no_keypoints"
+    w, h = im.get("width"), im.get("height")
+    if isinstance(w, int | float) and isinstance(h, int | float):  # without the image's size: not checked
+        x, y = kp[labelled, 0], kp[labelled, 1]
+        if (x < 0).any() or (y < 0).any() or (x > w).any() or (y > h).any():
+            return "keypoint_outside_image"
+    return None
+
+
+def _samples(data: dict, path: Path, images: dict[int, dict], check_files: bool
+             ) -> tuple[list[PersonSample], Counter]:
+    """The usable person annotations, and the count of each reason the others were skipped for."""
     skipped: Counter = Counter()
     exists: dict[int, bool] = {}
     samples = []
@@ -108,47 +162,33 @@ def load_coco(ann_path: str | Path, images_dir: str | Path | None = None, check_
         if ann.get("category_id", 1) != 1 or ann.get("iscrowd", 0):
             skipped["not_a_single_person"] += 1
             continue
-        kp = _field(ann, "keypoints", where, path, list)
-        if len(kp) != 3 * NUM_JOINTS or not all(isinstance(v, int | float) for v in kp):
-            raise AnnotationError(f"{path}: {where}.keypoints should be {3 * NUM_JOINTS} numbers (x, y, v per "
-                                  f"COCO joint), got {len(kp)} values")
-        kp = np.asarray(kp, dtype=np.float64).reshape(NUM_JOINTS, 3)
-        bbox = ann.get("bbox")
-        if bbox is None:
+        kp = _keypoints(ann, where, path)
+        if ann.get("bbox") is None:
             skipped["missing_box"] += 1
             continue
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int | float) for v in bbox)):
-            raise AnnotationError(f"{path}: {where}.bbox should be [x, y, w, h], got {bbox!r:.60}")
-        bbox = np.asarray(bbox, dtype=np.float64)
-        if not np.isfinite(bbox).all():
-            raise AnnotationError(f"{path}: {where}.bbox has a non-finite value: {bbox.tolist()}")
-        if bbox[2] <= 0 or bbox[3] <= 0:
-            skipped["zero_area_box"] += 1
-            continue
-        labelled = kp[:, 2] > 0
-        if not labelled.any():
-            skipped["no_keypoints"] += 1
-            continue
+        bbox = _box(ann["bbox"], where, path)
         im = images[image_id]
-        w, h = im.get("width"), im.get("height")
-        if isinstance(w, int | float) and isinstance(h, int | float):
-            x, y = kp[labelled, 0], kp[labelled, 1]
-            if (x < 0).any() or (y < 0).any() or (x > w).any() or (y > h).any():
-                skipped["keypoint_outside_image"] += 1
-                continue
-        if check_files:
+        reason = _skip_reason(bbox, kp, im)
+        if reason is None and check_files:  # each image file is looked for once
             if image_id not in exists:
                 exists[image_id] = im["path"].is_file()
-            if not exists[image_id]:
-                skipped["missing_image"] += 1
-                continue
-        # OKS scales by the person's area; a missing, zero or non-finite area would make every OKS 0, so the
-        # box area stands in for it (a non-number is an error)
-        area = ann.get("area")
-        if area is not None and (not isinstance(area, int | float) or isinstance(area, bool)):
-            raise AnnotationError(f"{path}: {where}.area should be a number, got {area!r:.60}")
-        if area is None or not math.isfinite(area) or area <= 0:
-            area = bbox[2] * bbox[3]
-        area = float(area)
+            reason = None if exists[image_id] else "missing_image"
+        if reason is not None:
+            skipped[reason] += 1
+            continue
+        area = _area(ann, bbox, where, path)
         samples.append(PersonSample(int(ann.get("id", i + 1)), image_id, im["path"], bbox, kp, area))
+    return samples, skipped
+
+
+def load_coco(ann_path: str | Path, images_dir: str | Path | None = None,
+              check_files: bool = True) -> CocoKeypoints:
+    """Parse a COCO keypoint file. ``images_dir``: the folder ``file_name`` is relative to (default
+    ``images/`` beside the JSON). Only ``category_id == 1`` (person) annotations with ``iscrowd == 0`` are
+    used."""
+    path = Path(ann_path)
+    data = _read_json(path)
+    root = Path(images_dir) if images_dir is not None else default_images_dir(path)
+    images = _index_images(data, path, root)
+    samples, skipped = _samples(data, path, images, check_files)
     return CocoKeypoints(path=path, samples=samples, images=images, skipped=skipped)

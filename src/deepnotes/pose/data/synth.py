@@ -5,9 +5,9 @@ whose widths, lengths and angles are random. As in photos, left and right are to
 figure faces: a figure facing the camera shows a face (eyes, nose) and has its left side on the image
 right; one facing away shows a plain dark head and has its left side on the image left. Both sides share
 colours, so a mirrored figure is again a valid figure with left and right swapped, which is what flip
-augmentation assumes. Random occluders cover some joints: those keep their position with visibility 1, as COCO marks a
-labelled but hidden joint; joints outside the image get visibility 0. The output is COCO keypoint JSON
-plus PNG images, so every reader and tool that speaks COCO works on it.
+augmentation assumes. Random occluders cover some joints: those keep their position with visibility 1,
+as COCO marks a labelled but hidden joint; joints outside the image get visibility 0. The output is COCO
+keypoint JSON plus PNG images, so every reader and tool that speaks COCO works on it.
 
 Image ``i`` of seed ``s`` depends only on ``(s, i)``: asking for more images never changes earlier ones.
 """
@@ -38,7 +38,8 @@ def sample_pose(rng: np.random.Generator, height: float, center: np.ndarray, fac
     down = _rot(np.array([0.0, 1.0]), rng.normal(0, 0.25))  # torso lean
     # toward the person's left: the image's +x for a figure facing the camera (its left is our right)
     side = facing * np.array([down[1], -down[0]])
-    outward = -facing  # the rotation sign that swings the left limbs away from the body (right ones: opposite)
+    # the rotation sign that swings the left limbs away from the body (right ones: opposite)
+    outward = -facing
     torso = 0.30 * height * rng.uniform(0.9, 1.1)
     pelvis = center + 0.1 * height * down
     neck = pelvis - torso * down
@@ -87,7 +88,8 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 
 def _colour(rng: np.random.Generator, hue_lo: int, hue_hi: int) -> tuple[int, int, int]:
-    hsv = np.array([[[rng.integers(hue_lo, hue_hi), rng.integers(150, 256), rng.integers(120, 256)]]], np.uint8)
+    hsv = np.array([[[rng.integers(hue_lo, hue_hi), rng.integers(150, 256), rng.integers(120, 256)]]],
+                   np.uint8)
     return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
 
 
@@ -161,7 +163,8 @@ def render_image(seed: int, index: int, size: tuple[int, int] = (128, 128), max_
         ys, xs = np.nonzero(p["mask"])
         if len(xs) == 0 or not inside.any():
             continue
-        bbox = [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+        bbox = [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1),
+                float(ys.max() - ys.min() + 1)]
         anns.append({"keypoints": kp, "bbox": bbox, "area": float(len(xs))})
     return img, anns
 
@@ -176,7 +179,8 @@ def _covered(k: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def write_dataset(out: str | Path, n: int, seed: int = 0, size: tuple[int, int] = (128, 128),
                   max_people: int = 2, name: str = "annotations.json") -> Path:
-    """Render ``n`` images into ``out/images/`` and their COCO keypoint JSON to ``out/name``; returns the JSON path."""
+    """Render ``n`` images into ``out/images/`` and their COCO keypoint JSON to ``out/name``; returns the
+    JSON path."""
     if n < 1:
         raise ValueError(f"--n must be at least 1, got {n}")
     out = Path(out)
@@ -194,7 +198,8 @@ def write_dataset(out: str | Path, n: int, seed: int = 0, size: tuple[int, int] 
                 "id": len(annotations) + 1, "image_id": i + 1, "category_id": 1, "iscrowd": 0,
                 "bbox": [round(v, 2) for v in a["bbox"]], "area": round(a["area"], 2),
                 "num_keypoints": int((kp[:, 2] > 0).sum()),
-                "keypoints": [round(float(v), 2) if j % 3 != 2 else int(v) for j, v in enumerate(kp.reshape(-1))],
+                "keypoints": [round(float(v), 2) if j % 3 != 2 else int(v)
+                              for j, v in enumerate(kp.reshape(-1))],
             })
     path = out / name
     atomic_write_json(path, {"info": {"description": f"deepnotes synthetic figures, seed {seed}"},

@@ -1,4 +1,5 @@
-"""A torch Dataset of top-down person crops, and a collate that drops unreadable images and counts them."""
+"""A torch Dataset of top-down person crops, and a collate that drops unreadable images, counting and
+naming them."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ class TopDownDataset(Dataset):
     """Crops each person's box to ``input_hw`` = (H, W).
 
     Item: ``image`` (3, H, W), ``keypoints`` (17, 2) in crop pixels, ``weight`` (17,) 1 for labelled joints
-    inside the crop, ``inverse`` (2, 3) crop -> image affine, ``index``; None when the image is unreadable.
+    inside the crop, ``inverse`` (2, 3) crop -> image affine, ``index``; ``{"unreadable": path}`` when the
+    image cannot be read.
     ``augment``: an :class:`Augment` for training (seeded per item and epoch), None for evaluation.
     """
 
@@ -48,11 +50,11 @@ class TopDownDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, i: int) -> dict | None:
+    def __getitem__(self, i: int) -> dict:
         s = self.samples[i]
         img = read_rgb(s.image_path)
         if img is None:
-            return None
+            return {"unreadable": str(s.image_path)}
         center, size = box_to_center_size(s.bbox, self.input_hw[1] / self.input_hw[0])
         rot, flip = 0.0, False
         if self.augment is not None:
@@ -74,9 +76,11 @@ class TopDownDataset(Dataset):
         }
 
 
-def collate(items: list[dict | None]) -> dict:
-    """Stack the readable items; ``unreadable`` counts the ones dropped (summed by the training loop)."""
-    good = [it for it in items if it is not None]
+def collate(items: list[dict]) -> dict:
+    """Stack the readable items (each tensor gains a leading batch axis); ``unreadable`` counts the ones
+    dropped and ``unreadable_paths`` names them."""
+    good = [it for it in items if "unreadable" not in it]
     batch = {k: torch.stack([torch.as_tensor(it[k]) for it in good]) for k in good[0]} if good else {}
-    batch["unreadable"] = len(items) - len(good)
+    batch["unreadable_paths"] = [it["unreadable"] for it in items if "unreadable" in it]
+    batch["unreadable"] = len(batch["unreadable_paths"])
     return batch

@@ -1,18 +1,20 @@
-"""Pose heads: heatmap (deconvolution + Gaussian targets), direct L1 regression, and RLE.
-
-Every head maps backbone features (N, C, h, w) to a dict of outputs and offers ``loss(out, keypoints,
-weight)`` (a dict of named terms plus ``loss``) and ``decode(out)`` -> ``(coords (N, K, 2) in crop pixels,
-scores (N, K))``. Coordinates for regression heads are normalised by :func:`normalise`.
-"""
+"""What every pose head shares: the head registry, coordinate normalisation, the masked mean, pooling."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from deepnotes.core.registry import Registry
+
+# name -> builder ``fn(in_channels, feature_hw, config: PoseConfig) -> nn.Module``; a head module registers
+# itself with ``@HEADS.register("name")`` and heads/__init__ imports it
+HEADS: Registry = Registry("head")
+
 
 def normalise(xy: torch.Tensor, input_hw: tuple[int, int]) -> torch.Tensor:
-    """Crop pixels (..., 2) -> [-0.5, 0.5] per axis (pixel centres at integers, so the crop spans -0.5..W-0.5)."""
+    """Crop pixels (..., 2) -> [-0.5, 0.5] per axis (pixel centres at integers, so the crop spans
+    -0.5..W-0.5)."""
     size = xy.new_tensor([input_hw[1], input_hw[0]])
     return (xy + 0.5) / size - 0.5
 
@@ -29,9 +31,9 @@ def weighted_mean(per_joint: torch.Tensor, weight: torch.Tensor) -> torch.Tensor
 
 class FeatureVector(nn.Module):
     """(N, C, h, w) -> (N, dim): ``avg`` = global average pooling (dim C, the RLE paper's choice with an
-    ImageNet-pretrained ResNet-50), ``flatten`` = all positions (dim C*h*w, DeepPose's choice). Through average
-    pooling a small from-scratch network can only infer positions from padding effects; ``flatten`` keeps
-    them explicit, so it is the default here."""
+    ImageNet-pretrained ResNet-50), ``flatten`` = all positions (dim C*h*w, DeepPose's choice). Through
+    average pooling a small from-scratch network can only infer positions from padding effects;
+    ``flatten`` keeps them explicit, so it is the default here."""
 
     def __init__(self, channels: int, feature_hw: tuple[int, int], pool: str = "flatten") -> None:
         super().__init__()

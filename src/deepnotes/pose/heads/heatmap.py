@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepnotes.pose.heads import weighted_mean
+from deepnotes.pose.config import PoseConfig
+from deepnotes.pose.heads.common import HEADS, weighted_mean
+from deepnotes.pose.skeleton import NUM_JOINTS
 
 
 def crop_to_heatmap(xy: torch.Tensor, input_hw: tuple[int, int], heatmap_hw: tuple[int, int]) -> torch.Tensor:
@@ -30,7 +32,8 @@ def heatmap_to_crop(xy: torch.Tensor, input_hw: tuple[int, int], heatmap_hw: tup
 
 
 def gaussian_targets(xy_hm: torch.Tensor, heatmap_hw: tuple[int, int], sigma: float) -> torch.Tensor:
-    """Unnormalised Gaussians with peak 1 centred at the exact (sub-pixel) points (N, K, 2) -> (N, K, H, W)."""
+    """Unnormalised Gaussians with peak 1 centred at the exact (sub-pixel) points: (N, K, 2) ->
+    (N, K, H, W)."""
     h, w = heatmap_hw
     ys = torch.arange(h, dtype=xy_hm.dtype, device=xy_hm.device)
     xs = torch.arange(w, dtype=xy_hm.dtype, device=xy_hm.device)
@@ -99,8 +102,8 @@ class HeatmapHead(nn.Module):
         n = round(math.log2(ratio_h)) if ratio_h >= 1 else -1
         if n < 0 or ratio_h != 2**n or ratio_w != 2**n:
             valid = ", ".join(f"{feature_hw[0] * 2**i},{feature_hw[1] * 2**i}" for i in range(5))
-            raise ValueError(f"--heatmap-size {heatmap_hw[0]},{heatmap_hw[1]} must be the backbone's feature map "
-                             f"({feature_hw[0]}x{feature_hw[1]}) times a power of two, e.g. {valid}")
+            raise ValueError(f"--heatmap-size {heatmap_hw[0]},{heatmap_hw[1]} must be the backbone's feature "
+                             f"map ({feature_hw[0]}x{feature_hw[1]}) times a power of two, e.g. {valid}")
         if decoder not in ("argmax", "soft_argmax"):
             raise ValueError(f"unknown heatmap decoder {decoder!r}; valid: argmax, soft_argmax")
         layers: list[nn.Module] = []
@@ -125,9 +128,11 @@ class HeatmapHead(nn.Module):
     def forward(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"heatmaps": self.final(self.upsample(feats))}
 
-    def loss(self, out: dict[str, torch.Tensor], keypoints: torch.Tensor, weight: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss(self, out: dict[str, torch.Tensor], keypoints: torch.Tensor, weight: torch.Tensor
+             ) -> dict[str, torch.Tensor]:
         """Mean squared error to Gaussian targets, per joint, over labelled joints."""
-        target = gaussian_targets(crop_to_heatmap(keypoints, self.input_hw, self.heatmap_hw), self.heatmap_hw, self.sigma)
+        xy_hm = crop_to_heatmap(keypoints, self.input_hw, self.heatmap_hw)
+        target = gaussian_targets(xy_hm, self.heatmap_hw, self.sigma)
         per_joint = ((out["heatmaps"] - target) ** 2).mean(dim=(2, 3))
         mse = weighted_mean(per_joint, weight)
         return {"mse": mse, "loss": mse}
@@ -139,3 +144,10 @@ class HeatmapHead(nn.Module):
         else:
             coords, peak = decode_soft_argmax(hm, radius=math.ceil(3 * self.sigma))
         return heatmap_to_crop(coords, self.input_hw, self.heatmap_hw), peak.clamp(0.0, 1.0)
+
+
+@HEADS.register("heatmap")
+def build(in_channels: int, feature_hw: tuple[int, int], config: PoseConfig) -> HeatmapHead:
+    """The head of a :class:`~deepnotes.pose.config.PoseConfig` on features (N, in_channels, *feature_hw)."""
+    return HeatmapHead(in_channels, feature_hw, config.input_hw, config.heatmap_hw, NUM_JOINTS,
+                       config.deconv_channels, decoder=config.decoder)

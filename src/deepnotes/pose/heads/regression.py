@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deepnotes.pose.heads import FeatureVector, denormalise, normalise, weighted_mean
+from deepnotes.pose.config import PoseConfig
+from deepnotes.pose.heads.common import HEADS, FeatureVector, denormalise, normalise, weighted_mean
+from deepnotes.pose.skeleton import NUM_JOINTS
 
 
 class RegressionHead(nn.Module):
@@ -21,7 +23,8 @@ class RegressionHead(nn.Module):
     def forward(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"coords": self.fc(self.features(feats)).reshape(-1, self.num_joints, 2)}
 
-    def loss(self, out: dict[str, torch.Tensor], keypoints: torch.Tensor, weight: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss(self, out: dict[str, torch.Tensor], keypoints: torch.Tensor, weight: torch.Tensor
+             ) -> dict[str, torch.Tensor]:
         l1 = weighted_mean((out["coords"] - normalise(keypoints, self.input_hw)).abs().sum(-1), weight)
         return {"l1": l1, "loss": l1}
 
@@ -29,3 +32,9 @@ class RegressionHead(nn.Module):
         """Plain regression has no notion of confidence: every joint scores 1."""
         coords = out["coords"]
         return denormalise(coords, self.input_hw), torch.ones(coords.shape[:2], device=coords.device)
+
+
+@HEADS.register("regression")
+def build(in_channels: int, feature_hw: tuple[int, int], config: PoseConfig) -> RegressionHead:
+    """The head of a :class:`~deepnotes.pose.config.PoseConfig` on features (N, in_channels, *feature_hw)."""
+    return RegressionHead(in_channels, feature_hw, config.input_hw, NUM_JOINTS, pool=config.pool)

@@ -19,8 +19,10 @@ import math
 import torch
 from torch import nn
 
+from deepnotes.pose.config import PoseConfig
 from deepnotes.pose.flow import RealNVP
-from deepnotes.pose.heads import FeatureVector, denormalise, normalise, weighted_mean
+from deepnotes.pose.heads.common import HEADS, FeatureVector, denormalise, normalise, weighted_mean
+from deepnotes.pose.skeleton import NUM_JOINTS
 
 
 def base_nll(r: torch.Tensor, base: str) -> torch.Tensor:
@@ -64,7 +66,8 @@ class RLEHead(nn.Module):
             "base": base_nll(r, self.base),
         }
 
-    def loss(self, out: dict[str, torch.Tensor], keypoints: torch.Tensor, weight: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss(self, out: dict[str, torch.Tensor], keypoints: torch.Tensor, weight: torch.Tensor
+             ) -> dict[str, torch.Tensor]:
         terms = self.loss_terms(out["mu"], out["sigma"], normalise(keypoints, self.input_hw))
         means = {name: weighted_mean(v, weight) for name, v in terms.items()}
         means["loss"] = means["log_sigma"] + means["flow"] + means["base"]
@@ -78,3 +81,10 @@ class RLEHead(nn.Module):
         """Drop the flow (it only shapes the training loss): what a deployed model carries."""
         self.flow = None
         return self
+
+
+@HEADS.register("rle")
+def build(in_channels: int, feature_hw: tuple[int, int], config: PoseConfig) -> RLEHead:
+    """The head of a :class:`~deepnotes.pose.config.PoseConfig` on features (N, in_channels, *feature_hw)."""
+    return RLEHead(in_channels, feature_hw, config.input_hw, NUM_JOINTS, base=config.rle_base,
+                   pool=config.pool)
