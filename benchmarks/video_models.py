@@ -18,9 +18,13 @@ import torch.nn.functional as F
 
 from deepnotes.core import pick_device
 from deepnotes.core.timing import count_flops, count_parameters, time_call, time_interleaved
-from deepnotes.video.models import MODELS, MODELS_3D, TEMPORAL_2D, VARIANTS_3D, build_model
+from deepnotes.video.models import MODELS, build_model
 from deepnotes.video.models.ops import Pointwise
 from deepnotes.video.models.tsm import naive_shift, temporal_shift
+
+# the single-stream recognisers (two_stream takes RGB + flow clips): 2D, 3D, then the 3D variants
+SINGLE_STREAM = MODELS.names(family="2d") + MODELS.names(family="3d", variant=False) + MODELS.names(
+    family="3d", variant=True)
 
 
 def main() -> None:
@@ -37,9 +41,9 @@ def main() -> None:
                         "training rows stay eager")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     p.add_argument("--channels-last", action="store_true",
-                   help="weights and input in channels-last layout (channels_last_3d for the 3D models), the layout "
-                        "oneDNN and cuDNN prefer for convolutions")
-    p.add_argument("--models", default=",".join(("tsn", *TEMPORAL_2D, *MODELS_3D, *VARIANTS_3D)), help=f"any of {', '.join(MODELS)}")
+                   help="weights and input in channels-last layout (channels_last_3d for the 3D models), the "
+                        "layout oneDNN and cuDNN prefer for convolutions")
+    p.add_argument("--models", default=",".join(SINGLE_STREAM), help=f"any of {MODELS.help()}")
     args = p.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -47,8 +51,8 @@ def main() -> None:
     stem = 4 if args.size >= 112 else 2 if args.size >= 48 else 1
     x = torch.randn(args.batch, 3, args.frames, args.size, args.size, device=device)
     y = torch.zeros(args.batch, dtype=torch.long, device=device)
-    print(f"device {device}, ResNet-{args.depth} width {args.width}, clips {args.batch} x 3 x {args.frames} x "
-          f"{args.size}^2, torch threads {torch.get_num_threads()}")
+    print(f"device {device}, ResNet-{args.depth} width {args.width}, clips {args.batch} x 3 x {args.frames} "
+          f"x {args.size}^2, torch threads {torch.get_num_threads()}")
     if args.channels_last:
         print("channels-last layout")
     if args.compile:
@@ -62,8 +66,9 @@ def main() -> None:
     for name, model in models.items():
         xm = x
         if args.channels_last:
-            # 2D models fold time into the batch, so their convs see 4D tensors: only the weights change layout
-            is_3d = name in MODELS_3D or name in VARIANTS_3D
+            # 2D models fold time into the batch, so their convs see 4D tensors: only the weights change
+            # layout
+            is_3d = MODELS.info(name)["family"] == "3d"
             model.to(memory_format=torch.channels_last_3d if is_3d else torch.channels_last)
             xm = x.contiguous(memory_format=torch.channels_last_3d) if is_3d else x
         opt = torch.optim.SGD(model.parameters(), lr=1e-3)
@@ -99,36 +104,37 @@ def main() -> None:
     # the "3x faster than I3D" goal is printed against each inflation pattern that was timed
     i3ds = [name for name in ("i3d", "i3d_full") if name in rows]
     if tsn:
-        for name in TEMPORAL_2D:
+        for name in MODELS.names(family="2d", temporal=True):
             if name in rows:
                 lat = rows[name][2]
-                against = ", ".join(f"{i} {rows[i][2] / lat:.2f}x slower ({'met' if rows[i][2] >= 3 * lat else 'NOT met'})"
-                                    for i in i3ds)
+                against = ", ".join(f"{i} {rows[i][2] / lat:.2f}x slower "
+                                    f"({'met' if rows[i][2] >= 3 * lat else 'NOT met'})" for i in i3ds)
                 ok = lat <= 1.3 * tsn[2]
                 print(f"goal {name}: {lat / tsn[2]:.2f}x TSN (<= 1.3: {'met' if ok else 'NOT met'}); "
                       f"3x faster than I3D? {against or 'no I3D timed'}")
-        for name in (*MODELS_3D, *VARIANTS_3D):
+        for name in MODELS.names(family="3d"):
             if name in rows:
-                print(f"{name}: {rows[name][2] / tsn[2]:.2f}x TSN latency, {rows[name][1] / tsn[1]:.2f}x its FLOPs")
+                print(f"{name}: {rows[name][2] / tsn[2]:.2f}x TSN latency, "
+                      f"{rows[name][1] / tsn[1]:.2f}x its FLOPs")
 
     feat = torch.randn(args.batch * args.frames, args.width, args.size // 4, args.size // 4, device=device)
     fast = time_call(lambda: temporal_shift(feat, args.frames), device, warmup=3, repeat=50)
     naive = time_call(lambda: naive_shift(feat, args.frames), device, warmup=3, repeat=50)
     assert torch.equal(temporal_shift(feat, args.frames), naive_shift(feat, args.frames))
-    print(f"TSM shift on {tuple(feat.shape)}: in-place slices {fast:.3f} ms, naive concatenation {naive:.3f} ms, "
-          f"ratio naive/ours {naive / fast:.2f}x")
+    print(f"TSM shift on {tuple(feat.shape)}: in-place slices {fast:.3f} ms, naive concatenation "
+          f"{naive:.3f} ms, ratio naive/ours {naive / fast:.2f}x")
     # the attention branches' 1x1 convs to and from C/16 channels, as a matrix product against nn.Conv2d
     r = max(args.width // 16, 2)
-    for cin, cout, inp in ((args.width, r, feat), (r, args.width, torch.randn(2 * feat.shape[0], r, *feat.shape[2:],
-                                                                          device=device))):
+    narrow = torch.randn(2 * feat.shape[0], r, *feat.shape[2:], device=device)
+    for cin, cout, inp in ((args.width, r, feat), (r, args.width, narrow)):
         ours, conv = Pointwise(cin, cout).to(device), torch.nn.Conv2d(cin, cout, 1, bias=False).to(device)
         conv.load_state_dict(ours.state_dict())
         with torch.no_grad():
             assert torch.allclose(ours(inp), conv(inp), atol=1e-4)
             fast = time_call(lambda m=ours, i=inp: m(i), device, warmup=3, repeat=50)
             slow = time_call(lambda m=conv, i=inp: m(i), device, warmup=3, repeat=50)
-        print(f"1x1 conv {cin}->{cout} on {tuple(inp.shape)}: Pointwise (bmm) {fast:.3f} ms, nn.Conv2d {slow:.3f} ms, "
-              f"ratio conv/ours {slow / fast:.2f}x")
+        print(f"1x1 conv {cin}->{cout} on {tuple(inp.shape)}: Pointwise (bmm) {fast:.3f} ms, nn.Conv2d "
+              f"{slow:.3f} ms, ratio conv/ours {slow / fast:.2f}x")
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ RUNS = {
     "optim_step.py": (["--params", "1e5", "--width", "64", "--repeat", "2"], ["goal ours-fused"]),
     "peft_step.py": (["--layers", "1", "--width", "64", "--vocab", "100", "--batch", "1", "--seq", "8",
                       "--repeat", "1", "--warmup", "1"], ["ours LoRA unmerged", "peft LoRA unmerged"]),
-    "pose_heads.py": (["--input-size", "128,96", "--heatmap-size", "32,24", "--batch-size", "1", "--width", "8",
-                       "--deconv-channels", "16", "--repeat", "1"], ["rle"]),
+    "pose_heads.py": (["--input-size", "128,96", "--heatmap-size", "32,24", "--batch-size", "1",
+                       "--width", "8", "--deconv-channels", "16", "--repeat", "1"], ["rle"]),
 }
 
 

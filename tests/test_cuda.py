@@ -140,7 +140,8 @@ def test_compiled_lora_inference_is_one_graph_on_cuda(cuda):
     from tests.peft.conftest import tiny_gpt2
     from tests.peft.test_lora import _randomise_b, assert_compiled_inference_is_one_graph
 
-    model = dpeft.apply(tiny_gpt2().to(cuda).eval(), dpeft.LoraConfig(r=4, alpha=8, target_modules=["c_attn", "c_fc"]))
+    lora = dpeft.LoraConfig(r=4, alpha=8, target_modules=["c_attn", "c_fc"])
+    model = dpeft.apply(tiny_gpt2().to(cuda).eval(), lora)
     _randomise_b(model)
     ids = torch.randint(0, model.config.vocab_size, (2, 16), device=cuda)
     assert_compiled_inference_is_one_graph(model, ids)

@@ -5,7 +5,7 @@ from torch import nn
 
 from deepnotes.core.timing import count_flops
 from deepnotes.video.experiments import QUICK, costs, reference
-from deepnotes.video.models import MODELS, MODELS_3D, TEMPORAL_2D, VARIANTS_3D, build_model, model_cost
+from deepnotes.video.models import MODELS, build_model, model_cost
 from deepnotes.video.models.base import fold, unfold
 from deepnotes.video.models.inflate import conv3d_like
 from deepnotes.video.models.ops import TemporalConv, previous_minus_now, temporal_taps
@@ -14,6 +14,9 @@ from deepnotes.video.models.tam import TAM
 from deepnotes.video.models.tsm import naive_shift, temporal_shift
 
 SMALL = {"num_segments": 4, "depth": 10, "width": 4, "stem_stride": 1, "input_size": 16, "dropout": 0.0}
+# single-stream recognisers of RGB clips, by family; the temporal ones must see frame order
+RGB_MODELS = MODELS.names(family="2d") + MODELS.names(family="3d")
+ORDER_AWARE = MODELS.names(family="2d", temporal=True) + MODELS.names(family="3d")
 
 
 def _perturb(model):
@@ -27,7 +30,7 @@ def _perturb(model):
     return model.eval()
 
 
-@pytest.mark.parametrize("name", ["tsn", *TEMPORAL_2D, *MODELS_3D, *VARIANTS_3D])
+@pytest.mark.parametrize("name", RGB_MODELS)
 def test_every_model_maps_clips_to_logits_and_reports_cost(name):
     model = build_model(name, 5, **SMALL)
     x = torch.randn(2, 3, 4, 16, 16)
@@ -54,9 +57,11 @@ def test_costs_times_models_together_and_counts_each_one():
 def test_tsn_is_blind_to_frame_order_and_temporal_models_are_not():
     x = torch.randn(2, 3, 4, 16, 16)
     perm = x[:, :, [2, 0, 3, 1]]
-    tsn = _perturb(build_model("tsn", 5, **SMALL))
-    assert torch.allclose(tsn(x), tsn(perm), atol=1e-5)
-    for name in (*TEMPORAL_2D, *MODELS_3D, *VARIANTS_3D):
+    assert MODELS.names(temporal=False) == ["tsn"]
+    for name in MODELS.names(temporal=False):
+        blind = _perturb(build_model(name, 5, **SMALL))
+        assert torch.allclose(blind(x), blind(perm), atol=1e-5)
+    for name in ORDER_AWARE:
         model = _perturb(build_model(name, 5, **SMALL))
         with torch.no_grad():
             for p in model.parameters():  # zero-init convs too (identity/zero branches start inert)
@@ -122,7 +127,8 @@ def test_i3d_patterns_inflate_the_kernels_they_name():
         assert part[name][0] == (3 if name.endswith("conv1.0") or name == "backbone.stem.0" else 1), name
     x = torch.zeros(1, 3, 4, 32, 32)
     tsn, i3d, i3d_full = (count_flops(build_model(n, 5, **cfg), x) for n in ("tsn", "i3d", "i3d_full"))
-    assert tsn < i3d < i3d_full and i3d_full > 1.5 * i3d  # (the ratios depend on how much of the net the stem is)
+    # (the ratios depend on how much of the net the stem is)
+    assert tsn < i3d < i3d_full and i3d_full > 1.5 * i3d
 
 
 def test_full_inflation_reproduces_the_2d_network_on_a_static_video():
@@ -154,16 +160,96 @@ def test_r2plus1d_keeps_the_3d_parameter_count():
     assert fact(torch.randn(1, 16, 4, 6, 6)).shape == (1, 32, 4, 6, 6)
 
 
-def test_registry_is_extensible_and_checks_names():
+def test_registry_is_extensible_and_checks_names(monkeypatch):
     with pytest.raises(ValueError, match="unknown model 'x3d'"):
         build_model("x3d", 3)
     with pytest.raises(ValueError, match="unknown model option"):
         build_model("tsn", 3, depthh=10)
-    MODELS["tsn_copy"] = MODELS["tsn"]
-    try:
-        assert build_model("tsn_copy", 3, **SMALL).cfg.name == "tsn_copy"
-    finally:
-        del MODELS["tsn_copy"]
+    # a registration made here is gone after the test (the registry is module state)
+    monkeypatch.setattr(MODELS, "_entries", dict(MODELS._entries))
+    monkeypatch.setattr(MODELS, "_enum", None)
+    MODELS.register("tsn_copy", MODELS["tsn"], family="2d", temporal=False)
+    assert build_model("tsn_copy", 3, **SMALL).cfg.name == "tsn_copy"
+    assert "tsn_copy" in MODELS.names(family="2d") and "tsn_copy" in MODELS.choices().__members__
+    assert MODELS.info("tsn_copy")["modality"] == "rgb"  # the attributes it did not name take the defaults
+
+
+def test_registry_refuses_a_second_model_under_a_taken_name_and_unknown_attributes(monkeypatch):
+    from deepnotes.video.models import tam, tsn
+
+    monkeypatch.setattr(MODELS, "_entries", dict(MODELS._entries))  # whatever happens here stays here
+
+    with pytest.raises(ValueError, match="video model 'tsm' is registered twice"):
+        MODELS.register("tsm", tsn.build, family="2d")
+    with pytest.raises(ValueError, match="registered twice"):
+
+        @MODELS.register("tsn", family="2d")
+        def build(cfg):  # another function of another name: not a re-import of tsn's
+            return tam.build(cfg)
+
+    assert MODELS["tsm"] is not tsn.build and MODELS["tsn"] is tsn.build
+    MODELS.register("tam", tam.build, family="2d")  # the same builder again (a module reloaded): quiet
+    with pytest.raises(ValueError, match="family must be one of 2d, 3d, two_stream"):
+        MODELS.register("x", tsn.build, family="4d")
+    with pytest.raises(ValueError, match="unknown attribute.*tempora"):
+        MODELS.register("x", tsn.build, family="2d", tempora=False)
+    assert "x" not in MODELS
+
+
+def test_families_and_the_lists_derived_from_them():
+    """The tuples other modules import are the registry's families (so a new model joins them by its
+    registration alone); TSN is the one order-blind 2D model, i3d_full a 3D variant the claims only cost."""
+    from deepnotes.video.models import CONFIGS, FAMILIES, MODELS_3D, TEMPORAL_2D, VARIANTS_3D
+    from deepnotes.video.models.two_stream import TwoStreamConfig
+
+    assert {MODELS.info(n)["family"] for n in MODELS} == set(FAMILIES)
+    assert MODELS.names(family="2d")[0] == "tsn" and MODELS.names(temporal=False) == ["tsn"]
+    assert TEMPORAL_2D == tuple(MODELS.names(family="2d", temporal=True))
+    assert {"tsm", "tea", "stm", "tdn", "tam"} <= set(TEMPORAL_2D)
+    assert MODELS_3D == tuple(MODELS.names(family="3d", variant=False))
+    assert {"c3d", "i3d", "r2plus1d"} <= set(MODELS_3D)
+    assert VARIANTS_3D == tuple(MODELS.names(family="3d", variant=True)) and "i3d_full" in VARIANTS_3D
+    assert MODELS.names(family="two_stream") == ["two_stream"] and CONFIGS == {"two_stream": TwoStreamConfig}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_registered_model_builds_runs_and_trains_on_a_tiny_clip(name):
+    """Whatever its family: the clip has the channels its config asks for (RGB + 2L flow for two_stream),
+    and training's one call, ``model.loss(out, labels)``, gives a finite scalar with gradients."""
+    model = build_model(name, 3, **SMALL)
+    x = torch.randn(2, model.cfg.in_channels, 4, 16, 16)
+    out = model(x)
+    assert out.shape == (2, 3) and torch.isfinite(out).all()
+    labels = torch.tensor([0, 2])
+    loss = model.loss(out, labels)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    if MODELS.info(name)["family"] != "two_stream":  # a plain recogniser's loss is cross-entropy
+        torch.testing.assert_close(loss, F.cross_entropy(out, labels))
+
+
+def test_training_hooks_of_the_two_stream_entry_and_of_a_plain_one():
+    """What training reads instead of checking names: the clips' modality, the options it passes on, the
+    extra validation views (each a module of the same input)."""
+    two = MODELS.info("two_stream")
+    assert two["modality"] == "two_stream" and two["views"] == ("rgb", "flow")
+    assert two["options"] == ("stream", "new_length", "fusion")
+    for name in RGB_MODELS:
+        info = MODELS.info(name)
+        assert (info["modality"], info["options"], info["views"]) == ("rgb", (), ())
+    model = build_model("two_stream", 3, stream="tsm", new_length=2, fusion="learned", **SMALL).eval()
+    assert (model.cfg.stream, model.cfg.new_length, model.cfg.fusion) == ("tsm", 2, "learned")
+    x = torch.randn(2, 3 + 2 * 2, 4, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(model.view_model("rgb")(x), model.spatial(x[:, :3]))
+        torch.testing.assert_close(model.view_model("flow")(x), model.temporal(x[:, 3:]))
+    with pytest.raises(ValueError, match="stream must be rgb or flow"):
+        model.view_model("depth")
+    with pytest.raises(ValueError, match="has no view 'rgb'"):
+        build_model("tsn", 3, **SMALL).view_model("rgb")
+    with pytest.raises(ValueError, match="single-stream"):
+        build_model("two_stream", 3, stream="two_stream", **SMALL)
 
 
 def test_wrong_number_of_frames_is_a_clear_error():
@@ -250,7 +336,8 @@ def test_tea_mta_second_group_sees_only_its_own_channels():
     x[:, 2:4] = torch.randn(6, 2, 4, 4)
     with torch.no_grad():
         out = mta(x)
-    assert torch.allclose(out[:, 4:6], x[:, 2:4]) and torch.allclose(out[:, 6:8], x[:, 2:4])  # identity init chain
+    # identity init chain
+    assert torch.allclose(out[:, 4:6], x[:, 2:4]) and torch.allclose(out[:, 6:8], x[:, 2:4])
 
 
 def test_flops_count_the_temporal_convs_written_as_products():

@@ -108,8 +108,9 @@ def test_localisation_with_an_oracle_recogniser_finds_the_instances(videos):
     res = localization_map(gt, det)
     assert res["mAP"][0.5] > 0.9 and res["mAP"][0.3] >= res["mAP"][0.5] >= res["mAP"][0.7]
     # a coarse stride blurs the boundaries: strict tIoU suffers first
-    coarse = {str(i): detect_segments(v.frame_labels(), oracle_scorer(len(CLASSES), 0.05, i),
-                                      cfg=LocalizeConfig(window=24, stride=24))[0] for i, v in enumerate(videos)}
+    wide = LocalizeConfig(window=24, stride=24)
+    coarse = {str(i): detect_segments(v.frame_labels(), oracle_scorer(len(CLASSES), 0.05, i), cfg=wide)[0]
+              for i, v in enumerate(videos)}
     assert localization_map(gt, coarse)["mAP"][0.7] < res["mAP"][0.7]
 
 
@@ -126,7 +127,7 @@ def test_localize_merges_and_suppresses_by_hand():
 
 
 def test_motion_boxes_follow_a_running_actor(videos):
-    from deepnotes.video.flow import compute_flow
+    from deepnotes.video.two_stream.flow import compute_flow
 
     def mean_iou(boxes, inst):
         ious = [box_iou(inst.boxes[k], boxes[k][None])[0] if not np.isnan(boxes[k, 0]) else 0.0
@@ -161,13 +162,12 @@ def test_result_and_ground_truth_json_round_trip(videos, tmp_path):
     gt_path.write_text(json.dumps(ground_truth_json(named)))
     gt, classes = load_ground_truth(gt_path)
     assert classes == list(CLASSES)
-    v0 = videos[0]
-    assert gt["v0"][0] == pytest.approx((v0.instances[0].start / 10, v0.instances[0].end / 10, v0.instances[0].label))
+    first = videos[0].instances[0]
+    assert gt["v0"][0] == pytest.approx((first.start / 10, first.end / 10, first.label))
     boxes = np.full((96, 4), np.nan, np.float32)
-    boxes[v0.instances[0].start] = [1, 2, 3, 4]
-    entry = detection_entry(v0.instances[0].start, v0.instances[0].end, CLASSES[v0.instances[0].label], 0.9, 10.0,
-                            boxes)
-    assert entry["boxes"] == [[v0.instances[0].start, 1.0, 2.0, 3.0, 4.0]]
+    boxes[first.start] = [1, 2, 3, 4]
+    entry = detection_entry(first.start, first.end, CLASSES[first.label], 0.9, 10.0, boxes)
+    assert entry["boxes"] == [[first.start, 1.0, 2.0, 3.0, 4.0]]
     res_path = tmp_path / "res.json"
     res_path.write_text(json.dumps(results_json({"v0": [entry]})))
     loaded = load_results(res_path, classes)
@@ -184,7 +184,8 @@ def test_render_draws_boxes_and_timeline(videos):
     inst = v.instances[0]
     boxes = np.full((96, 4), np.nan, np.float32)
     boxes[inst.start:inst.end] = inst.boxes
-    out = render_detections(v.frames, [(inst.start, inst.end, inst.label, 0.9)], boxes, list(CLASSES), scale=2)
+    out = render_detections(v.frames, [(inst.start, inst.end, inst.label, 0.9)], boxes, list(CLASSES),
+                            scale=2)
     assert out.shape == (96, 128 + 12, 128, 3)
     x1, y1 = (inst.boxes[0][:2] * 2).astype(int)
     assert not np.array_equal(out[inst.start, y1, x1 + 3], np.repeat(v.frames[inst.start], 2, 0)[y1, x1 + 3])

@@ -55,7 +55,8 @@ def test_localization_map_hand_computed():
 def test_localization_map_classes_videos_and_misses():
     gt = {"a": [(0, 10, 1)], "b": [(0, 10, 1), (40, 50, 2)]}
     dets = {
-        "a": [(0, 10, 2, 0.99), (0, 9, 1, 0.5)],  # a wrong-class detection does not match class 1's ground truth
+        # a wrong-class detection does not match class 1's ground truth
+        "a": [(0, 10, 2, 0.99), (0, 9, 1, 0.5)],
         "b": [(30, 35, 1, 0.9), (41, 50, 2, 0.8)],
         "c": [(0, 10, 2, 0.95)],  # a video without ground truth: false positive
     }

@@ -58,28 +58,33 @@ def threads(n: int = 1) -> Iterator[None]:
 
 
 QUICK = Setup()
-FULL = Setup(frames=16, size=32, n_per_class=64, val_per_class=16, segments=8, epochs=30, width=16, stem_stride=1,
-             lr=3e-3)
+FULL = Setup(frames=16, size=32, n_per_class=64, val_per_class=16, segments=8, epochs=30, width=16,
+             stem_stride=1, lr=3e-3)
 
 
 def dataset(work: Path, kind: str, setup: Setup, seed: int) -> dict[str, Path]:
     """The synthetic ``kind`` dataset for ``setup`` (written once under ``work``)."""
-    root = Path(work) / f"data-{kind}-{setup.frames}x{setup.size}-{setup.n_per_class}-{setup.val_per_class}-s{seed}"
+    size = f"{setup.frames}x{setup.size}-{setup.n_per_class}-{setup.val_per_class}"
+    root = Path(work) / f"data-{kind}-{size}-s{seed}"
     done = root / "val.txt"
     if done.is_file():
         return {"train": root / "train.txt", "val": done, "classes": root / "classes.txt"}
     return synth_dataset(kind, root, setup.n_per_class, setup.val_per_class, setup.frames, setup.size, seed)
 
 
-def train_config(model: str, data: dict[str, Path], out: Path, setup: Setup, seed: int, device: str) -> TrainConfig:
-    return TrainConfig(model=model, train=str(data["train"]), val=str(data["val"]), out=str(out), epochs=setup.epochs,
-                       batch_size=setup.batch_size, lr=setup.lr, warmup_epochs=0.5, segments=setup.segments,
-                       input_size=setup.size, crop="center", depth=setup.depth, width=setup.width,
-                       stem_stride=setup.stem_stride, dropout=0.0, cache=True, seed=seed, device=device, workers=0,
-                       eval_every=setup.epochs)
+def train_config(model: str, data: dict[str, Path], out: Path, setup: Setup, seed: int,
+                 device: str) -> TrainConfig:
+    """The claims' training settings for ``model`` at ``setup`` (in-process, frames cached, one validation
+    after the last epoch)."""
+    return TrainConfig(model=model, train=str(data["train"]), val=str(data["val"]), out=str(out),
+                       epochs=setup.epochs, batch_size=setup.batch_size, lr=setup.lr, warmup_epochs=0.5,
+                       segments=setup.segments, input_size=setup.size, crop="center", depth=setup.depth,
+                       width=setup.width, stem_stride=setup.stem_stride, dropout=0.0, cache=True, seed=seed,
+                       device=device, workers=0, eval_every=setup.epochs)
 
 
-def trained(work: Path, kind: str, model: str, setup: Setup, seed: int, device: str) -> tuple[list[dict], Path]:
+def trained(work: Path, kind: str, model: str, setup: Setup, seed: int,
+            device: str) -> tuple[list[dict], Path]:
     """Train ``model`` on ``kind`` (or reuse the finished run); returns (per-epoch metrics, run folder)."""
     out = Path(work) / f"run-{kind}-{model}-{setup.key()}-s{seed}"
     run = RunDir(out)
@@ -113,9 +118,10 @@ def costs(names: list[str], setup: Setup, device: torch.device, rounds: int = 5)
     models = {n: model_for(n, setup).to(device).eval() for n in names}
     x = torch.randn(2, 3, setup.segments, setup.size, setup.size, device=device)
     with torch.no_grad(), threads(1):
-        ms = time_interleaved({n: (lambda m=m: m(x)) for n, m in models.items()}, device, warmup=2, rounds=rounds)
-    return [{"model": n, "params": count_parameters(m), "flops": count_flops(m, x[:1]), "latency_ms": ms[n] / 2}
-            for n, m in models.items()]
+        ms = time_interleaved({n: (lambda m=m: m(x)) for n, m in models.items()}, device, warmup=2,
+                              rounds=rounds)
+    return [{"model": n, "params": count_parameters(m), "flops": count_flops(m, x[:1]),
+             "latency_ms": ms[n] / 2} for n, m in models.items()]
 
 
 def reference(setup: Setup, **changes) -> Setup:

@@ -1,77 +1,68 @@
 """Video models behind one name lookup: ``build_model(name, num_classes, ...)``.
 
-``MODELS`` maps a name to a builder ``fn(ModelConfig) -> nn.Module`` taking (N, C, T, H, W) clips and
-returning (N, num_classes) logits; other modules register more models by adding to it.
+``MODELS`` (a :class:`~deepnotes.core.registry.Registry`, see :mod:`.registry`) maps a name to a builder
+``fn(ModelConfig) -> nn.Module`` taking (N, C, T, H, W) clips and returning (N, num_classes) logits. Each
+model file registers itself (``@MODELS.register("tam", family="2d")`` above its ``build``) and is imported
+below, one line per model: adding a model is its file plus that line. The CLI choices, the claims' model
+lists and the tests' parametrisation read the registry.
+
+Families (``MODELS.names(family=...)``): ``"2d"`` (TSN, ``temporal=False``, and the temporal modules),
+``"3d"`` (``variant=True``: built and costed, not trained by the claims) and ``"two_stream"``.
+
+Hooks training uses instead of checking model names:
+
+* ``MODELS.info(name)["modality"]``: what the clips carry (``"rgb"``, or ``"two_stream"``: RGB + flow);
+* ``MODELS.info(name)["options"]``: train-config fields passed on to :func:`build_model` as options
+  (``two_stream``: ``("stream", "new_length", "fusion")``);
+* ``model.loss(output, labels)``: every model's training loss (cross-entropy, or the two-stream's own);
+* ``MODELS.info(name)["views"]`` and ``model.view_model(view)``: extra views validated next to the model
+  (``two_stream``: ``"rgb"`` and ``"flow"``, each stream alone, as a module of the same input).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict
 
 import torch
-from torch import nn
 
 from deepnotes.core.timing import count_flops, count_parameters
-from deepnotes.video.models import c3d, i3d, r2plus1d, stm, tam, tdn, tea, tsm, tsn
-from deepnotes.video.models.base import ModelConfig, Recognizer2D, Recognizer3D
+from deepnotes.video.models.base import ModelConfig, Recognizer, Recognizer2D, Recognizer3D
+from deepnotes.video.models.registry import FAMILIES, MODELS, build_from_config, build_model
 
-MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
-    "tsn": tsn.build,
-    "tsm": tsm.build,
-    "tea": tea.build,
-    "stm": stm.build,
-    "tdn": tdn.build,
-    "tam": tam.build,
-    "c3d": c3d.build,
-    "i3d": i3d.build,
-    "i3d_full": i3d.build_full,
-    "r2plus1d": r2plus1d.build,
-}
-TEMPORAL_2D = ("tsm", "tea", "stm", "tdn", "tam")
-MODELS_3D = ("c3d", "i3d", "r2plus1d")
+# one line per model: importing its file registers it, in this order (the order of the CLI's list and
+# of the claims' tables)
+# isort: off
+from deepnotes.video.models import tsn  # noqa: F401
+from deepnotes.video.models import tsm  # noqa: F401
+from deepnotes.video.models import tea  # noqa: F401
+from deepnotes.video.models import stm  # noqa: F401
+from deepnotes.video.models import tdn  # noqa: F401
+from deepnotes.video.models import tam  # noqa: F401
+from deepnotes.video.models import c3d  # noqa: F401
+from deepnotes.video.models import i3d  # noqa: F401  (i3d and i3d_full)
+from deepnotes.video.models import r2plus1d  # noqa: F401
+from deepnotes.video.models import two_stream  # noqa: F401
+# isort: on
+
+# the lists of the families, read from the registry once every model above is in it
+TEMPORAL_2D = tuple(MODELS.names(family="2d", temporal=True))
+MODELS_3D = tuple(MODELS.names(family="3d", variant=False))
 # further variants, built and benchmarked but not trained by the claims (to keep `--quick` short)
-VARIANTS_3D = ("i3d_full",)
+VARIANTS_3D = tuple(MODELS.names(family="3d", variant=True))
+# models with options beyond ModelConfig's, and the config class that holds them (e.g. two_stream)
+CONFIGS: dict[str, type[ModelConfig]] = {n: MODELS.info(n)["config"] for n in MODELS
+                                         if MODELS.info(n)["config"] is not ModelConfig}
 
 
-# models with options beyond ModelConfig's name a ModelConfig subclass here (e.g. two_stream)
-CONFIGS: dict[str, type[ModelConfig]] = {}
-
-
-def build_model(name: str, num_classes: int, **options) -> nn.Module:
-    """Build model ``name`` (see ``MODELS``); ``options`` are :class:`ModelConfig` fields (num_segments,
-    depth, width, stem_stride, dropout, in_channels, input_size). The model keeps its config in ``.cfg``."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid: {', '.join(MODELS)}")
-    config_cls = CONFIGS.get(name, ModelConfig)
-    fields = set(config_cls.__dataclass_fields__) - {"name", "num_classes"}
-    unknown = set(options) - fields
-    if unknown:
-        raise ValueError(f"unknown model option(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(fields))}")
-    cfg = config_cls(name=name, num_classes=num_classes, **options)
-    model = MODELS[name](cfg)
-    model.cfg = cfg
-    return model
-
-
-def build_from_config(cfg: dict) -> nn.Module:
-    """Rebuild a model from ``asdict(ModelConfig)`` (as stored in checkpoint meta)."""
-    cfg = dict(cfg)
-    return build_model(cfg.pop("name"), cfg.pop("num_classes"), **cfg)
-
-
-def model_cost(model: nn.Module, frames: int | None = None, size: int | None = None) -> dict[str, int]:
+def model_cost(model: torch.nn.Module, frames: int | None = None, size: int | None = None) -> dict[str, int]:
     """Parameters and forward FLOPs (torch.utils.flop_counter) for one clip (1, C, T, S, S)."""
     cfg = model.cfg
-    x = torch.zeros(1, cfg.in_channels, frames or cfg.num_segments, size or cfg.input_size, size or cfg.input_size,
-                    device=next(model.parameters()).device)
+    s = size or cfg.input_size
+    device = next(model.parameters()).device
+    x = torch.zeros(1, cfg.in_channels, frames or cfg.num_segments, s, s, device=device)
     return {"params": count_parameters(model), "flops": count_flops(model, x)}
 
 
-# the two-stream network (deepnotes.video.two_stream) registers itself: MODELS / CONFIGS["two_stream"]
-from deepnotes.video import two_stream as _two_stream  # noqa: E402
-
-MODELS["two_stream"], CONFIGS["two_stream"] = _two_stream.build, _two_stream.TwoStreamConfig
-
-__all__ = ["MODELS", "MODELS_3D", "TEMPORAL_2D", "VARIANTS_3D", "ModelConfig", "Recognizer2D", "Recognizer3D", "asdict",
-           "build_from_config", "build_model", "model_cost"]
+__all__ = ["CONFIGS", "FAMILIES", "MODELS", "MODELS_3D", "TEMPORAL_2D", "VARIANTS_3D", "ModelConfig",
+           "Recognizer", "Recognizer2D", "Recognizer3D", "asdict", "build_from_config", "build_model",
+           "model_cost"]

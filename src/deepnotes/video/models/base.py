@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from deepnotes.nn.resnet import ResNet
@@ -62,7 +63,8 @@ def insert_after_conv1(backbone: ResNet, make: callable) -> None:
 
 
 def insert_before_conv1(backbone: ResNet, make: callable) -> None:
-    """Put ``make(channels)`` before every block's first conv (residual placement: the shortcut is untouched)."""
+    """Put ``make(channels)`` before every block's first conv (residual placement: the shortcut is
+    untouched)."""
     for block in backbone.blocks():
         block.conv1 = nn.Sequential(_mark(make(conv_channels(block)[0])), block.conv1)
 
@@ -73,13 +75,26 @@ def _mark(module: nn.Module) -> nn.Module:
 
 
 def temporal_modules(model: nn.Module) -> list[nn.Module]:
-    """The modules a 2D model added to the ResNet (inserted in blocks, plus a stem fusion), for cost accounting."""
+    """The modules a 2D model added to the ResNet (inserted in blocks, plus a stem fusion), for cost
+    accounting."""
     found = [m for m in model.modules() if getattr(m, "is_temporal_module", False)]
     fusion = getattr(model, "stem_fusion", None)
     return found + ([fusion] if fusion is not None else [])
 
 
-class Recognizer2D(nn.Module):
+class Recognizer(nn.Module):
+    """What training calls on every video model besides ``forward``: its loss and its extra views."""
+
+    def loss(self, output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Training loss of a forward's (N, K) ``output`` against (N,) labels: cross-entropy."""
+        return F.cross_entropy(output, labels)
+
+    def view_model(self, view: str) -> nn.Module:
+        """The module of one of the registry entry's ``views`` (none here; two_stream's: "rgb", "flow")."""
+        raise ValueError(f"{type(self).__name__} has no view {view!r}")
+
+
+class Recognizer2D(Recognizer):
     """Per-frame 2D ResNet with temporal modules in its blocks; class scores averaged over frames (TSN's
     average consensus). (N, C, T, H, W) -> (N, num_classes) logits.
 
@@ -96,7 +111,8 @@ class Recognizer2D(nn.Module):
         """(N, C, T, H, W) -> per-frame features (N, T, D)."""
         n, _, t = x.shape[:3]
         if t != self.cfg.num_segments:
-            raise ValueError(f"{self.cfg.name} was built for {self.cfg.num_segments} frames per clip, got {t}")
+            raise ValueError(f"{self.cfg.name} was built for {self.cfg.num_segments} frames per clip, "
+                             f"got {t}")
         f = self.backbone.stem(unfold(x))
         if self.stem_fusion is not None:
             f = f + self.stem_fusion(x, f.shape[-2:])
@@ -108,7 +124,7 @@ class Recognizer2D(nn.Module):
         return self.fc(self.dropout(self.features(x))).mean(1)
 
 
-class Recognizer3D(nn.Module):
+class Recognizer3D(Recognizer):
     """A 3D backbone, global average pooling over (T, H, W), dropout and a linear classifier."""
 
     def __init__(self, backbone: nn.Module, out_channels: int, cfg: ModelConfig) -> None:

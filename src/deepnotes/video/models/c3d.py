@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from deepnotes.video.models.base import ModelConfig, Recognizer3D
+from deepnotes.video.models.registry import MODELS
 
 
 def _conv(cin: int, cout: int) -> list[nn.Module]:
@@ -17,6 +18,7 @@ def _conv(cin: int, cout: int) -> list[nn.Module]:
     return [conv, nn.BatchNorm3d(cout), nn.ReLU(inplace=True)]
 
 
+@MODELS.register("c3d", family="3d")
 def build(cfg: ModelConfig) -> Recognizer3D:
     w = cfg.width
     plan = [(w,), "p1", (2 * w,), "p2", (4 * w, 4 * w), "p2", (8 * w, 8 * w), "p2", (8 * w, 8 * w)]

@@ -19,22 +19,27 @@ from torch import nn
 
 from deepnotes.video.models.base import ModelConfig, Recognizer3D, resnet
 from deepnotes.video.models.inflate import ResNet3DBody, conv3d_like, to_3d
+from deepnotes.video.models.registry import MODELS
 
 
 def _inflated(cfg: ModelConfig, temporal_kernel: Callable[[str, nn.Conv2d], int],
               weight_from_2d: bool) -> Recognizer3D:
-    """The config's ResNet with each conv ``name`` given the temporal kernel ``temporal_kernel(name, conv)``."""
+    """The config's ResNet with each conv ``name`` given the temporal kernel
+    ``temporal_kernel(name, conv)``."""
     net = resnet(cfg)
     body = to_3d(net, lambda name, conv: conv3d_like(conv, temporal_kernel(name, conv), weight_from_2d))
     return Recognizer3D(ResNet3DBody(body), net.out_channels, cfg)
 
 
+@MODELS.register("i3d", family="3d")
 def build(cfg: ModelConfig, weight_from_2d: bool = False) -> Recognizer3D:
     """ResNet3d inflation: stem and each block's first conv temporal (kernel 3)."""
     return _inflated(cfg, lambda name, conv: 3 if name == "stem.0" or name.endswith("conv1.0") else 1,
                      weight_from_2d)
 
 
+# built and costed next to ``i3d``, not trained by the claims (to keep `--quick` short)
+@MODELS.register("i3d_full", family="3d", variant=True)
 def build_full(cfg: ModelConfig, weight_from_2d: bool = False) -> Recognizer3D:
     """Every N x N conv inflated to N x N x N (the I3D paper's rule)."""
     return _inflated(cfg, lambda name, conv: conv.kernel_size[0], weight_from_2d)

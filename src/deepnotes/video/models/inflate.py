@@ -41,7 +41,8 @@ def to_3d(module: nn.Module, make_conv: Callable[[str, nn.Conv2d], nn.Module], p
         elif isinstance(child, nn.BatchNorm2d):
             bn = nn.BatchNorm3d(child.num_features, child.eps, child.momentum, child.affine,
                                 child.track_running_stats)
-            bn.load_state_dict(child.state_dict())  # affine and running statistics: a trained 2D BN carries over
+            # affine and running statistics: a trained 2D BN carries over
+            bn.load_state_dict(child.state_dict())
             setattr(module, name, bn)
         elif isinstance(child, nn.MaxPool2d):
             k, s, p, d = (nn.modules.utils._pair(v) for v in (child.kernel_size, child.stride, child.padding,

@@ -85,15 +85,16 @@ def dw3x3(channels: int) -> nn.Conv2d:
 
 def next_minus_now(x: torch.Tensor, t: int, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
                    ) -> torch.Tensor:
-    """Feature-level motion: ``transform(x[t+1]) - x[t]``, zero at the last frame. (N*T, C, H, W) in and out."""
+    """Feature-level motion: ``transform(x[t+1]) - x[t]``, zero at the last frame. (N*T, C, H, W) in and
+    out."""
     nt, c, h, w = x.shape
     nxt = transform(x) if transform is not None else x
     a, b = x.view(nt // t, t, c, h, w), nxt.view(nt // t, t, c, h, w)
     return F.pad(b[:, 1:] - a[:, :-1], (0, 0, 0, 0, 0, 0, 0, 1)).view(nt, c, h, w)
 
 
-def previous_minus_now(x: torch.Tensor, t: int, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
-                       ) -> torch.Tensor:
+def previous_minus_now(x: torch.Tensor, t: int,
+                       transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """The backward difference ``transform(x[t-1]) - x[t]``, zero at the first frame (no reversed copies)."""
     nt, c, h, w = x.shape
     prev = transform(x) if transform is not None else x

@@ -9,6 +9,7 @@ from torch import nn
 
 from deepnotes.video.models.base import ModelConfig, Recognizer3D, resnet
 from deepnotes.video.models.inflate import ResNet3DBody, conv3d_like, to_3d
+from deepnotes.video.models.registry import MODELS
 
 
 def factorised(conv: nn.Conv2d, kt: int = 3) -> nn.Module:
@@ -23,6 +24,7 @@ def factorised(conv: nn.Conv2d, kt: int = 3) -> nn.Module:
     return nn.Sequential(spatial, nn.BatchNorm3d(mid), nn.ReLU(inplace=True), temporal)
 
 
+@MODELS.register("r2plus1d", family="3d")
 def build(cfg: ModelConfig) -> Recognizer3D:
     net = resnet(cfg)
     return Recognizer3D(ResNet3DBody(to_3d(net, lambda name, conv: factorised(conv))), net.out_channels, cfg)

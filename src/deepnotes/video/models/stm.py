@@ -13,6 +13,7 @@ from torch import nn
 
 from deepnotes.video.models.base import ModelConfig, Recognizer2D, insert_after_conv1, resnet
 from deepnotes.video.models.ops import TemporalConv, dw3x3, next_minus_now, pointwise_bn, reduced
+from deepnotes.video.models.registry import MODELS
 
 
 class STMModule(nn.Module):
@@ -30,6 +31,7 @@ class STMModule(nn.Module):
         return x + self.cstm(x) + self.expand(motion)
 
 
+@MODELS.register("stm", family="2d")
 def build(cfg: ModelConfig) -> Recognizer2D:
     backbone = resnet(cfg)
     insert_after_conv1(backbone, lambda c: STMModule(c, cfg.num_segments))

@@ -15,6 +15,7 @@ from torch import nn
 
 from deepnotes.video.models.base import ModelConfig, Recognizer2D, insert_after_conv1, resnet
 from deepnotes.video.models.ops import reduced, temporal_taps
+from deepnotes.video.models.registry import MODELS
 
 
 class TAM(nn.Module):
@@ -25,7 +26,8 @@ class TAM(nn.Module):
         self.local = nn.Sequential(nn.Conv1d(channels, r, 3, padding=1, bias=False), nn.BatchNorm1d(r),
                                    nn.ReLU(inplace=True), nn.Conv1d(r, channels, 1, bias=False), nn.Sigmoid())
         self.glob = nn.Sequential(nn.Linear(t, alpha * t, bias=False), nn.BatchNorm1d(alpha * t),
-                                  nn.ReLU(inplace=True), nn.Linear(alpha * t, kernel, bias=False), nn.Softmax(-1))
+                                  nn.ReLU(inplace=True), nn.Linear(alpha * t, kernel, bias=False),
+                                  nn.Softmax(-1))
         self.last_kernel: torch.Tensor | None = None
 
     def extra_flops(self, args: tuple, output: torch.Tensor) -> int:
@@ -49,6 +51,7 @@ class TAM(nn.Module):
         return temporal_taps(v, taps).view(nt, c, h, w)
 
 
+@MODELS.register("tam", family="2d")
 def build(cfg: ModelConfig) -> Recognizer2D:
     backbone = resnet(cfg)
     insert_after_conv1(backbone, lambda c: TAM(c, cfg.num_segments))

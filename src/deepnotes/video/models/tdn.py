@@ -30,6 +30,7 @@ from deepnotes.video.models.base import (
     zero_bn,
 )
 from deepnotes.video.models.ops import next_minus_now, pointwise_bn, previous_minus_now, reduced
+from deepnotes.video.models.registry import MODELS
 
 
 class ShortTermTDM(nn.Module):
@@ -53,7 +54,8 @@ class ShortTermTDM(nn.Module):
 
 
 class LongTermTDM(nn.Module):
-    """(N*T, C, H, W) -> same shape: ``x + x * A`` with a per-position, per-channel attention A in (-0.5, 0.5)."""
+    """(N*T, C, H, W) -> same shape: ``x + x * A`` with a per-position, per-channel attention A in
+    (-0.5, 0.5)."""
 
     def __init__(self, channels: int, t: int, ratio: int = 16) -> None:
         super().__init__()
@@ -68,7 +70,8 @@ class LongTermTDM(nn.Module):
     def logits(self, d: torch.Tensor) -> torch.Tensor:
         """Difference maps (M, r, H, W) at three scales (themselves, a 3x3 conv, a 3x3 conv at half resolution
         brought back up), averaged and expanded to C channels: the attention before its sigmoid."""
-        coarse = F.interpolate(self.coarse(F.avg_pool2d(d, 2, ceil_mode=True)), size=d.shape[-2:], mode="nearest")
+        coarse = F.interpolate(self.coarse(F.avg_pool2d(d, 2, ceil_mode=True)), size=d.shape[-2:],
+                               mode="nearest")
         return self.expand((d + self.full(d) + coarse) / 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,10 +83,12 @@ class LongTermTDM(nn.Module):
         d = torch.cat([next_minus_now(s, self.t, lambda _: ns), previous_minus_now(s, self.t, lambda _: ns)])
         g = torch.sigmoid(self.logits(d))
         n = x.shape[0]
-        # A = ((fwd - 1/2) + (bwd - 1/2)) / 2, so x + x * A = (x + x * (fwd + bwd)) / 2: three passes, not five
+        # A = ((fwd - 1/2) + (bwd - 1/2)) / 2, so x + x * A = (x + x * (fwd + bwd)) / 2: three passes,
+        # not five
         return torch.addcmul(x, x, g[:n] + g[n:]).mul_(0.5)
 
 
+@MODELS.register("tdn", family="2d")
 def build(cfg: ModelConfig) -> Recognizer2D:
     backbone = resnet(cfg)
     insert_after_conv1(backbone, lambda c: LongTermTDM(c, cfg.num_segments))

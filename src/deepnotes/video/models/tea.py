@@ -16,6 +16,7 @@ from torch import nn
 
 from deepnotes.video.models.base import ModelConfig, Recognizer2D, insert_after_conv1, resnet
 from deepnotes.video.models.ops import TemporalConv, dw3x3, next_minus_now, pointwise_bn, reduced
+from deepnotes.video.models.registry import MODELS
 
 
 class MotionExcitation(nn.Module):
@@ -55,8 +56,10 @@ class MultipleTemporalAggregation(nn.Module):
         return torch.cat(out, 1)
 
 
+@MODELS.register("tea", family="2d")
 def build(cfg: ModelConfig) -> Recognizer2D:
     backbone = resnet(cfg)
     t = cfg.num_segments
-    insert_after_conv1(backbone, lambda c: nn.Sequential(MotionExcitation(c, t), MultipleTemporalAggregation(c, t)))
+    insert_after_conv1(backbone,
+                       lambda c: nn.Sequential(MotionExcitation(c, t), MultipleTemporalAggregation(c, t)))
     return Recognizer2D(backbone, cfg)

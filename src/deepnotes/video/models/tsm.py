@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from deepnotes.video.models.base import ModelConfig, Recognizer2D, insert_before_conv1, resnet
+from deepnotes.video.models.registry import MODELS
 
 
 def temporal_shift(x: torch.Tensor, t: int, fold_div: int = 8) -> torch.Tensor:
@@ -49,6 +50,7 @@ class TemporalShift(nn.Module):
         return temporal_shift(x, self.t, self.fold_div)
 
 
+@MODELS.register("tsm", family="2d")
 def build(cfg: ModelConfig) -> Recognizer2D:
     backbone = resnet(cfg)
     insert_before_conv1(backbone, lambda c: TemporalShift(cfg.num_segments))

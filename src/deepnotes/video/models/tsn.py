@@ -7,7 +7,9 @@ against.
 from __future__ import annotations
 
 from deepnotes.video.models.base import ModelConfig, Recognizer2D, resnet
+from deepnotes.video.models.registry import MODELS
 
 
+@MODELS.register("tsn", family="2d", temporal=False)
 def build(cfg: ModelConfig) -> Recognizer2D:
     return Recognizer2D(resnet(cfg), cfg)

@@ -9,7 +9,7 @@
   with the streams' scores detached, so fusion never changes what each stream learns).
 
 Input: one tensor (N, 3 + 2L, S, H, W), the RGB frame of each of S segments followed by the 2L flow
-channels centred on it (as :class:`~deepnotes.video.flow_dataset.TwoStreamLoader` builds it). Output:
+channels centred on it (as :class:`~deepnotes.video.two_stream.dataset.TwoStreamLoader` builds it). Output:
 log of the fused class probabilities (N, K), so ``softmax(output)`` is the fused score and cross-entropy
 on it is the fused negative log-likelihood; the training loss is :meth:`TwoStream.loss`.
 """
@@ -23,14 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepnotes.video.models.base import ModelConfig
+from deepnotes.video.models.base import ModelConfig, Recognizer
+from deepnotes.video.models.registry import MODELS, build_model
 
 FUSIONS = ("weighted", "learned")
 DEFAULT_WEIGHTS = (1.0, 1.5)
 
 
 def parse_fusion(spec: str) -> tuple[str, tuple[float, float]]:
-    """``"weighted"``, ``"weighted:1,1.5"`` or ``"learned"`` (initial weights after a colon) -> (mode, weights)."""
+    """``"weighted"``, ``"weighted:1,1.5"`` or ``"learned"`` (initial weights after a colon) -> (mode,
+    weights)."""
     mode, _, rest = spec.partition(":")
     if mode not in FUSIONS:
         raise ValueError(f"unknown fusion {spec!r}; valid: weighted[:w_rgb,w_flow], learned[:w_rgb,w_flow]")
@@ -49,7 +51,8 @@ class LateFusion(nn.Module):
     """Weighted average of per-stream softmax scores: p = sum_i w_i softmax(z_i) / sum_i w_i.
 
     ``learned=False``: w fixed (a buffer). ``learned=True``: w = softmax(a) with a learnable ``a``
-    initialised to the log of the normalised given weights (so training starts from them; w sums to 1). Input: list of (N, K) logits; output (N, K) probabilities.
+    initialised to the log of the normalised given weights (so training starts from them; w sums to 1).
+    Input: list of (N, K) logits; output (N, K) probabilities.
     """
 
     def __init__(self, weights: Sequence[float] = DEFAULT_WEIGHTS, learned: bool = False) -> None:
@@ -100,7 +103,7 @@ def _first_conv_name(net: nn.Module) -> str:
     raise ValueError(f"{type(net).__name__} has no convolution to initialise")
 
 
-class TwoStream(nn.Module):
+class TwoStream(Recognizer):
     """Spatial + temporal recogniser with late fusion. (N, 3 + 2L, S, H, W) -> (N, K) log fused probabilities.
 
     Args:
@@ -108,7 +111,11 @@ class TwoStream(nn.Module):
         new_length: L; fusion: ``"weighted"`` or ``"learned"``; weights: (RGB, flow) initial weights.
         cross_modality: initialise the temporal stream from the spatial one (useful when the spatial
             stream is pretrained; see :func:`cross_modality_init`).
+
+    Validation reports each stream alone next to the fusion: ``view_model("rgb")`` / ``view_model("flow")``.
     """
+
+    VIEWS = ("rgb", "flow")
 
     def __init__(self, spatial: nn.Module, temporal: nn.Module, new_length: int, fusion: str = "weighted",
                  weights: Sequence[float] = DEFAULT_WEIGHTS, cross_modality: bool = True) -> None:
@@ -151,6 +158,10 @@ class TwoStream(nn.Module):
             loss = loss + F.nll_loss(output, labels)
         return loss
 
+    def view_model(self, view: str) -> StreamView:
+        """One stream alone, as a model of the same (N, 3 + 2L, S, H, W) input: ``view`` "rgb" or "flow"."""
+        return StreamView(self, view)
+
 
 class StreamView(nn.Module):
     """One stream of a :class:`TwoStream` as a model of its own (same input), to evaluate it alone:
@@ -174,22 +185,13 @@ def build_two_stream(num_classes: int, stream: str = "tsn", new_length: int = 5,
     ``fusion``: ``"weighted"``, ``"weighted:1,1.5"``, ``"learned"`` (see :func:`parse_fusion`);
     ``options``: ModelConfig fields shared by both streams (num_segments, depth, width, ...).
     """
-    from deepnotes.video.models import build_model
-
-    if stream == "two_stream":
+    if stream in MODELS and MODELS.info(stream)["modality"] != "rgb":  # (unknown: build_model says so)
         raise ValueError("the streams of a two-stream model must be single-stream recognisers")
     mode, weights = parse_fusion(fusion)
     options = {k: v for k, v in options.items() if k != "in_channels"}
     spatial = build_model(stream, num_classes, in_channels=3, **options)
     temporal = build_model(stream, num_classes, in_channels=2 * new_length, **options)
     return TwoStream(spatial, temporal, new_length, mode, weights, cross_modality)
-
-
-def fused_probs(model: TwoStream, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Softmax scores of each stream and of the fusion for a batch: {"rgb", "flow", "fusion"} -> (N, K)."""
-    z_rgb, z_flow = model.streams(x)
-    return {"rgb": F.softmax(z_rgb, 1), "flow": F.softmax(z_flow, 1), "fusion": model.fusion([z_rgb, z_flow])}
-
 
 
 @dataclass
@@ -204,8 +206,12 @@ class TwoStreamConfig(ModelConfig):
         self.in_channels = 3 + 2 * self.new_length
 
 
+# clips carry RGB and flow; the train config's stream/new_length/fusion reach TwoStreamConfig; validation
+# reports each stream alone
+@MODELS.register("two_stream", family="two_stream", config=TwoStreamConfig, modality="two_stream",
+                 options=("stream", "new_length", "fusion"), views=TwoStream.VIEWS)
 def build(cfg: TwoStreamConfig) -> TwoStream:
     """``MODELS["two_stream"]``: both streams share every ModelConfig option of ``cfg``."""
-    shared = {f.name: getattr(cfg, f.name) for f in fields(ModelConfig) if f.name not in ("name", "num_classes",
-                                                                                           "in_channels")}
+    own = ("name", "num_classes", "in_channels")
+    shared = {f.name: getattr(cfg, f.name) for f in fields(ModelConfig) if f.name not in own}
     return build_two_stream(cfg.num_classes, cfg.stream, cfg.new_length, cfg.fusion, **shared)

@@ -13,13 +13,18 @@ training data of the same kind of actor. The localisation claim measures the fra
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from deepnotes.video.flow import compute_flow
+from deepnotes.core.checkpoint import load_checkpoint, read_meta, save_checkpoint
+from deepnotes.core.paths import resolve_inside
+from deepnotes.optim import AdamW
+from deepnotes.video.data.decode import read_video
+from deepnotes.video.two_stream.flow import compute_flow
 
 
 def boxes_from_flow(flow: np.ndarray, compensate: bool = True, min_motion: float = 0.5,
@@ -103,8 +108,9 @@ class ActorNet(torch.nn.Module):
         nn = torch.nn
         self.full = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(inplace=True),
                                   nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True))
-        self.coarse = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True),
-                                  nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True))
+        self.coarse = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(width, width, 3, padding=1),
+                                    nn.ReLU(inplace=True), nn.Conv2d(width, width, 3, padding=1),
+                                    nn.ReLU(inplace=True))
         self.head = nn.Conv2d(2 * width, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,14 +129,13 @@ def box_masks(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def train_actor_net(frames: np.ndarray, boxes: np.ndarray, steps: int = 120, batch_size: int = 16,
-                    crop: int = 32, lr: float = 3e-3, seed: int = 0, device: str | torch.device = "cpu") -> ActorNet:
+                    crop: int = 32, lr: float = 3e-3, seed: int = 0,
+                    device: str | torch.device = "cpu") -> ActorNet:
     """Fit :class:`ActorNet` on frames (N, H, W, 3) uint8 with actor boxes (N, 4) (NaN: no actor).
 
     Steps train on random ``crop`` x ``crop`` patches (the net is fully convolutional, so it then runs on
     whole frames); a patch that shows part of an actor teaches the same thing as the whole frame, cheaper.
     """
-    from deepnotes.optim import AdamW
-
     torch.manual_seed(seed)
     net = ActorNet().to(device)
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255)
@@ -176,18 +181,16 @@ ACTOR_NET_FILE = "actor_net.safetensors"
 
 def save_actor_net(net: ActorNet, path: str | Path) -> Path:
     """Write the net atomically as a deepnotes checkpoint (safetensors + JSON header)."""
-    from deepnotes.core.checkpoint import save_checkpoint
-
-    return save_checkpoint(path, {"model": net.state_dict()}, {"kind": "actor_net", "width": net.head.in_channels // 2})
+    meta = {"kind": "actor_net", "width": net.head.in_channels // 2}
+    return save_checkpoint(path, {"model": net.state_dict()}, meta)
 
 
 def load_actor_net(path: str | Path, device: str | torch.device = "cpu") -> ActorNet:
-    from deepnotes.core.checkpoint import load_checkpoint, read_meta
-
     meta = read_meta(path)
     if meta.get("kind") != "actor_net":
-        raise ValueError(f"{path} is a deepnotes checkpoint of {meta.get('kind') or meta.get('model')!r}, not an actor "
-                         "net; train one with `deepnotes video train-actors`")
+        kind = meta.get("kind") or meta.get("model")
+        raise ValueError(f"{path} is a deepnotes checkpoint of {kind!r}, not an actor net; train one with "
+                         "`deepnotes video train-actors`")
     state, _ = load_checkpoint(path, device=device)
     net = ActorNet(width=int(meta["width"])).to(device)
     net.load_state_dict(state["model"])
@@ -198,15 +201,11 @@ def annotated_frames(gt_json: str | Path, videos_dir: str | Path) -> tuple[np.nd
     """Frames (N, H, W, 3) and boxes (N, 4) of every annotated actor box in an ActivityNet-style ground truth
     whose annotations carry ``boxes`` ``[[frame, x1, y1, x2, y2], ...]`` (as ``synth untrimmed`` writes),
     reading ``videos_dir/<video id>.mp4``. Videos that cannot be read are skipped and listed."""
-    import json
-
-    from deepnotes.core.paths import resolve_inside
-    from deepnotes.video.data.decode import read_video
-
     try:
         database = json.loads(Path(gt_json).read_text())["database"]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"{gt_json}: not an ActivityNet-style ground truth with a 'database' ({exc})") from exc
+        raise ValueError(f"{gt_json}: not an ActivityNet-style ground truth with a 'database' "
+                         f"({exc})") from exc
     frames, boxes, skipped = [], [], []
     for vid, entry in database.items():
         rows = [b for ann in entry.get("annotations", []) for b in ann.get("boxes", [])]

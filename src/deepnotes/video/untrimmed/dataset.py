@@ -34,7 +34,8 @@ def write_untrimmed_dataset(out: str | Path, n_train: int = 8, n_val: int = 4, w
             write_mp4(out / rel, videos[v_idx].frames[start:start + window], fps=round(videos[v_idx].fps))
             rows.append((rel, label))
         write_list(out / f"{split}.txt", rows)
-        write_json(out / f"{split}_gt.json", ground_truth_json(named, "training" if split == "train" else "validation"))
+        subset = "training" if split == "train" else "validation"
+        write_json(out / f"{split}_gt.json", ground_truth_json(named, subset))
         paths[split] = out / f"{split}.txt"
         paths[f"{split}_gt"] = out / f"{split}_gt.json"
     atomic_write_text(out / "classes.txt", "".join(c + "\n" for c in CLASSES))

@@ -3,7 +3,8 @@
 The run must be a recogniser trained on windows whose classes include ``background`` (see
 :func:`deepnotes.video.untrimmed.dataset.write_untrimmed_dataset`). Windows are sampled and transformed
 exactly as the run's evaluation does (same segments, input size, modality), scored, localised
-(:mod:`~deepnotes.video.untrimmed.localize`) and given actor boxes (:mod:`~deepnotes.video.untrimmed.actors`).
+(:mod:`~deepnotes.video.untrimmed.localize`) and given actor boxes
+(:mod:`~deepnotes.video.untrimmed.actors`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deepnotes.core import pick_device
+from deepnotes.video.config import TrainConfig
+from deepnotes.video.data.decode import read_video
 from deepnotes.video.data.lists import VideoRecord
-from deepnotes.video.untrimmed.localize import LocalizeConfig, detect_segments
+from deepnotes.video.data.synth import write_mp4
+from deepnotes.video.training import load_run, make_dataset
+from deepnotes.video.two_stream.dataset import TwoStreamLoader
+from deepnotes.video.untrimmed.actors import ACTOR_NET_FILE, actor_net_boxes, load_actor_net, motion_boxes
+from deepnotes.video.untrimmed.localize import FrameDetection, LocalizeConfig, Scorer, detect_segments
+from deepnotes.video.untrimmed.render import render_detections, write_frames
 from deepnotes.video.untrimmed.results import detection_entry, results_json, write_json
 
 BACKGROUND_NAME = "background"
@@ -40,12 +49,9 @@ class ArrayLoader:
         return w[np.clip(np.asarray(indices), 0, len(w) - 1)]
 
 
-def run_scorer(model: torch.nn.Module, meta: dict[str, Any], device: torch.device) -> Callable:
+def run_scorer(model: torch.nn.Module, meta: dict[str, Any], device: torch.device) -> Scorer:
     """A window scorer (list of (T, H, W, 3) uint8 windows -> (n, K) softmax scores) for a trained run,
     sampling and transforming windows the way the run's evaluation does."""
-    from deepnotes.video.config import TrainConfig
-    from deepnotes.video.training import make_dataset
-
     cfg = TrainConfig(model=meta["model"], train="", out="", workers=0, **meta["data"])
 
     def scorer(windows: list[np.ndarray]) -> np.ndarray:
@@ -64,8 +70,6 @@ def run_scorer(model: torch.nn.Module, meta: dict[str, Any], device: torch.devic
 def window_loader(cfg, frames_loader: ArrayLoader):
     """The loader a run's modality needs on top of in-memory frames (two-stream adds on-the-fly flow)."""
     if getattr(cfg, "modality", "rgb") == "two_stream":
-        from deepnotes.video.flow_dataset import TwoStreamLoader
-
         return TwoStreamLoader(frames_loader, None, cfg.new_length, cfg.flow_bound, cfg.flow_method)
     return frames_loader
 
@@ -82,12 +86,13 @@ def video_fps(path: str | Path, default: float = 10.0) -> float:
         return default
 
 
-def detect(frames: np.ndarray, scorer: Callable, classes: list[str], cfg: LocalizeConfig,
-           boxes_fn: Callable[[np.ndarray], np.ndarray]) -> tuple[list[tuple[int, int, int, float]], np.ndarray]:
+def detect(frames: np.ndarray, scorer: Scorer, classes: list[str], cfg: LocalizeConfig,
+           boxes_fn: Callable[[np.ndarray], np.ndarray]) -> tuple[list[FrameDetection], np.ndarray]:
     """Detections [(start, end, label, score)] and per-frame actor boxes (T, 4) for one video."""
     if BACKGROUND_NAME not in classes:
-        raise ValueError(f"the recogniser's classes {classes} have no {BACKGROUND_NAME!r} class; detection needs a "
-                         "recogniser trained on windows with background (deepnotes video synth untrimmed ...)")
+        raise ValueError(f"the recogniser's classes {classes} have no {BACKGROUND_NAME!r} class; detection "
+                         "needs a recogniser trained on windows with background (deepnotes video synth "
+                         "untrimmed ...)")
     if len(frames) < cfg.window:
         raise ValueError(f"the video has {len(frames)} frames, shorter than one window of {cfg.window}; "
                          "lower --window")
@@ -103,13 +108,6 @@ def detect_run(run_dir: str | Path, video: str | Path, out: str | Path, render: 
 
     ``boxes``: ``motion`` (no training needed) or ``learned`` (an :class:`ActorNet` from ``actor_model``,
     default ``RUN/actor_net.safetensors``, written by ``deepnotes video train-actors``)."""
-    from deepnotes.core import pick_device
-    from deepnotes.video.data.decode import read_video
-    from deepnotes.video.data.synth import write_mp4
-    from deepnotes.video.training import load_run
-    from deepnotes.video.untrimmed.actors import ACTOR_NET_FILE, actor_net_boxes, load_actor_net, motion_boxes
-    from deepnotes.video.untrimmed.render import render_detections, write_frames
-
     if boxes not in ("motion", "learned"):
         raise ValueError(f"unknown box source {boxes!r}; valid: motion, learned")
     dev = pick_device(device)
@@ -117,8 +115,8 @@ def detect_run(run_dir: str | Path, video: str | Path, out: str | Path, render: 
     if boxes == "learned":
         path = Path(actor_model) if actor_model else Path(run_dir) / ACTOR_NET_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: train an actor net with `deepnotes video train-actors "
-                                    f"DATASET --out {path}` or pass --actor-model")
+            raise FileNotFoundError(f"{path} not found: train an actor net with `deepnotes video "
+                                    f"train-actors DATASET --out {path}` or pass --actor-model")
         net = load_actor_net(path, dev)
         boxes_fn = lambda f: actor_net_boxes(net, f)  # noqa: E731
     model, meta = load_run(run_dir, dev)

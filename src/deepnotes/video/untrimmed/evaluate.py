@@ -28,7 +28,8 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     iw = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
     ih = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
     inter = iw * ih
-    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = (box[2] - box[0]) * (box[3] - box[1]) + areas - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
@@ -53,7 +54,8 @@ def ap_from_pr(precision: np.ndarray, recall: np.ndarray, interpolation: str = "
     raise ValueError(f"unknown interpolation {interpolation!r}; valid: all, coco101")
 
 
-def average_precision(ground_truth: dict[Hashable, np.ndarray], detections: Sequence[tuple[Hashable, np.ndarray, float]],
+def average_precision(ground_truth: dict[Hashable, np.ndarray],
+                      detections: Sequence[tuple[Hashable, np.ndarray, float]],
                       overlap: Callable[[np.ndarray, np.ndarray], np.ndarray], threshold: float,
                       interpolation: str = "all") -> float:
     """AP of one class.
@@ -118,15 +120,17 @@ def localization_map(ground_truth: dict[str, list[Segment]], detections: dict[st
         gt = {v: np.asarray(x, np.float64) for v, x in gt_by_class[label].items()}
         out_ap[label] = {t: average_precision(gt, det_by_class.get(label, []), segment_iou, t, interpolation)
                          for t in thresholds}
-    maps = {t: float(np.mean([ap[t] for ap in out_ap.values()])) if out_ap else float("nan") for t in thresholds}
+    maps = {t: float(np.mean([ap[t] for ap in out_ap.values()])) if out_ap else float("nan")
+            for t in thresholds}
     return {"mAP": maps, "AP": out_ap, "average_mAP": float(np.mean(list(maps.values())))}
 
 
 FrameBox = tuple[int, np.ndarray]  # label, box (x1, y1, x2, y2)
 
 
-def frame_map(ground_truth: dict[Hashable, list[FrameBox]], detections: dict[Hashable, list[tuple[int, np.ndarray, float]]],
-              threshold: float = 0.5, interpolation: str = "all") -> dict:
+def frame_map(ground_truth: dict[Hashable, list[FrameBox]],
+              detections: dict[Hashable, list[tuple[int, np.ndarray, float]]], threshold: float = 0.5,
+              interpolation: str = "all") -> dict:
     """Frame-mAP: per-frame boxes with class labels, AP per class at box IoU >= ``threshold``.
 
     Args:

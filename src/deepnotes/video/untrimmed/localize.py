@@ -20,6 +20,9 @@ import numpy as np
 
 from deepnotes.video.untrimmed.nms import temporal_nms
 
+FrameDetection = tuple[int, int, int, float]  # start frame, end frame (exclusive), label, score
+Scorer = Callable[[list[np.ndarray]], np.ndarray]  # windows (each (T, H, W, 3) uint8) -> (n, K) probabilities
+
 
 @dataclass
 class LocalizeConfig:
@@ -35,7 +38,8 @@ class LocalizeConfig:
 
 
 def sliding_windows(num_frames: int, window: int, stride: int) -> np.ndarray:
-    """Windows [start, end) of ``window`` frames every ``stride`` frames; the last one ends at the video's end.
+    """Windows [start, end) of ``window`` frames every ``stride`` frames; the last one ends at the video's
+    end.
 
     Raises ``ValueError`` for a video shorter than one window (there is nothing to score) and for a stride
     longer than the window (the frames between windows would get no score).
@@ -43,8 +47,8 @@ def sliding_windows(num_frames: int, window: int, stride: int) -> np.ndarray:
     if window < 1 or stride < 1:
         raise ValueError(f"window and stride must be >= 1, got {window}, {stride}")
     if stride > window:
-        raise ValueError(f"stride {stride} is longer than the window {window}: frames between windows would get "
-                         "no score; use a stride <= the window")
+        raise ValueError(f"stride {stride} is longer than the window {window}: frames between windows would "
+                         "get no score; use a stride <= the window")
     if num_frames < window:
         raise ValueError(f"video has {num_frames} frames, shorter than one window of {window}")
     starts = list(range(0, num_frames - window + 1, stride))
@@ -77,7 +81,8 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return [(int(s), int(e)) for s, e in zip(edges[::2], edges[1::2], strict=True)]
 
 
-def localize(probs: np.ndarray, background: int = 0, cfg: LocalizeConfig | None = None) -> list[tuple[int, int, int, float]]:
+def localize(probs: np.ndarray, background: int = 0,
+             cfg: LocalizeConfig | None = None) -> list[FrameDetection]:
     """Detections [(start, end, label, score)] (frames, end exclusive) from (T, K) frame scores."""
     cfg = cfg or LocalizeConfig()
     actionness = 1.0 - probs[:, background]
@@ -106,7 +111,7 @@ def localize(probs: np.ndarray, background: int = 0, cfg: LocalizeConfig | None 
     return out[:cfg.max_per_video]
 
 
-def score_windows(frames: np.ndarray, windows: np.ndarray, scorer: Callable[[list[np.ndarray]], np.ndarray],
+def score_windows(frames: np.ndarray, windows: np.ndarray, scorer: Scorer,
                   batch_size: int = 16) -> np.ndarray:
     """Run ``scorer`` (list of (window, H, W, 3) uint8 arrays -> (n, K) probabilities) over all windows."""
     out = []
@@ -115,9 +120,10 @@ def score_windows(frames: np.ndarray, windows: np.ndarray, scorer: Callable[[lis
     return np.concatenate(out)
 
 
-def detect_segments(frames: np.ndarray, scorer: Callable[[list[np.ndarray]], np.ndarray], background: int = 0,
-                    cfg: LocalizeConfig | None = None) -> tuple[list[tuple[int, int, int, float]], np.ndarray]:
-    """Sliding windows + scorer + :func:`localize` on one video; returns (detections, (T, K) frame scores)."""
+def detect_segments(frames: np.ndarray, scorer: Scorer, background: int = 0,
+                    cfg: LocalizeConfig | None = None) -> tuple[list[FrameDetection], np.ndarray]:
+    """Sliding windows + scorer + :func:`localize` on one video; returns (detections, (T, K) frame
+    scores)."""
     cfg = cfg or LocalizeConfig()
     windows = sliding_windows(len(frames), cfg.window, cfg.stride)
     probs = frame_scores(score_windows(frames, windows, scorer), windows, len(frames))

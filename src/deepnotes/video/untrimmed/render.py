@@ -33,7 +33,8 @@ def render_detections(frames: np.ndarray, detections: list[tuple[int, int, int, 
             if not np.isnan(boxes[t, 0]):
                 x1, y1, x2, y2 = (boxes[t] * scale).round().astype(int)
                 cv2.rectangle(img, (x1, y1), (x2 - 1, y2 - 1), colour, 2)
-                cv2.putText(img, text, (x1, max(10, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1, cv2.LINE_AA)
+                cv2.putText(img, text, (x1, max(10, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1,
+                            cv2.LINE_AA)
             else:
                 cv2.putText(img, text, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1, cv2.LINE_AA)
         out[t, :big_h] = img

@@ -3,8 +3,8 @@
 Ground truth: ``{"version", "taxonomy": [names], "database": {video_id: {"subset", "duration", "fps",
 "frames", "annotations": [{"label", "segment": [t0, t1], "frames": [f0, f1], "boxes": [[f, x1, y1, x2, y2],
 ...]}]}}}``. Results: ``{"version", "results": {video_id: [{"label", "score", "segment": [t0, t1], "frames":
-[f0, f1], "boxes": [[f, x1, y1, x2, y2], ...]}]}, "external_data": {...}}``; ActivityNet's evaluation reads the
-``label``, ``score`` and ``segment`` fields, the rest are deepnotes' additions (frames, actor boxes).
+[f0, f1], "boxes": [[f, x1, y1, x2, y2], ...]}]}, "external_data": {...}}``; ActivityNet's evaluation reads
+the ``label``, ``score`` and ``segment`` fields, the rest are deepnotes' additions (frames, actor boxes).
 """
 
 from __future__ import annotations
@@ -25,17 +25,20 @@ def ground_truth_json(videos: dict[str, UntrimmedVideo], subset: str = "validati
                       classes: tuple[str, ...] = CLASSES) -> dict[str, Any]:
     database = {}
     for vid, v in videos.items():
-        anns = [{"label": classes[i.label], "segment": [i.start / v.fps, i.end / v.fps], "frames": [i.start, i.end],
-                 "boxes": [[i.start + k, *map(float, b)] for k, b in enumerate(i.boxes)]} for i in v.instances]
-        database[vid] = {"subset": subset, "duration": v.num_frames / v.fps, "fps": v.fps, "frames": v.num_frames,
-                         "annotations": anns}
+        anns = [{"label": classes[i.label], "segment": [i.start / v.fps, i.end / v.fps],
+                 "frames": [i.start, i.end],
+                 "boxes": [[i.start + k, *map(float, b)] for k, b in enumerate(i.boxes)]}
+                for i in v.instances]
+        database[vid] = {"subset": subset, "duration": v.num_frames / v.fps, "fps": v.fps,
+                         "frames": v.num_frames, "annotations": anns}
     return {"version": VERSION, "taxonomy": list(classes), "database": database}
 
 
 def results_json(detections: dict[str, list[dict[str, Any]]], details: str = "") -> dict[str, Any]:
     """Wrap per-video detection dicts (see :func:`detection_entry`) in the ActivityNet result layout."""
     return {"version": VERSION, "results": detections,
-            "external_data": {"used": False, "details": details or "trained on deepnotes synthetic data only"}}
+            "external_data": {"used": False,
+                              "details": details or "trained on deepnotes synthetic data only"}}
 
 
 def detection_entry(start: int, end: int, label: str, score: float, fps: float,
@@ -74,7 +77,8 @@ def load_ground_truth(path: str | Path) -> tuple[dict[str, list[tuple[float, flo
                 raise ValueError(f"{where}.label {ann.get('label')!r} is not in the taxonomy")
             seg = ann.get("segment")
             if not (isinstance(seg, list) and len(seg) == 2 and seg[0] <= seg[1]):
-                raise ValueError(f"{where}.segment must be [start, end] seconds with start <= end, got {seg!r}")
+                raise ValueError(f"{where}.segment must be [start, end] seconds with start <= end, "
+                                 f"got {seg!r}")
             segs.append((float(seg[0]), float(seg[1]), classes.index(ann["label"])))
         out[vid] = segs
     return out, classes

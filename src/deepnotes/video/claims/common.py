@@ -1,0 +1,48 @@
+"""What the video claims share: the experiment size of a report, its folder of trained runs, one training
+call with the claims' fixed settings, and a latency measure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from deepnotes.core.claims import ClaimContext
+from deepnotes.core.timing import time_call
+from deepnotes.video.config import TrainConfig
+from deepnotes.video.experiments import FULL, QUICK, Setup, trained
+from deepnotes.video.training import train
+
+
+def setup_of(ctx: ClaimContext) -> Setup:
+    """The data and model size of the recognition claims (quick or full)."""
+    return ctx.pick(QUICK, FULL)
+
+
+def work_dir(ctx: ClaimContext) -> Path:
+    """Where the recognition claims keep their trained runs (shared: claims 1-3 train each model once)."""
+    path = ctx.out_dir / "work" / "video-runs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def top1(ctx: ClaimContext, kind: str, model: str) -> float:
+    """Last-epoch validation top-1 of ``model`` trained on the synthetic ``kind`` data (trained once)."""
+    metrics, _ = trained(work_dir(ctx), kind, model, setup_of(ctx), ctx.seed, str(ctx.device))
+    return metrics[-1]["top1"]
+
+
+def train_run(ctx: ClaimContext, model: str, train_list, val_list, out, **kw) -> list[dict]:
+    """Train ``model`` in-process (no worker processes, frames cached) on the claim's device and seed; ``kw``
+    are further :class:`TrainConfig` fields. Returns the per-epoch records."""
+    cfg = TrainConfig(model=model, train=str(train_list), val=val_list and str(val_list), out=str(out),
+                      workers=0, cache=True, device=str(ctx.device), seed=ctx.seed, **kw)
+    return train(cfg)
+
+
+def latency_ms(model: torch.nn.Module, x: torch.Tensor, device: torch.device) -> float:
+    """Inference time of ``model(x)`` in ms on ``device`` (2 warm-up calls, 5 timed)."""
+    model = model.to(device).eval()
+    x = x.to(device)
+    with torch.no_grad():
+        return time_call(lambda: model(x), device, warmup=2, repeat=5)
