@@ -55,11 +55,13 @@ def main() -> None:
     ap.add_argument("--targets", default="c_attn,c_proj,c_fc")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
     ap.add_argument("--compile", action="store_true",
-                    help="torch.compile every model's forward (train steps only; no memory or inference rows)")
+                    help="torch.compile every model's forward (train steps only; no memory or inference "
+                    "rows)")
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--profile", action="store_true",
-                    help="after timing (eager): kernel time per train step / inference and the top kernels (CUDA)")
+                    help="after timing (eager): kernel time per train step / inference and the top kernels "
+                    "(CUDA)")
     args = ap.parse_args()
     if args.width < 64 or args.width % 64:
         ap.error(f"--width {args.width}: must be a positive multiple of 64 (GPT-2 heads of 64 dimensions)")
@@ -84,7 +86,8 @@ def main() -> None:
     def infer_fn(model):
 
         def infer():
-            with torch.no_grad(), amp():  # no KV cache: it is not used, and under compile it recompiles per layer
+            # no KV cache: it is not used, and under compile it recompiles per layer
+            with torch.no_grad(), amp():
                 model(input_ids=x, use_cache=False)
         return infer
 
@@ -95,7 +98,8 @@ def main() -> None:
 
     def peft_lora(dropout):
         return peft.get_peft_model(build(args, device), peft.LoraConfig(
-            r=args.r, lora_alpha=2 * args.r, lora_dropout=dropout, target_modules=targets, fan_in_fan_out=True))
+            r=args.r, lora_alpha=2 * args.r, lora_dropout=dropout, target_modules=targets,
+            fan_in_fan_out=True))
 
     def ours_lora(dropout):
         return dpeft.apply(build(args, device), dpeft.LoraConfig(r=args.r, alpha=2 * args.r, dropout=dropout,
@@ -116,12 +120,13 @@ def main() -> None:
     if args.compile:  # fused kernels instead of one launch per op: the LoRA branch's extra ops mostly vanish
         train = {name: step_fn(make(), compiled=True) for name, make in makers.items()}
         step = time_interleaved(train, device, args.warmup, args.repeat)
-        print(f"# GPT-2 {args.layers}x{args.width}, batch {args.batch}x{args.seq}, LoRA r={args.r}, torch.compile, "
-              f"device {device}{', bf16' if args.bf16 else ''}")
+        print(f"# GPT-2 {args.layers}x{args.width}, batch {args.batch}x{args.seq}, LoRA r={args.r}, "
+              f"torch.compile, device {device}{', bf16' if args.bf16 else ''}")
         for name, ms in step.items():
             print(f"{name:45s} {ms:9.1f}  ({ms / step['train step: full fine-tuning']:.2f}x full)")
         # inference compiled too: with launches fused, what is left of the unmerged adapters' overhead
-        infer_models = {"inference: base": build(args, device), "inference: ours LoRA unmerged": ours_lora(0.0),
+        infer_models = {"inference: base": build(args, device),
+                        "inference: ours LoRA unmerged": ours_lora(0.0),
                         "inference: peft LoRA unmerged": peft_lora(0.0)}
         for m in infer_models.values():
             m.eval()
@@ -158,21 +163,22 @@ def main() -> None:
     rows = [(name, ms, peaks[name]) for name, ms in step.items()]
     inf = time_interleaved(infer, device, args.warmup, args.repeat)
 
-    print(f"# GPT-2 {args.layers}x{args.width}, vocab {args.vocab}, batch {args.batch}x{args.seq}, LoRA r={args.r} "
-          f"on {targets}, device {device}{', bf16' if args.bf16 else ''}")
+    print(f"# GPT-2 {args.layers}x{args.width}, vocab {args.vocab}, batch {args.batch}x{args.seq}, "
+          f"LoRA r={args.r} on {targets}, device {device}{', bf16' if args.bf16 else ''}")
     print(f"{'what':45s} {'ms':>9s} {'peak GiB':>9s}")
     for name, ms, gib in rows:
         print(f"{name:45s} {ms:9.1f} {gib:9.2f}")
     for d in dropouts:
-        ratio = step[f"train step: ours LoRA (dropout {d})"] / step[f"train step: peft LoRA (dropout {d})"]
-        vs_full = step[f"train step: ours LoRA (dropout {d})"] / step["train step: full fine-tuning"]
+        ours = step[f"train step: ours LoRA (dropout {d})"]
+        theirs = step[f"train step: peft LoRA (dropout {d})"]
+        vs_full = ours / step["train step: full fine-tuning"]
         floor = step["train step: backward floor (frozen)"]
-        print(f"ratio ours/peft train step (dropout {d}): {ratio:.2f}   ours/full: {vs_full:.2f}   "
-              f"LoRA time above the floor, ours/peft: "
-              f"{(step[f'train step: ours LoRA (dropout {d})'] - floor) / (step[f'train step: peft LoRA (dropout {d})'] - floor):.2f}")
+        print(f"ratio ours/peft train step (dropout {d}): {ours / theirs:.2f}   ours/full: {vs_full:.2f}   "
+              f"LoRA time above the floor, ours/peft: {(ours - floor) / (theirs - floor):.2f}")
     base = inf["inference: base"]
     for name, ms in inf.items():
-        print(f"{name:45s} {ms:9.1f}" + (f"  ({100 * (ms / base - 1):+.1f}%)" if name != "inference: base" else ""))
+        overhead = f"  ({100 * (ms / base - 1):+.1f}%)" if name != "inference: base" else ""
+        print(f"{name:45s} {ms:9.1f}{overhead}")
     if args.profile:  # where a LoRA step's time goes beyond the floor's: which kernels, and how many launches
         for m in models.values():
             m.train()

@@ -37,7 +37,8 @@ def pretrained(tmp_path_factory):
     from deepnotes.peft.cli import app
 
     out = tmp_path_factory.mktemp("base") / "gpt2"
-    res = CliRunner().invoke(app, ["pretrain", "--arch", "gpt2", "--size", "tiny", "--out", str(out), "--steps", "3",
-                                  "--batch-size", "2", "--device", "cpu", "--max-chars", "60000"])
+    res = CliRunner().invoke(app, ["pretrain", "--arch", "gpt2", "--size", "tiny", "--out", str(out),
+                                  "--steps", "3", "--batch-size", "2", "--device", "cpu",
+                                  "--max-chars", "60000"])
     assert res.exit_code == 0, res.output
     return out

@@ -14,7 +14,7 @@ from deepnotes.peft import (
     set_adapter,
     trainable_parameters,
 )
-from deepnotes.peft.adapters import AdapterLayer
+from deepnotes.peft.methods.adapter import AdapterLayer
 from tests.peft.conftest import tiny_bart, tiny_gpt2
 
 

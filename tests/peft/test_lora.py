@@ -40,8 +40,8 @@ def _copy_lora_weights(src: nn.Module, dst_peft: nn.Module) -> None:
 
 
 def _peft_config(cfg: LoraConfig, **kw) -> peft.LoraConfig:
-    return peft.LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=cfg.target_modules,
-                           use_rslora=cfg.use_rslora, bias=cfg.bias, **kw)
+    return peft.LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                           target_modules=cfg.target_modules, use_rslora=cfg.use_rslora, bias=cfg.bias, **kw)
 
 
 @pytest.mark.parametrize("use_rslora", [False, True])
@@ -122,7 +122,8 @@ def test_merge_unmerge_and_unload(ids):
 
 
 def test_bias_options_and_modules_to_save():
-    m = apply(tiny_gpt2(), LoraConfig(r=2, target_modules=["c_attn"], bias="lora_only", modules_to_save=["ln_f"]))
+    m = apply(tiny_gpt2(), LoraConfig(r=2, target_modules=["c_attn"], bias="lora_only",
+                                      modules_to_save=["ln_f"]))
     names = {n for n, p in m.named_parameters() if p.requires_grad}
     assert "transformer.h.0.attn.c_attn.base_layer.bias" in names
     assert "transformer.h.0.mlp.c_fc.bias" not in names
@@ -150,7 +151,8 @@ def test_several_named_adapters_switch(ids):
 
 
 def test_peft_loads_our_files(tmp_path, ids):
-    cfg = LoraConfig(r=4, alpha=8, target_modules=["c_attn", "c_fc", "wte"], bias="lora_only", modules_to_save=["ln_f"])
+    cfg = LoraConfig(r=4, alpha=8, target_modules=["c_attn", "c_fc", "wte"], bias="lora_only",
+                     modules_to_save=["ln_f"])
     ours = apply(tiny_gpt2(), cfg)
     _randomise_b(ours)
     with torch.no_grad():
@@ -170,7 +172,8 @@ def test_we_load_peft_files(tmp_path, ids):
     _randomise_b(theirs)
     theirs.save_pretrained(tmp_path)
     ours = load_adapter(tiny_gpt2(), tmp_path)
-    torch.testing.assert_close(ours(input_ids=ids).logits, theirs.eval()(input_ids=ids).logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours(input_ids=ids).logits, theirs.eval()(input_ids=ids).logits,
+                               atol=1e-5, rtol=0)
     assert ours.deepnotes_peft.configs["default"].init == "gaussian"
 
 
@@ -245,9 +248,9 @@ def assert_compiled_inference_is_one_graph(model: nn.Module, ids: torch.Tensor) 
 
 
 def test_compiled_autocast_inference_is_one_graph(ids):
-    """The inference cast cache keys on data pointers, which torch.compile cannot trace: under compile the layer
-    must skip it, or every adapted layer breaks the graph (measured on an H200: compiled inference +251% over
-    the base model instead of peft's +103%)."""
+    """The inference cast cache keys on data pointers, which torch.compile cannot trace: under compile the
+    layer must skip it, or every adapted layer breaks the graph (measured on an H200: compiled inference
+    +251% over the base model instead of peft's +103%)."""
     model = apply(tiny_gpt2(), LoraConfig(r=4, alpha=8, target_modules=["c_attn", "c_fc"])).eval()
     _randomise_b(model)
     assert_compiled_inference_is_one_graph(model, ids)
@@ -273,7 +276,8 @@ def test_parametrized_base_weight_is_read_through_its_parametrization():
     expected = x @ (2 * base.parametrizations.weight.original).T + base.bias + (x @ a.T @ b.T) * 2.0
     torch.testing.assert_close(model(x), expected)
     layer.lora_B["default"].weight = nn.Parameter(torch.ones_like(b))  # a new Parameter object
-    expected = x @ (2 * base.parametrizations.weight.original).T + base.bias + (x @ a.T @ torch.ones_like(b).T) * 2.0
+    expected = (x @ (2 * base.parametrizations.weight.original).T + base.bias
+                + (x @ a.T @ torch.ones_like(b).T) * 2.0)
     torch.testing.assert_close(model(x), expected)
 
 
@@ -283,8 +287,8 @@ def test_peft_seq_cls_folder_loads_though_one_saved_head_name_is_absent(tmp_path
 
     def make():
         torch.manual_seed(0)
-        return GPT2ForSequenceClassification(GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=120, n_positions=64,
-                                                        pad_token_id=0, num_labels=3)).eval()
+        return GPT2ForSequenceClassification(GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=120,
+                                                        n_positions=64, pad_token_id=0, num_labels=3)).eval()
 
     theirs = peft.get_peft_model(make(), peft.LoraConfig(task_type="SEQ_CLS", r=2, target_modules=["c_attn"]))
     _randomise_b(theirs)
@@ -294,6 +298,7 @@ def test_peft_seq_cls_folder_loads_though_one_saved_head_name_is_absent(tmp_path
     assert "classifier" in json.loads((tmp_path / "adapter_config.json").read_text())["modules_to_save"]
     with pytest.warns(UserWarning, match=r"modules_to_save entries \['classifier'\] match no module"):
         ours = load_adapter(make(), tmp_path)
-    torch.testing.assert_close(ours(input_ids=ids).logits, theirs.eval()(input_ids=ids).logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours(input_ids=ids).logits, theirs.eval()(input_ids=ids).logits,
+                               atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match=r"modules_to_save \['nothing'\] matches no module"):
         apply(make(), LoraConfig(r=2, target_modules=["c_attn"], modules_to_save=["nothing"]))

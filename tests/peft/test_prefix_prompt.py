@@ -7,7 +7,7 @@ import torch
 
 import peft
 from deepnotes.peft import PrefixConfig, PromptConfig, apply, load_adapter, save_adapter, trainable_parameters
-from deepnotes.peft.prefix import PrefixTuning
+from deepnotes.peft.methods.prefix import PrefixTuning
 from tests.peft.conftest import tiny_bart, tiny_gpt2
 
 
@@ -41,7 +41,8 @@ def _greedy(model, ids, steps, encdec):
 def test_gpt2_prefix_matches_peft(ids):
     ours = apply(tiny_gpt2(), PrefixConfig(num_virtual_tokens=5, projection=False))
     _scale_prefix(ours)
-    theirs = peft.get_peft_model(tiny_gpt2(), peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
+    theirs = peft.get_peft_model(tiny_gpt2(),
+                                 peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
     with torch.no_grad():
         theirs.prompt_encoder["default"].embedding.weight.copy_(ours.prefix_tuning.tables["decoder"].embedding.weight)
     mask = torch.ones_like(ids)
@@ -60,7 +61,8 @@ def test_gpt2_prefix_matches_peft(ids):
 def test_bart_decoder_prefix_matches_peft(ids):
     ours = apply(tiny_bart(), PrefixConfig(num_virtual_tokens=3, projection=False, sites=["decoder"]))
     _scale_prefix(ours)
-    theirs = peft.get_peft_model(tiny_bart(), peft.PrefixTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=3))
+    theirs = peft.get_peft_model(tiny_bart(),
+                                 peft.PrefixTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=3))
     w = theirs.prompt_encoder["default"].embedding.weight
     table = ours.prefix_tuning.tables["decoder"].embedding.weight
     assert w.shape == table.shape
@@ -81,8 +83,8 @@ def test_prefix_generate_matches_full_recompute(arch, ids):
     encdec = arch == "bart"
     model = apply(tiny_bart() if encdec else tiny_gpt2(), PrefixConfig(num_virtual_tokens=4, hidden_size=16))
     _scale_prefix(model, 3.0)  # make the prefix matter
-    got = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
-                         min_new_tokens=6)
+    got = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6,
+                         do_sample=False, min_new_tokens=6)
     want = _greedy(model, ids, 6, encdec)
     assert torch.equal(got[:, -6:], want[:, -6:])
 
@@ -132,7 +134,8 @@ def test_prefix_without_its_partner_site_is_refused():
 
 def test_gpt2_prompt_matches_peft(ids):
     ours = apply(tiny_gpt2(), PromptConfig(num_virtual_tokens=3))
-    theirs = peft.get_peft_model(tiny_gpt2(), peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3))
+    theirs = peft.get_peft_model(tiny_gpt2(),
+                                 peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3))
     with torch.no_grad():
         theirs.prompt_encoder["default"].embedding.weight.copy_(ours.prompt_tuning.embedding.weight)
     mask = torch.ones_like(ids)
@@ -148,8 +151,8 @@ def test_gpt2_prompt_matches_peft(ids):
 def test_prompt_generate_and_round_trip(arch, ids, tmp_path):
     encdec = arch == "bart"
     model = apply(tiny_bart() if encdec else tiny_gpt2(), PromptConfig(num_virtual_tokens=3, init="random"))
-    got = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=5, min_new_tokens=5,
-                         do_sample=False)
+    got = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=5,
+                         min_new_tokens=5, do_sample=False)
     want = _greedy(model, ids, 5, encdec)
     assert torch.equal(got[:, -5:], want[:, -5:])
     save_adapter(model, tmp_path)
@@ -166,16 +169,19 @@ def test_peft_runs_our_prompt_folders(arch, ids, tmp_path):
     theirs = peft.PeftModel.from_pretrained(make(), tmp_path).eval()
     mask = torch.ones_like(ids)
     mask[1, 6:] = 0
-    a, b = ours(input_ids=ids, attention_mask=mask, labels=ids), theirs(input_ids=ids, attention_mask=mask, labels=ids)
+    a = ours(input_ids=ids, attention_mask=mask, labels=ids)
+    b = theirs(input_ids=ids, attention_mask=mask, labels=ids)
     torch.testing.assert_close(a.logits, b.logits, atol=1e-5, rtol=0)
     torch.testing.assert_close(a.loss, b.loss, atol=1e-6, rtol=0)
 
 
 def test_we_run_peft_default_seq2seq_prompt_folders(ids, tmp_path):
     # peft's SEQ_2_SEQ_LM default stores 2P rows (num_transformer_submodules 2) yet prepends only the first P
-    theirs = peft.get_peft_model(tiny_bart(), peft.PromptTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=3))
+    theirs = peft.get_peft_model(tiny_bart(),
+                                 peft.PromptTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=3))
     with torch.no_grad():
-        theirs.prompt_encoder["default"].embedding.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(1))
+        g = torch.Generator().manual_seed(1)
+        theirs.prompt_encoder["default"].embedding.weight.normal_(0.0, 0.5, generator=g)
     assert theirs.prompt_encoder["default"].embedding.weight.shape[0] == 6
     theirs.save_pretrained(tmp_path)
     ours = load_adapter(tiny_bart(), tmp_path).eval()
@@ -202,16 +208,19 @@ def test_gpt2_prefix_folders_load_both_ways_with_peft(projection, ids, tmp_path)
     theirs.save_pretrained(tmp_path / "peft")  # peft stores the evaluated table, MLP or not
     ours = load_adapter(tiny_gpt2(), tmp_path / "peft").eval()
     want = theirs.eval()(input_ids=ids, attention_mask=mask).logits
-    torch.testing.assert_close(ours(input_ids=ids, attention_mask=mask).logits[valid], want[valid], atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours(input_ids=ids, attention_mask=mask).logits[valid], want[valid],
+                               atol=1e-5, rtol=0)
     save_adapter(ours, tmp_path / "ours")
     again = peft.PeftModel.from_pretrained(tiny_gpt2(), tmp_path / "ours").eval()
-    torch.testing.assert_close(again(input_ids=ids, attention_mask=mask).logits[valid], want[valid], atol=1e-5, rtol=0)
+    torch.testing.assert_close(again(input_ids=ids, attention_mask=mask).logits[valid], want[valid],
+                               atol=1e-5, rtol=0)
 
 
 def test_peft_seq2seq_prefix_folder_is_a_clear_error(tmp_path):
     peft.get_peft_model(tiny_bart(), peft.PrefixTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=3)
                         ).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="adapter_model.safetensors: a peft PREFIX_TUNING table of an encoder-decoder"):
+    with pytest.raises(ValueError,
+                       match="adapter_model.safetensors: a peft PREFIX_TUNING table of an encoder-decoder"):
         load_adapter(tiny_bart(), tmp_path)
 
 
@@ -222,4 +231,5 @@ def test_gpt2_prefix_left_padding_matches_unpadded(ids):
     padded = torch.cat([torch.zeros(1, 3, dtype=torch.long), row], 1)
     mask = torch.cat([torch.zeros(1, 3), torch.ones(1, 7)], 1).long()
     torch.testing.assert_close(model(input_ids=padded, attention_mask=mask).logits[:, 3:],
-                               model(input_ids=row, attention_mask=torch.ones_like(row)).logits, atol=1e-5, rtol=0)
+                               model(input_ids=row, attention_mask=torch.ones_like(row)).logits,
+                               atol=1e-5, rtol=0)

@@ -1,17 +1,16 @@
-"""The user-facing functions: apply a method, switch/merge adapters, count what trains."""
+"""The user-facing functions: apply a method, switch/merge adapters, count what trains.
+
+Which method a config belongs to is the method registry's answer (:mod:`deepnotes.peft.methods`): a config
+type no registered method takes is refused."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
 
-from deepnotes.peft.adapters import AdapterLayer, inject_adapters
-from deepnotes.peft.config import AdapterConfig, AnyConfig, LoraConfig, PrefixConfig, PromptConfig
-from deepnotes.peft.lora.layer import LoraLayer, ModulesToSave
-from deepnotes.peft.lora.model import inject_lora, lora_trainable, unwrap
-from deepnotes.peft.prefix import install_prefix
-from deepnotes.peft.prompt import install_prompt
+from deepnotes.peft.methods import method_of, wrapper_types
 
 STATE = "deepnotes_peft"
 
@@ -20,45 +19,39 @@ STATE = "deepnotes_peft"
 class PeftState:
     """What ``apply`` did to a model: the config of every named method and the active name."""
 
-    configs: dict[str, AnyConfig] = field(default_factory=dict)
+    configs: dict[str, Any] = field(default_factory=dict)
     active: str | None = None
 
 
 def peft_state(model: nn.Module) -> PeftState:
     state = getattr(model, STATE, None)
     if state is None:
-        raise ValueError(f"{type(model).__name__} has no deepnotes.peft method: call apply(model, config) first")
+        raise ValueError(f"{type(model).__name__} has no deepnotes.peft method: "
+                         "call apply(model, config) first")
     return state
 
 
-def apply(model: nn.Module, config: AnyConfig, name: str = "default") -> nn.Module:
+def apply(model: nn.Module, config: Any, name: str = "default") -> nn.Module:
     """Insert the method described by ``config`` into ``model`` (in place) under ``name``.
 
     Returns ``model``; afterwards only that method's parameters have ``requires_grad``. Several LoRA or
     adapter configs may be added under different names (see :func:`set_adapter`); prefix and prompt
-    tuning are one per model.
+    tuning are one per model. A config of no registered method is a TypeError.
     """
+    _, method = method_of(config)
     state: PeftState = getattr(model, STATE, None) or PeftState()
     if name in state.configs:
         raise ValueError(f"adapter name {name!r} is already used on this model; pick another")
-    if isinstance(config, LoraConfig):
-        inject_lora(model, config, name)
-    elif isinstance(config, AdapterConfig):
-        inject_adapters(model, config, name)
-    elif isinstance(config, PrefixConfig):
-        install_prefix(model, config)
-    elif isinstance(config, PromptConfig):
-        install_prompt(model, config)
-    else:
-        raise TypeError(f"apply() takes LoraConfig, AdapterConfig, PrefixConfig or PromptConfig, not {type(config)}")
+    method.inject(model, config, name)
     state.configs[name] = config
     setattr(model, STATE, state)
     set_adapter(model, name)
     return model
 
 
-def _wrappers(model: nn.Module):
-    return [m for m in model.modules() if isinstance(m, (LoraLayer, ModulesToSave, AdapterLayer))]
+def _wrappers(model: nn.Module) -> list[nn.Module]:
+    kinds = wrapper_types()
+    return [m for m in model.modules() if isinstance(m, kinds)]
 
 
 def set_adapter(model: nn.Module, name: str) -> None:
@@ -72,39 +65,30 @@ def set_adapter(model: nn.Module, name: str) -> None:
     config = state.configs[name]
     for p in model.parameters():
         p.requires_grad_(False)
-    if isinstance(config, LoraConfig):
-        lora_trainable(model, name, config.bias)
-    elif isinstance(config, AdapterConfig):
-        for m in model.modules():
-            if isinstance(m, AdapterLayer) and name in m.adapters:
-                m.adapters[name].requires_grad_(True)
-    elif isinstance(config, PrefixConfig):
-        model.prefix_tuning.requires_grad_(True)
-    else:
-        model.prompt_tuning.embedding.requires_grad_(True)
+    method_of(config)[1].trainable(model, config, name)
 
 
-def _lora_layers(model: nn.Module) -> list[LoraLayer]:
+def _merge_layers(model: nn.Module) -> list[nn.Module]:
     state = peft_state(model)
-    config = state.configs[state.active]
-    if not isinstance(config, LoraConfig):
+    name, method = method_of(state.configs[state.active])
+    if method.merge_layers is None:
         raise ValueError(
-            f"merge applies to LoRA only; adapter {state.active!r} is {config.method} "
+            f"merge applies to LoRA only; adapter {state.active!r} is {name} "
             "(bottleneck adapters are nonlinear and prefixes are extra keys: neither folds into a weight)"
         )
-    return [m for m in model.modules() if isinstance(m, LoraLayer)]
+    return method.merge_layers(model)
 
 
 def merge(model: nn.Module) -> nn.Module:
     """Add the active LoRA update into the base weights: W <- W + (alpha / r) B A."""
-    for m in _lora_layers(model):
+    for m in _merge_layers(model):
         m.merge()
     return model
 
 
 def unmerge(model: nn.Module) -> nn.Module:
     """Subtract merged LoRA updates from the base weights again."""
-    for m in _lora_layers(model):
+    for m in _merge_layers(model):
         m.unmerge()
     return model
 
@@ -112,7 +96,8 @@ def unmerge(model: nn.Module) -> nn.Module:
 def merge_and_unload(model: nn.Module) -> nn.Module:
     """Merge the active LoRA adapter and remove every wrapper: a plain transformers model again."""
     merge(model)
-    unwrap(model)
+    state = peft_state(model)
+    method_of(state.configs[state.active])[1].unload(model)
     delattr(model, STATE)
     for p in model.parameters():
         p.requires_grad_(True)
@@ -129,7 +114,8 @@ class TrainableReport:
         return 100.0 * self.trainable / max(self.total, 1)
 
     def __str__(self) -> str:
-        return f"trainable params: {self.trainable:,} || all params: {self.total:,} || trainable%: {self.percent:.4f}"
+        return (f"trainable params: {self.trainable:,} || all params: {self.total:,} || "
+                f"trainable%: {self.percent:.4f}")
 
 
 def trainable_parameters(model: nn.Module) -> TrainableReport:

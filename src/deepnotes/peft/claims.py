@@ -10,7 +10,10 @@ from pathlib import Path
 import torch
 
 from deepnotes.core import ClaimContext, Outcome, claim
+from deepnotes.core.checkpoint import read_meta
+from deepnotes.core.rundir import CHECKPOINT, CONFIG, METRICS
 from deepnotes.core.timing import time_call
+from deepnotes.peft.methods import METHODS as REGISTERED
 
 TOPIC = "peft"
 
@@ -35,7 +38,6 @@ def _run_dir(ctx: ClaimContext, name: str) -> Path:
 
 def _run(ctx: ClaimContext, method: str, name: str, seed: int = 0, options: dict | None = None) -> dict:
     """Fine-tune (or reuse the finished run in the report's work folder, or resume the killed one)."""
-    from deepnotes.core.rundir import CHECKPOINT, CONFIG
     from deepnotes.peft.train import train
 
     out = _run_dir(ctx, name)
@@ -45,19 +47,28 @@ def _run(ctx: ClaimContext, method: str, name: str, seed: int = 0, options: dict
                                             for k, v in sizes.items())
     if same and (out / "results.json").is_file():
         return json.loads((out / "results.json").read_text())
-    return train(method, _base(ctx), "table2text", out, steps=sizes["steps"], batch_size=8, n_train=sizes["n_train"],
-                 n_test=sizes["n_test"], seed=seed, device=str(ctx.device), options=options,
-                 resume=same and (out / CHECKPOINT).is_file())
+    checkpoint = out / CHECKPOINT
+    resume = same and checkpoint.is_file() and read_meta(checkpoint).get("engine") is not None
+    if checkpoint.is_file() and not resume:
+        # another size's run, or one from before the training engine (not resumable): this scratch folder
+        # starts over
+        checkpoint.unlink()
+        (out / METRICS).unlink(missing_ok=True)
+    return train(method, _base(ctx), "table2text", out, steps=sizes["steps"], batch_size=8,
+                 n_train=sizes["n_train"], n_test=sizes["n_test"], seed=seed, device=str(ctx.device),
+                 options=options, resume=resume)
 
 
-METHODS = ("full", "lora", "adapter", "prefix", "prompt")
+# full fine-tuning (nothing inserted) first: the reference every registered PEFT method is compared with
+METHODS = ("full", *(name for name, m in REGISTERED.items() if m.config is not None))
 
 
 @claim("peft.trainable_vs_score", TOPIC,
        "LoRA, adapters, prefix and prompt tuning train a small fraction of the parameters of full "
        "fine-tuning and come close to its task score.",
        "every PEFT method trains <= 10% of the parameters (prefix: after folding the MLP) and reaches >= 50% "
-       "of full fine-tuning's BLEU on table2text (full fine-tuning must reach BLEU >= 1 for the test to count)")
+       "of full fine-tuning's BLEU on table2text (full fine-tuning must reach BLEU >= 1 for the test to "
+       "count)")
 def trainable_vs_score(ctx: ClaimContext) -> Outcome:
     rows, figures = [], {}
     for m in METHODS:
@@ -67,11 +78,13 @@ def trainable_vs_score(ctx: ClaimContext) -> Outcome:
         if m == "prefix":
             from safetensors.torch import load_file
 
-            folded = sum(t.numel() for t in load_file(str(_run_dir(ctx, m) / "adapter" / "adapter_model.safetensors")).values())
+            stored = load_file(str(_run_dir(ctx, m) / "adapter" / "adapter_model.safetensors"))
+            folded = sum(t.numel() for t in stored.values())
         # against the base model's size (the total counted after ``apply`` also holds the added parameters)
         pct = 100 * folded / (r["total"] - r["trainable"]) if m != "full" else 100.0
         rows.append({"method": m, "trainable (train)": r["trainable"], "stored after training": folded,
-                     "% of full": round(pct, 3), "BLEU": round(r["bleu"], 2), "ROUGE-L": round(r["rougeL"], 2),
+                     "% of full": round(pct, 3), "BLEU": round(r["bleu"], 2),
+                     "ROUGE-L": round(r["rougeL"], 2),
                      "seconds": round(time.perf_counter() - t0, 1)})
         figures[f"{m}_bleu"] = r["bleu"]
         figures[f"{m}_test_loss"] = r["test_loss"]
@@ -82,7 +95,8 @@ def trainable_vs_score(ctx: ClaimContext) -> Outcome:
     held = full >= 1.0 and all(figures[f"{m}_trainable_percent"] <= 10 and figures[f"{m}_bleu"] >= 0.5 * full
                                for m in METHODS[1:])
     return Outcome(figures, held, tables={"methods": rows},
-                   notes="base: gpt2 pre-trained on stdlib docstrings; greedy decoding; sacreBLEU corpus BLEU.")
+                   notes="base: gpt2 pre-trained on stdlib docstrings; greedy decoding; sacreBLEU corpus "
+                         "BLEU.")
 
 
 @claim("peft.training_memory", TOPIC,
@@ -112,7 +126,8 @@ def training_memory(ctx: ClaimContext) -> Outcome:
     for r in rows:
         r["vs full"] = round(r["peak MiB"] / figures["full_peak_mib"], 3)
     held = all(figures[f"{m}_peak_mib"] < figures["full_peak_mib"] for m in METHODS[1:])
-    how = "cuda max_memory_allocated" if ctx.device.type == "cuda" else "accounted: weights+grads+Adam state+saved activations"
+    how = ("cuda max_memory_allocated" if ctx.device.type == "cuda"
+           else "accounted: weights+grads+Adam state+saved activations")
     return Outcome(figures, held, tables={"memory": rows}, notes=f"measurement: {how}")
 
 
@@ -125,8 +140,8 @@ def lora_merged_latency(ctx: ClaimContext) -> Outcome:
     from deepnotes.peft import LoraConfig, apply, merge_and_unload
 
     torch.manual_seed(ctx.seed)
-    cfg = GPT2Config(n_layer=ctx.pick(4, 6), n_embd=ctx.pick(256, 384), n_head=ctx.pick(4, 6), vocab_size=8000,
-                     bos_token_id=0, eos_token_id=0)  # in the vocabulary (the default 50256 is not)
+    cfg = GPT2Config(n_layer=ctx.pick(4, 6), n_embd=ctx.pick(256, 384), n_head=ctx.pick(4, 6),
+                     vocab_size=8000, bos_token_id=0, eos_token_id=0)  # ids in the vocabulary (not 50256)
     model = GPT2LMHeadModel(cfg).to(ctx.device).eval()
     x = torch.randint(0, 8000, (4, ctx.pick(64, 128)), device=ctx.device)
 
@@ -138,7 +153,8 @@ def lora_merged_latency(ctx: ClaimContext) -> Outcome:
     merged_model = GPT2LMHeadModel(cfg).to(ctx.device).eval()
     merged_model.load_state_dict(model.state_dict())
     # deployment form: the update folded into the weights and the wrappers removed
-    merge_and_unload(apply(merged_model, LoraConfig(r=8, alpha=16, target_modules=["c_attn", "c_proj", "c_fc"])))
+    targets = ["c_attn", "c_proj", "c_fc"]
+    merge_and_unload(apply(merged_model, LoraConfig(r=8, alpha=16, target_modules=targets)))
 
     def timed(m):
         def f():
@@ -160,7 +176,8 @@ def lora_merged_latency(ctx: ClaimContext) -> Outcome:
 @claim("peft.prefix_mlp_stability", TOPIC,
        "Prefix tuning through the MLP reparameterisation is more stable than optimising the prefix directly "
        "(Li & Liang 2021).",
-       "across seeds, the MLP run's mean BLEU >= the direct run's and its standard deviation <= the direct run's "
+       "across seeds, the MLP run's mean BLEU >= the direct run's and its standard deviation <= the direct "
+       "run's "
        "(if both BLEU means are < 1, the same test on the test-target loss, lower is better)")
 def prefix_mlp_stability(ctx: ClaimContext) -> Outcome:
     seeds = list(range(ctx.pick(3, 5)))

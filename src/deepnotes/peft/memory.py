@@ -52,5 +52,6 @@ def training_step_bytes(model: nn.Module, batch: dict[str, torch.Tensor], opt: t
     loss.backward()
     opt.step()
     grads = _bytes(p.grad for p in params if p.grad is not None)
-    state = _bytes(v for s in opt.state.values() for v in s.values() if isinstance(v, torch.Tensor) and v.dim() > 0)
+    state = _bytes(v for s in opt.state.values() for v in s.values()
+                   if isinstance(v, torch.Tensor) and v.dim() > 0)
     return weights + grads + state + activations

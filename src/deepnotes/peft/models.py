@@ -31,13 +31,15 @@ def build_model(arch: str, size: str, vocab_size: int, pad: int, bos: int, eos: 
         return GPT2LMHeadModel(cfg)
     cfg = BartConfig(vocab_size=vocab_size, d_model=width, encoder_layers=layers, decoder_layers=layers,
                      encoder_attention_heads=heads, decoder_attention_heads=heads, encoder_ffn_dim=4 * width,
-                     decoder_ffn_dim=4 * width, max_position_embeddings=ctx, pad_token_id=pad, bos_token_id=bos,
-                     eos_token_id=eos, decoder_start_token_id=eos, forced_bos_token_id=None, forced_eos_token_id=eos)
+                     decoder_ffn_dim=4 * width, max_position_embeddings=ctx, pad_token_id=pad,
+                     bos_token_id=bos, eos_token_id=eos, decoder_start_token_id=eos, forced_bos_token_id=None,
+                     forced_eos_token_id=eos)
     return BartForConditionalGeneration(cfg)
 
 
 def load_base(model_dir: str | Path, device=None):
-    """(model, tokenizer) saved by ``save_pretrained`` in ``model_dir`` (a local folder; nothing downloaded)."""
+    """(model, tokenizer) saved by ``save_pretrained`` in ``model_dir`` (a local folder; nothing
+    downloaded)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, PreTrainedTokenizerFast
     from transformers.utils import logging as hf_logging
 

@@ -1,28 +1,59 @@
-"""Pre-train a byte-level BPE tokenizer and a small GPT-2 (causal LM) or BART (span infilling) model.
+"""Pre-train a byte-level BPE tokenizer and a small GPT-2 (causal LM) or BART (span infilling) model, on
+the training engine.
 
-The corpus is the Python standard library's docstrings (:mod:`deepnotes.peft.data.corpus`). The result
-is a folder that ``from_pretrained`` reads: ``config.json``, ``model.safetensors``, ``tokenizer.json``,
-plus ``pretrain.json`` with the loss curve and ``checkpoint.safetensors`` (the training state, for ``--resume``).
+The corpus is the Python standard library's docstrings (:mod:`deepnotes.peft.data.corpus`), cut into blocks
+of 128 tokens. The result is a folder that ``from_pretrained`` reads: ``config.json``, ``model.safetensors``,
+``tokenizer.json``, plus ``pretrain.json`` (summary and loss curve). While it trains the folder is also a run
+folder: ``checkpoint.safetensors`` (every ``save_every`` steps: model, optimizer, schedule, the data-order
+generator and the dropout RNG, so ``--resume`` continues exactly where it stopped), ``metrics.json`` and
+``pretrain_config.json`` (the run's settings: ``config.json`` is the model's).
 """
 
 from __future__ import annotations
 
+import json
 import math
-import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
-from deepnotes.core import (
-    RunDir,
-    atomic_write_json,
-    pick_device,
-    progress,
-    seed_everything,
-    set_torch_rng_state,
-    torch_rng_state,
-)
+from deepnotes.core import RunDir, atomic_write_json, pick_device, seed_everything
+from deepnotes.core.config import to_plain
+from deepnotes.core.distributed import DistInfo, barrier, shard
+from deepnotes.core.engine import Schedule, StepOutput, Trainer, TrainTask, check_fresh, distributed
+from deepnotes.optim import AdamW, cosine_with_warmup
+from deepnotes.peft.config import PretrainConfig
+from deepnotes.peft.data.corpus import stdlib_docstrings
 from deepnotes.peft.models import SPECIAL, VOCAB, build_model
+
+BLOCK = 128  # tokens per training sequence
+PRETRAIN_CONFIG = "pretrain_config.json"
+
+
+class PretrainDir(RunDir):
+    """A ``save_pretrained`` folder that is also a run folder: ``config.json`` is the model's, so the run's
+    settings go to ``pretrain_config.json``."""
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic_write_json(self.path / PRETRAIN_CONFIG, config)
+
+    def read_config(self) -> dict[str, Any]:
+        path = self.path / PRETRAIN_CONFIG
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: was {self.path} written by "
+                                    "`deepnotes peft pretrain`?")
+        return json.loads(path.read_text())
+
+
+def stored_pretrain_config(out: str | Path) -> dict[str, Any]:
+    """The :class:`PretrainConfig` fields a pre-training folder stores (``{}`` when it has none)."""
+    path = Path(out) / PRETRAIN_CONFIG
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    return {k: v for k, v in data.items() if k in PretrainConfig.__dataclass_fields__}
 
 
 def train_tokenizer(texts: list[str], vocab_size: int):
@@ -69,96 +100,113 @@ def infill(batch: torch.Tensor, mask_id: int, pad_id: int, gen: torch.Generator,
     return out, (out != pad_id).long()
 
 
+class PretrainTask(TrainTask):
+    """Language-model pre-training on ``(N, BLOCK)`` token blocks: random global batches drawn with
+    replacement by a seeded generator (checkpointed), BART's inputs corrupted by span infilling."""
+
+    grad_clip = 1.0
+    sync_bn = False
+
+    def __init__(self, model: nn.Module, tokenizer, blocks: torch.Tensor, cfg: PretrainConfig, info: DistInfo,
+                 device: torch.device) -> None:
+        """``cfg``: resolved (``steps`` set)."""
+        self.model, self.tokenizer, self.blocks, self.cfg = model, tokenizer, blocks, cfg
+        self.info, self.device, self.seed = info, device, cfg.seed
+        self.label = f"pretrain {cfg.arch}-{cfg.size}"
+        self.global_batch = cfg.batch_size * info.world_size
+        self.optimizer = AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+        self.scheduler = cosine_with_warmup(self.optimizer, warmup_steps=max(1, cfg.steps // 20),
+                                            total_steps=cfg.steps)
+        self.schedule = Schedule(cfg.steps, cfg.save_every, math.ceil(len(blocks) / self.global_batch))
+        self.identity = {"arch": cfg.arch, "size": cfg.size}
+        # the schedule's length, the data order and the corpus follow them: a resume must keep them
+        self.resume_fields = {k: getattr(cfg, k) for k in ("steps", "batch_size", "lr", "seed", "max_chars")}
+        self.config = {k: v for k, v in to_plain(cfg).items() if k != "minutes"}  # a limit of one invocation
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+
+    def batches(self, period: int, first_step: int) -> Iterator[dict[str, torch.Tensor]]:
+        rows = shard(list(range(self.global_batch)), self.info)  # this rank's share of the global batch
+        while True:  # drawn lazily: the generator state a checkpoint stores is that of the steps taken
+            idx = torch.randint(0, len(self.blocks), (self.global_batch,), generator=self.generator)
+            batch = self.blocks[idx]
+            if self.cfg.arch == "gpt2":
+                yield {"input_ids": batch[rows], "labels": batch[rows]}
+                continue
+            tok = self.tokenizer
+            src, mask = infill(batch, tok.mask_token_id, tok.pad_token_id, self.generator)
+            yield {"input_ids": src[rows], "attention_mask": mask[rows], "labels": batch[rows]}
+
+    def items(self, batch: dict[str, torch.Tensor]) -> int:
+        return len(batch["labels"])
+
+    def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
+        # every row holds the same number of target tokens: ranks weigh by rows
+        out = net(**{k: v.to(self.device) for k, v in batch.items()})
+        return StepOutput(out.loss, float(len(batch["labels"])))
+
+    def state(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"].cpu())
+
+
 def pretrain(arch: str, size: str, out: str | Path, steps: int | None = None, minutes: float | None = None,
              batch_size: int = 16, lr: float = 1e-3, seed: int = 0, device: str = "auto",
              max_chars: int | None = None, save_every: int = 500, resume: bool = False) -> dict:
     """Train tokenizer and model; write them to ``out``; returns the summary also saved as pretrain.json.
 
-    Every ``save_every`` steps (and when it stops) ``out/checkpoint.safetensors`` is replaced atomically with
-    the model, optimizer, schedule, data-order and dropout RNG states, so ``resume=True`` continues a killed
-    run exactly where its last checkpoint left it (the result equals an uninterrupted run's). ``minutes``
-    stops early; a later ``resume`` carries on towards ``steps``.
+    Every ``save_every`` steps (and when it stops) ``out/checkpoint.safetensors`` is replaced atomically, so
+    ``resume=True`` continues a killed run exactly where its last checkpoint left it (the result equals an
+    uninterrupted run's). ``minutes`` stops early; a later ``resume`` carries on towards ``steps``.
     """
+    return run_pretraining(PretrainConfig(arch=arch, size=size, out=str(out), steps=steps, minutes=minutes,
+                                          batch_size=batch_size, lr=lr, seed=seed, device=device,
+                                          max_chars=max_chars, save_every=save_every), resume)
+
+
+def run_pretraining(cfg: PretrainConfig, resume: bool = False,
+                    log_fn: Callable[[str], None] | None = None) -> dict:
+    """Pre-train as ``cfg`` says (continuing the folder's checkpoint when ``resume``); returns the summary
+    (``{}`` on ranks other than 0 under torchrun)."""
+    out = Path(cfg.out)
+    run = PretrainDir(out)
+    check_fresh(run, resume)
+    cfg = replace(cfg, steps=cfg.target_steps)
+    texts = stdlib_docstrings(cfg.max_chars)
+    with distributed(pick_device(cfg.device)) as (info, dev):
+        seed_everything(cfg.seed)
+        tokenizer = _tokenizer(out, texts, cfg.size, resume and run.has_checkpoint(), info)
+        model = build_model(cfg.arch, cfg.size, len(tokenizer), tokenizer.pad_token_id,
+                            tokenizer.bos_token_id, tokenizer.eos_token_id).to(dev)
+        task = PretrainTask(model, tokenizer, _blocks(tokenizer, texts, BLOCK), cfg, info, dev)
+        limit = None if cfg.minutes is None else 60 * cfg.minutes
+        trainer = Trainer(task, run, info, dev, resume=resume, time_limit_s=limit, log_fn=log_fn)
+        trainer.fit()
+        if not info.is_main:
+            return {}
+        model.eval()
+        model.cpu().save_pretrained(out)
+        losses, tail = trainer.losses, trainer.losses[-20:]
+        summary = {"arch": cfg.arch, "size": cfg.size, "steps": len(losses), "target_steps": cfg.steps,
+                   "seconds": sum(m.get("seconds", 0.0) for m in run.metrics),
+                   "final_loss": sum(tail) / len(tail), "final_ppl": math.exp(sum(tail) / len(tail)),
+                   "corpus_chars": sum(map(len, texts)), "vocab_size": len(tokenizer),
+                   "loss_curve": losses[::10]}
+        atomic_write_json(out / "pretrain.json", summary)
+        return summary
+
+
+def _tokenizer(out: Path, texts: list[str], size: str, resuming: bool, info: DistInfo):
+    """The tokenizer: trained and saved by rank 0 before training (a resumed run reads it back instead of
+    training it again), read from ``out`` by the other ranks."""
     from transformers import PreTrainedTokenizerFast
 
-    from deepnotes.optim import AdamW
-    from deepnotes.optim.schedule import cosine_with_warmup
-    from deepnotes.peft.data.corpus import stdlib_docstrings
-
-    if save_every < 1:
-        raise ValueError(f"--save-every must be >= 1, got {save_every}")
-    seed_everything(seed)
-    dev = pick_device(device)
-    out = Path(out)
-    run = RunDir(out)  # only its checkpoint: the folder is a save_pretrained one, not a run folder
-    steps = steps or (800 if size == "tiny" else 20000)
-    asked = {"arch": arch, "size": size, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
-             "max_chars": max_chars}
-    texts = stdlib_docstrings(max_chars)
-    if run.has_checkpoint() and not resume:
-        raise FileExistsError(f"{run.checkpoint_path} exists: pass --resume to continue that run, or use another --out")
-    resuming = resume and run.has_checkpoint()
-    if resuming:
-        state, meta = run.load(expect=asked)  # a resume with other arguments names the first that differs
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(out, local_files_only=True)
-    else:
+    tokenizer = None
+    if info.is_main and not resuming:
         tokenizer = train_tokenizer(texts, VOCAB[size])
-        tokenizer.save_pretrained(out)  # before training: a resumed run reads it instead of training it again
-    model = build_model(arch, size, len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id,
-                        tokenizer.eos_token_id).to(dev)
-    block = 128
-    data = _blocks(tokenizer, texts, block)
-    opt = AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    sched = cosine_with_warmup(opt, warmup_steps=max(1, steps // 20), total_steps=steps)
-    gen = torch.Generator().manual_seed(seed)
-    losses: list[float] = []
-    done_seconds = 0.0
-    if resuming:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"])
-        set_torch_rng_state(state["rng"])
-        losses, done_seconds = state["losses"].tolist(), float(meta["seconds"])
-    start = time.perf_counter()
-
-    def save() -> None:
-        seconds = done_seconds + time.perf_counter() - start
-        run.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                  "generator": gen.get_state(), "rng": torch_rng_state(),
-                  "losses": torch.tensor(losses, dtype=torch.float64)},
-                 {**asked, "step": len(losses), "seconds": seconds})
-
-    model.train()
-    for step in progress(range(len(losses), steps), desc=f"pretrain {arch}-{size}", total=steps - len(losses)):
-        idx = torch.randint(0, len(data), (batch_size,), generator=gen)
-        batch = data[idx]
-        if arch == "gpt2":
-            x = batch.to(dev)
-            loss = model(input_ids=x, labels=x).loss
-        else:
-            src, mask = infill(batch, tokenizer.mask_token_id, tokenizer.pad_token_id, gen)
-            loss = model(input_ids=src.to(dev), attention_mask=mask.to(dev), labels=batch.to(dev)).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        out_of_time = minutes is not None and time.perf_counter() - start > 60 * minutes
-        if (step + 1) % save_every == 0 or step + 1 == steps or out_of_time:
-            save()
-        if out_of_time:
-            break
-    if not losses:
-        raise ValueError(f"no step was trained (steps={steps})")
-    model.eval()
-    model.cpu().save_pretrained(out)
-    tail = losses[-20:]
-    summary = {"arch": arch, "size": size, "steps": len(losses), "target_steps": steps,
-               "seconds": done_seconds + time.perf_counter() - start,
-               "final_loss": sum(tail) / len(tail), "final_ppl": math.exp(sum(tail) / len(tail)),
-               "corpus_chars": sum(map(len, texts)), "vocab_size": len(tokenizer), "loss_curve": losses[::10]}
-    atomic_write_json(out / "pretrain.json", summary)
-    return summary
-
+        tokenizer.save_pretrained(out)
+    barrier(info)
+    if tokenizer is None:
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(out, local_files_only=True)
+    return tokenizer

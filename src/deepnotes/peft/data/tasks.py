@@ -24,15 +24,18 @@ from deepnotes.core import seeded_generator
 TASKS = ("table2text", "summarize")
 
 NAMES = ["The Golden Palace", "Blue Spice", "The Eagle", "Green Man", "The Mill", "Aromi", "Cotto", "Zizzi",
-         "The Punter", "Fitzbillies", "Giraffe", "Alimentum", "Browns Cambridge", "The Wrestlers", "Loch Fyne",
-         "The Cricketers", "Strada", "Midsummer House", "The Phoenix", "Clowns", "Bibimbap House", "Taste of Cambridge"]
+         "The Punter", "Fitzbillies", "Giraffe", "Alimentum", "Browns Cambridge", "The Wrestlers",
+         "Loch Fyne",
+         "The Cricketers", "Strada", "Midsummer House", "The Phoenix", "Clowns", "Bibimbap House",
+         "Taste of Cambridge"]
 EAT_TYPES = ["pub", "restaurant", "coffee shop"]
 FOODS = ["Italian", "French", "Chinese", "Indian", "Japanese", "English", "fast food"]
 PRICES = ["cheap", "moderately priced", "high priced", "less than 20 pounds", "more than 30 pounds"]
 RATINGS = ["low", "average", "high", "1 out of 5", "3 out of 5", "5 out of 5"]
 AREAS = ["riverside", "city centre"]
-NEAR = ["the Rainbow Vegetarian Cafe", "Burger King", "the Bakers", "Crowne Plaza Hotel", "Raja Indian Cuisine",
-        "the Sorrento", "Cafe Rouge", "the Portland Arms", "Yippee Noodle Bar", "All Bar One"]
+NEAR = ["the Rainbow Vegetarian Cafe", "Burger King", "the Bakers", "Crowne Plaza Hotel",
+        "Raja Indian Cuisine", "the Sorrento", "Cafe Rouge", "the Portland Arms", "Yippee Noodle Bar",
+        "All Bar One"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,8 @@ def _table2text(rng: np.random.Generator) -> Example:
     if "customer rating" in slots:
         extra.append(f"It has a {slots['customer rating']} customer rating.")
     if "familyFriendly" in slots:
-        extra.append("It is family friendly." if slots["familyFriendly"] == "yes" else "It is not family friendly.")
+        friendly = slots["familyFriendly"] == "yes"
+        extra.append("It is family friendly." if friendly else "It is not family friendly.")
     if len(extra) == 2 and rng.random() < 0.5:
         extra.reverse()
     return Example(source, " ".join([sentence, *extra]))
@@ -83,7 +87,8 @@ DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sun
 FILLER = ["The weather was mild for the time of year.", "Local shops reported a busy week.",
           "A spokesperson said more details would follow.", "Residents had raised the issue last spring.",
           "The decision followed a long public meeting.", "Critics said the plan came too late.",
-          "Traffic on the main road was slow in the morning.", "Several volunteers helped with the preparations.",
+          "Traffic on the main road was slow in the morning.",
+          "Several volunteers helped with the preparations.",
           "The local newspaper covered the story on its front page.", "Officials thanked the community."]
 
 
@@ -133,7 +138,8 @@ def read_jsonl(path: str | Path) -> tuple[list[Example], list[str]]:
     path = Path(path)
     examples, problems = [], []
     need = 'need {"source": text, "target": text}'
-    for i, raw in enumerate(path.read_bytes().splitlines(), 1):  # decoded line by line: one bad byte, one line
+    # decoded line by line: one bad byte costs one line
+    for i, raw in enumerate(path.read_bytes().splitlines(), 1):
         try:
             line = raw.decode("utf-8-sig" if i == 1 else "utf-8")
         except UnicodeDecodeError as exc:

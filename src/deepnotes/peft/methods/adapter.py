@@ -11,18 +11,54 @@ so a fresh adapter changes nothing. Placement, found by module names (GPT-2, BAR
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from deepnotes.peft.config import AdapterConfig
-from deepnotes.peft.lora.layer import in_out_features
+from deepnotes.peft.methods.base import PEFT_PREFIX, PeftMethod, Tensors, config_overrides, set_child
+from deepnotes.peft.methods.lora.layer import in_out_features
 
-ATTN_OUT = re.compile(r".*\.(attn|self_attn|encoder_attn|attention|crossattention)\.(c_proj|out_proj|o_proj)$")
+ATTN_OUT = re.compile(r".*\.(attn|self_attn|encoder_attn|attention|crossattention)"
+                      r"\.(c_proj|out_proj|o_proj)$")
 FFN_IN = re.compile(r".*\.(mlp\.c_fc|fc1|mlp\.up_proj)$")
 FFN_OUT = re.compile(r".*\.(mlp\.c_proj|fc2|mlp\.down_proj)$")
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
+
+
+@dataclass
+class AdapterConfig:
+    """Bottleneck adapters: ``h + up(act(down(h)))`` with ``down: d -> d / reduction_factor``.
+
+    ``kind``: ``"houlsby"`` (after attention and after the feed-forward), ``"pfeiffer"`` (after the
+    feed-forward only) or ``"parallel"`` (``FFN(x) + scale * adapter(x)``, He et al. 2022).
+    The up projection starts at zero, so a fresh adapter is the identity.
+    """
+
+    kind: str = "houlsby"
+    reduction_factor: int = 16
+    activation: str = "relu"
+    scale: float = 1.0
+    method: str = "adapter"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("houlsby", "pfeiffer", "parallel"):
+            raise ValueError(f"AdapterConfig.kind must be houlsby, pfeiffer or parallel, got {self.kind!r}")
+        if self.reduction_factor < 1:
+            raise ValueError(f"AdapterConfig.reduction_factor must be >= 1, got {self.reduction_factor}")
+
+    def to_peft(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("method")
+        return {"peft_type": "BOTTLENECK", **d}
+
+    @classmethod
+    def from_peft(cls, d: dict[str, Any]) -> AdapterConfig:
+        names = {f.name for f in dataclasses.fields(cls)} - {"method"}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 class Bottleneck(nn.Module):
@@ -67,7 +103,8 @@ class AdapterLayer(nn.Module):
 
     def add_adapter(self, name: str, config: AdapterConfig, parallel: bool) -> None:
         dim = in_out_features(self.base_layer)[1]
-        self.adapters[name] = Bottleneck(dim, config.reduction_factor, config.activation, self.base_layer.weight)
+        self.adapters[name] = Bottleneck(dim, config.reduction_factor, config.activation,
+                                         self.base_layer.weight)
         self.parallel[name] = parallel
         self.scale[name] = config.scale
         if self.active_adapter is None:
@@ -89,11 +126,6 @@ class AdapterLayer(nn.Module):
         return y + self.scale[name] * self.adapters[name](y)
 
 
-def _set_child(model: nn.Module, path: str, new: nn.Module) -> None:
-    parent_name, _, child = path.rpartition(".")
-    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
-
-
 def inject_adapters(model: nn.Module, config: AdapterConfig, name: str) -> list[str]:
     """Insert adapters called ``name`` (in place); returns the wrapped module paths."""
     names = [n for n, _ in model.named_modules() if ".base_layer" not in n and ".adapters." not in n]
@@ -102,15 +134,16 @@ def inject_adapters(model: nn.Module, config: AdapterConfig, name: str) -> list[
     attn_out = [n for n in names if ATTN_OUT.match(n)]
     if not ffn_out or (config.kind == "parallel" and len(ffn_in) != len(ffn_out)):
         raise ValueError(
-            f"cannot place {config.kind} adapters in {type(model).__name__}: no feed-forward layers named like "
-            f"mlp.c_fc/mlp.c_proj, fc1/fc2 or mlp.up_proj/mlp.down_proj; modules: {', '.join(names[:40])}"
+            f"cannot place {config.kind} adapters in {type(model).__name__}: no feed-forward layers named "
+            "like mlp.c_fc/mlp.c_proj, fc1/fc2 or mlp.up_proj/mlp.down_proj; "
+            f"modules: {', '.join(names[:40])}"
         )
     sites = ffn_out + (attn_out if config.kind == "houlsby" else [])
     for path in sites:
         module = model.get_submodule(path)
         if not isinstance(module, AdapterLayer):
             module = AdapterLayer(module)
-            _set_child(model, path, module)
+            set_child(model, path, module)
         if name in module.adapters:
             raise ValueError(f"adapter {name!r} already exists on {path}")
         module.add_adapter(name, config, parallel=config.kind == "parallel")
@@ -118,3 +151,38 @@ def inject_adapters(model: nn.Module, config: AdapterConfig, name: str) -> list[
         for src, dst in zip(ffn_in, ffn_out, strict=True):
             model.get_submodule(src).register_forward_pre_hook(model.get_submodule(dst).record)
     return sites
+
+
+def trainable(model: nn.Module, _config: AdapterConfig, name: str) -> None:
+    for m in model.modules():
+        if isinstance(m, AdapterLayer) and name in m.adapters:
+            m.adapters[name].requires_grad_(True)
+
+
+def save(model: nn.Module, config: AdapterConfig, name: str) -> tuple[dict[str, Any], Tensors]:
+    """peft's layout under ``peft_type = "BOTTLENECK"``: ``...adapters.<name>.down.weight`` is stored as
+    ``base_model.model....adapters.down.weight``."""
+    out = {}
+    for key, t in model.state_dict().items():
+        parts = key.split(".")
+        if "adapters" in parts and parts[parts.index("adapters") + 1] == name:
+            i = parts.index("adapters") + 1
+            out[PEFT_PREFIX + ".".join(parts[:i] + parts[i + 1 :])] = t
+    return config.to_peft(), out
+
+
+def model_keys(keys: list[str], name: str, _model: nn.Module) -> dict[str, str]:
+    out = {}
+    for key in keys:
+        parts = key.removeprefix(PEFT_PREFIX).split(".")
+        i = parts.index("adapters") + 1 if "adapters" in parts else len(parts)
+        out[key] = ".".join(parts[:i] + ([name] if i < len(parts) else []) + parts[i:])
+    return out
+
+
+METHOD = PeftMethod(
+    config=AdapterConfig, lr=5e-3,
+    default_config=lambda _model, opts: AdapterConfig(**config_overrides(AdapterConfig, opts, "adapter")),
+    inject=inject_adapters, trainable=trainable, save=save, model_keys=model_keys, peft_type="BOTTLENECK",
+    wrappers=(AdapterLayer,),
+)

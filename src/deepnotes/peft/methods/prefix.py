@@ -20,11 +20,55 @@ the MLP by the table it produces, so inference stores and computes only the tabl
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
-from deepnotes.peft.config import PrefixConfig
+from deepnotes.peft.methods.base import PeftMethod, Tensors, config_overrides
+
+
+@dataclass
+class PrefixConfig:
+    """Prefix tuning (Li & Liang 2021): ``num_virtual_tokens`` trainable keys/values in every layer.
+
+    ``projection``: train through the MLP reparameterisation ``P = MLP(E)`` (E: tokens x hidden_size),
+    folded into plain prefixes after training. ``sites`` for encoder-decoder models: any of
+    ``"encoder"`` (encoder self-attention), ``"decoder"`` (decoder self-attention), ``"cross"``.
+    """
+
+    num_virtual_tokens: int = 10
+    projection: bool = True
+    hidden_size: int = 512
+    sites: list[str] = field(default_factory=lambda: ["encoder", "decoder", "cross"])
+    method: str = "prefix"
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.sites if s not in ("encoder", "decoder", "cross")]
+        if bad or not self.sites:
+            raise ValueError(f"PrefixConfig.sites must be a non-empty subset of encoder, decoder, cross; "
+                             f"got {bad}")
+        if self.num_virtual_tokens < 1:
+            raise ValueError("PrefixConfig.num_virtual_tokens must be >= 1")
+
+    def to_peft(self) -> dict[str, Any]:
+        return {
+            "peft_type": "PREFIX_TUNING",
+            "num_virtual_tokens": self.num_virtual_tokens,
+            "prefix_projection": self.projection,
+            "encoder_hidden_size": self.hidden_size,
+            "sites": self.sites,
+        }
+
+    @classmethod
+    def from_peft(cls, d: dict[str, Any]) -> PrefixConfig:
+        return cls(
+            num_virtual_tokens=int(d["num_virtual_tokens"]),
+            projection=bool(d.get("prefix_projection", False)),
+            hidden_size=int(d.get("encoder_hidden_size", 512)),
+            sites=d.get("sites", ["decoder"]),
+        )
 
 
 def cache_argument(model: nn.Module) -> str:
@@ -62,7 +106,8 @@ class PrefixTable(nn.Module):
         if config.projection:
             self.embedding = nn.Embedding(p, width, **kw)
             self.mlp = nn.Sequential(
-                nn.Linear(width, config.hidden_size, **kw), nn.Tanh(), nn.Linear(config.hidden_size, out, **kw)
+                nn.Linear(width, config.hidden_size, **kw), nn.Tanh(),
+                nn.Linear(config.hidden_size, out, **kw),
             )
         else:
             self.embedding = nn.Embedding(p, out, **kw)
@@ -151,7 +196,8 @@ class PrefixTuning(nn.Module):
                 if "cross" in self.tables:
                     self._fill(cache.cross_attention_cache, "cross", batch)
                     for i in range(len(cache.cross_attention_cache.layers)):
-                        cache.is_updated[i] = False  # let the model append the encoder's keys behind the prefix
+                        # let the model append the encoder's keys behind the prefix
+                        cache.is_updated[i] = False
             else:
                 self._fill(cache, "decoder", batch)
         if self.encdec:
@@ -172,7 +218,8 @@ class PrefixTuning(nn.Module):
                 kwargs["position_ids"] = pos + self.num_tokens
             elif mask is not None and mask.dim() == 2:
                 # same positions as a forward without a mask would use (P + index), skipping padding
-                kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -length:] + self.num_tokens
+                pos = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -length:]
+                kwargs["position_ids"] = pos + self.num_tokens
             kwargs["attention_mask"] = self._extend(mask, past - self.num_tokens + length)
         return args, kwargs
 
@@ -190,7 +237,8 @@ class PrefixTuning(nn.Module):
         kwargs["cache"] = cache
         mask = kwargs.get("attention_mask")
         if mask is None:
-            mask = torch.ones(batch, length, dtype=torch.long, device=(ids if ids is not None else embeds).device)
+            device = (ids if ids is not None else embeds).device
+            mask = torch.ones(batch, length, dtype=torch.long, device=device)
         kwargs["attention_mask"] = self._extend(mask, length)
         return args, kwargs
 
@@ -210,3 +258,44 @@ def install_prefix(model: nn.Module, config: PrefixConfig) -> PrefixTuning:
     if pt.encdec:
         model.get_encoder().register_forward_pre_hook(pt.encoder_hook, with_kwargs=True)
     return pt
+
+
+def default_config(_model: nn.Module, opts: dict[str, Any]) -> PrefixConfig:
+    """10 virtual tokens through an MLP of width 256."""
+    return PrefixConfig(**{"num_virtual_tokens": 10, "hidden_size": 256,
+                           **config_overrides(PrefixConfig, opts, "prefix")})
+
+
+def save(model: nn.Module, config: PrefixConfig, _name: str) -> tuple[dict[str, Any], Tensors]:
+    """A decoder-only model's plain prefix in peft's own layout (one ``(P, layers * 2 * width)`` table under
+    ``prompt_embeddings``); prefixes still holding their MLP and encoder-decoder prefixes, which peft lacks,
+    under our module paths."""
+    pt = model.prefix_tuning
+    if not pt.encdec and not config.projection:
+        table = pt.tables["decoder"].embedding.weight
+        return {**config.to_peft(), "task_type": "CAUSAL_LM"}, {"prompt_embeddings": table}
+    return config.to_peft(), {f"prefix_tuning.{k}": v for k, v in pt.state_dict().items()}
+
+
+def read(model: nn.Module, config: PrefixConfig, tensors: Tensors,
+         source: str) -> tuple[PrefixConfig, Tensors]:
+    if "prompt_embeddings" in tensors:  # peft's layout (peft's own folders or our GPT-2 ones)
+        if model.config.is_encoder_decoder:
+            raise ValueError(f"{source}: a peft PREFIX_TUNING table of an encoder-decoder model (peft's own "
+                             "layout of decoder-only prefixes) is not read by deepnotes; train the prefix "
+                             "here instead")
+        # peft saves MLP(E) already evaluated, so the table is a plain (P, layers * 2 * width) prefix
+        config.projection, config.sites = False, ["decoder"]
+        tensors = {"prefix_tuning.tables.decoder.embedding.weight": tensors["prompt_embeddings"]}
+    if any(".mlp." in k for k in tensors) != config.projection:
+        raise ValueError(f"{source}: prefix tensors do not match prefix_projection={config.projection}")
+    return config, tensors
+
+
+METHOD = PeftMethod(
+    config=PrefixConfig, lr=1e-2, default_config=default_config,
+    inject=lambda model, config, _name: install_prefix(model, config),
+    trainable=lambda model, _config, _name: model.prefix_tuning.requires_grad_(True),
+    save=save, read=read, peft_type="PREFIX_TUNING",
+    finish=lambda model: model.prefix_tuning.fold(),  # inference keeps only the prefix table, not the MLP
+)

@@ -8,11 +8,44 @@ gets P leading ones.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 from torch import nn
 
-from deepnotes.peft.config import PromptConfig
-from deepnotes.peft.prefix import cache_argument, encoder_length
+from deepnotes.peft.methods.base import PeftMethod, Tensors, config_overrides
+from deepnotes.peft.methods.prefix import cache_argument, encoder_length
+
+PROMPT_KEY = "prompt_tuning.embedding.weight"
+
+
+@dataclass
+class PromptConfig:
+    """Prompt tuning (Lester et al. 2021): ``num_virtual_tokens`` trainable input embeddings.
+
+    ``init``: ``"vocab"`` (copies of random vocabulary embeddings) or ``"random"``.
+    """
+
+    num_virtual_tokens: int = 20
+    init: str = "vocab"
+    method: str = "prompt"
+
+    def __post_init__(self) -> None:
+        if self.init not in ("vocab", "random"):
+            raise ValueError(f"PromptConfig.init must be 'vocab' or 'random', got {self.init!r}")
+
+    def to_peft(self) -> dict[str, Any]:
+        return {
+            "peft_type": "PROMPT_TUNING",
+            "num_virtual_tokens": self.num_virtual_tokens,
+            "prompt_tuning_init": "RANDOM" if self.init == "random" else "VOCAB",
+        }
+
+    @classmethod
+    def from_peft(cls, d: dict[str, Any]) -> PromptConfig:
+        return cls(num_virtual_tokens=int(d["num_virtual_tokens"]),
+                   init="random" if d.get("prompt_tuning_init") == "RANDOM" else "vocab")
 
 
 class PromptTuning(nn.Module):
@@ -24,7 +57,8 @@ class PromptTuning(nn.Module):
         table = model.get_input_embeddings()
         gen = torch.Generator().manual_seed(0)
         p = config.num_virtual_tokens
-        self.embedding = nn.Embedding(p, table.embedding_dim, device=table.weight.device, dtype=table.weight.dtype)
+        self.embedding = nn.Embedding(p, table.embedding_dim, device=table.weight.device,
+                                      dtype=table.weight.dtype)
         with torch.no_grad():
             if config.init == "vocab":
                 ids = torch.randint(0, table.num_embeddings, (p,), generator=gen).to(table.weight.device)
@@ -65,7 +99,8 @@ class PromptTuning(nn.Module):
         if pos is not None:  # generate() counts positions without the prompt
             pos = pos + self.num_tokens
             if past == 0:
-                head = torch.arange(self.num_tokens, dtype=pos.dtype, device=pos.device).expand(pos.shape[0], -1)
+                head = torch.arange(self.num_tokens, dtype=pos.dtype, device=pos.device)
+                head = head.expand(pos.shape[0], -1)
                 pos = torch.cat([head, pos], dim=1)
             kwargs["position_ids"] = pos
         if past == 0:  # first call: splice the prompt in
@@ -73,7 +108,8 @@ class PromptTuning(nn.Module):
             kwargs["input_ids"] = None
             labels = kwargs.get("labels")
             if labels is not None:
-                ignore = torch.full((labels.shape[0], self.num_tokens), -100, dtype=labels.dtype, device=labels.device)
+                ignore = torch.full((labels.shape[0], self.num_tokens), -100, dtype=labels.dtype,
+                                    device=labels.device)
                 kwargs["labels"] = torch.cat([ignore, labels], dim=1)
         length = (ids if ids is not None else embeds).shape[1]
         mask = kwargs.get("attention_mask")
@@ -106,3 +142,33 @@ def install_prompt(model: nn.Module, config: PromptConfig) -> PromptTuning:
     if pt.encdec:
         model.get_encoder().register_forward_pre_hook(pt.encoder_hook, with_kwargs=True)
     return pt
+
+
+def save(model: nn.Module, config: PromptConfig, _name: str) -> tuple[dict[str, Any], Tensors]:
+    """peft's layout: one ``(P, d)`` table under ``prompt_embeddings``. peft prepends the prompt only in a
+    task model (no task_type: a plain PeftModel that ignores it); our encoder-decoder prompt sits in front of
+    the encoder alone, which is peft's ``num_transformer_submodules=1``."""
+    task = "SEQ_2_SEQ_LM" if model.config.is_encoder_decoder else "CAUSAL_LM"
+    return ({**config.to_peft(), "task_type": task, "num_transformer_submodules": 1},
+            {"prompt_embeddings": model.prompt_tuning.embedding.weight})
+
+
+def read(model: nn.Module, config: PromptConfig, tensors: Tensors,
+         _source: str) -> tuple[PromptConfig, Tensors]:
+    table, p = tensors.get("prompt_embeddings"), config.num_virtual_tokens
+    if model.config.is_encoder_decoder and table is not None and table.shape[0] == 2 * p:
+        # peft's seq2seq default (num_transformer_submodules 2) stores 2P rows, but its forward and
+        # generate() prepend only the first P, to the encoder input: the same prompt as ours
+        tensors = {**tensors, "prompt_embeddings": table[:p]}
+    return config, tensors
+
+
+METHOD = PeftMethod(
+    config=PromptConfig, lr=2e-2,
+    default_config=lambda _model, opts: PromptConfig(**{"num_virtual_tokens": 10,
+                                                        **config_overrides(PromptConfig, opts, "prompt")}),
+    inject=lambda model, config, _name: install_prompt(model, config),
+    trainable=lambda model, _config, _name: model.prompt_tuning.embedding.requires_grad_(True),
+    save=save, read=read, peft_type="PROMPT_TUNING",
+    model_keys=lambda keys, _name, _model: {k: PROMPT_KEY if k == "prompt_embeddings" else k for k in keys},
+)

@@ -13,6 +13,7 @@ full-size tensor is the dropout copy of ``x`` (and only when dropout is on and t
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -20,19 +21,20 @@ from torch import nn
 
 from deepnotes.nn.dropout import dropout
 
-try:  # transformers' GPT-2 projection layer (y = x @ W + b with W: in x out)
-    from transformers.pytorch_utils import Conv1D
-except ImportError:  # pragma: no cover - transformers is a dependency
-    Conv1D = ()  # type: ignore[assignment]
 
-SUPPORTED = (nn.Linear, nn.Embedding, Conv1D) if Conv1D else (nn.Linear, nn.Embedding)
+def is_conv1d(module: nn.Module) -> bool:
+    """Is ``module`` transformers' GPT-2 projection layer (``y = x @ W + b`` with ``W: in x out``)? Looked up
+    among the loaded modules: a model holding one has imported it, and the CLI, which reads the method
+    registry for its choices, does not pay for importing transformers."""
+    utils = sys.modules.get("transformers.pytorch_utils")
+    return utils is not None and isinstance(module, utils.Conv1D)
 
 
 def layer_kind(module: nn.Module) -> str | None:
     """"linear", "conv1d", "embedding" or None (not wrappable)."""
     if isinstance(module, nn.Linear):
         return "linear"
-    if Conv1D and isinstance(module, Conv1D):
+    if is_conv1d(module):
         return "conv1d"
     if isinstance(module, nn.Embedding):
         return "embedding"
@@ -154,7 +156,8 @@ class LoraLayer(nn.Module):
             return self.base_layer(x)
         if self.kind == "embedding":
             return self._embedding_forward(x, name)
-        # This runs per adapted layer per call, and on a GPU the host's time is the step's time (small kernels):
+        # This runs per adapted layer per call, and on a GPU the host's time is the step's time (small
+        # kernels):
         # parameters are read from the modules' dicts, because nn.Module.__getattr__ costs ~1 us per lookup.
         base = self._modules["base_layer"]
         weight, bias = _param(base, "weight"), _param(base, "bias")
@@ -205,7 +208,8 @@ class LoraLayer(nn.Module):
         base = self.base_layer
         out = base(ids)
         a = self.lora_embedding_A[name].t()  # (num, r): look up rows like the base table
-        h = F.embedding(ids, a, base.padding_idx, base.max_norm, base.norm_type, base.scale_grad_by_freq, base.sparse)
+        h = F.embedding(ids, a, base.padding_idx, base.max_norm, base.norm_type, base.scale_grad_by_freq,
+                        base.sparse)
         return out + (h @ self.lora_embedding_B[name].t()) * self.scaling[name]
 
     def extra_repr(self) -> str:

@@ -7,8 +7,9 @@ import warnings
 
 from torch import nn
 
-from deepnotes.peft.config import LoraConfig
-from deepnotes.peft.lora.layer import LoraLayer, ModulesToSave, layer_kind
+from deepnotes.peft.methods.base import set_child
+from deepnotes.peft.methods.lora.config import LoraConfig
+from deepnotes.peft.methods.lora.layer import LoraLayer, ModulesToSave, layer_kind
 
 
 def name_matches(name: str, targets: list[str] | str) -> bool:
@@ -22,12 +23,6 @@ def describe_modules(model: nn.Module, limit: int = 40) -> str:
     names = [n for n, m in model.named_modules() if n and layer_kind(m)]
     more = f" ... ({len(names) - limit} more)" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
-
-
-def _set_child(model: nn.Module, path: str, new: nn.Module) -> None:
-    parent_name, _, child = path.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)
 
 
 def inject_lora(model: nn.Module, config: LoraConfig, name: str) -> list[str]:
@@ -51,7 +46,7 @@ def inject_lora(model: nn.Module, config: LoraConfig, name: str) -> list[str]:
         module = model.get_submodule(path)
         if not isinstance(module, LoraLayer):
             module = LoraLayer(module)
-            _set_child(model, path, module)
+            set_child(model, path, module)
         if name in module.adapter_names():
             raise ValueError(f"adapter {name!r} already exists on {path}; pick another name")
         module.add_adapter(name, config.r, config.scaling, config.dropout, config.init)
@@ -68,7 +63,7 @@ def inject_lora(model: nn.Module, config: LoraConfig, name: str) -> list[str]:
         module = model.get_submodule(path)
         if not isinstance(module, ModulesToSave):
             module = ModulesToSave(module)
-            _set_child(model, path, module)
+            set_child(model, path, module)
         module.add_adapter(name)
     return targets
 
@@ -92,7 +87,8 @@ def lora_trainable(model: nn.Module, name: str, bias: str) -> None:
                 p.requires_grad_(True)
     if bias == "all":
         for pname, p in model.named_parameters():
-            if pname.endswith("bias") and ".modules_to_save." not in pname and ".original_module." not in pname:
+            copy = ".modules_to_save." in pname or ".original_module." in pname
+            if pname.endswith("bias") and not copy:
                 p.requires_grad_(True)
 
 
@@ -100,7 +96,7 @@ def unwrap(model: nn.Module) -> None:
     """Replace every wrapper by its base (LoRA: ``base_layer``; saved modules: the active trained copy)."""
     for path, module in list(model.named_modules()):
         if isinstance(module, LoraLayer):
-            _set_child(model, path, module.base_layer)
+            set_child(model, path, module.base_layer)
         elif isinstance(module, ModulesToSave):
             name = module.active_adapter
-            _set_child(model, path, module.modules_to_save[name] if name else module.original_module)
+            set_child(model, path, module.modules_to_save[name] if name else module.original_module)
