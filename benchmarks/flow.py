@@ -22,7 +22,7 @@ from deepnotes.core import pick_device
 from deepnotes.core.timing import time_call
 from deepnotes.video.data.lists import write_list
 from deepnotes.video.data.synth import write_mp4
-from deepnotes.video.flow import METHODS, FlowUnavailable, extract_list, make_flow_fn
+from deepnotes.video.two_stream.flow import METHODS, FlowUnavailable, extract_list, make_flow_fn
 from deepnotes.video.untrimmed.synth import make_untrimmed_video
 
 
@@ -43,14 +43,15 @@ def main() -> None:
         root = Path(tmp)
         rows = []
         for i in range(args.videos):
+            half = args.frames // 2
             v = make_untrimmed_video(np.random.default_rng(i), num_frames=args.frames, size=args.size,
-                                     instances=(1, 1), action_len=(args.frames // 2, args.frames // 2), idle=(1, 2))
+                                     instances=(1, 1), action_len=(half, half), idle=(1, 2))
             write_mp4(root / f"v{i}.mp4", v.frames)
             rows.append((f"v{i}.mp4", 0))
         write_list(root / "list.txt", rows)
         n_flow = args.videos * (args.frames - 1)
-        print(f"{args.videos} videos x {args.frames} frames of {args.size}x{args.size} ({n_flow} flow fields); "
-              f"{os.cpu_count()} cores")
+        print(f"{args.videos} videos x {args.frames} frames of {args.size}x{args.size} ({n_flow} flow "
+              f"fields); {os.cpu_count()} cores")
         print(f"{'method':<10} {'workers':>7} {'frames/s':>9} {'ms/frame':>9} {'vs farneback x1':>16}")
         reference = None
         for method in METHODS:
@@ -62,8 +63,8 @@ def main() -> None:
             for workers in sorted({1, args.workers}):
                 out = root / f"flow_{method}_{workers}"
                 start = time.perf_counter()
-                report = extract_list(root / "list.txt", out, method=method, workers=workers, formats=("npz",),
-                                      show_progress=False)
+                report = extract_list(root / "list.txt", out, method=method, workers=workers,
+                                      formats=("npz",), show_progress=False)
                 seconds = time.perf_counter() - start
                 assert not report.failed, report.failed
                 fps = n_flow / seconds
@@ -82,12 +83,13 @@ def main() -> None:
     device = pick_device(args.device)
     from deepnotes.video.models import build_model
 
-    net = build_model("tsn", 10, in_channels=10, num_segments=3, depth=18, width=32, input_size=args.size).to(device)
+    net = build_model("tsn", 10, in_channels=10, num_segments=3, depth=18, width=32, input_size=args.size)
+    net = net.to(device)
     x = torch.zeros(1, 10, 3, args.size, args.size, device=device)
     with torch.no_grad():
         ms = time_call(lambda: net(x), device, warmup=2, repeat=5)
-    print(f"\ntemporal stream (TSN ResNet-18 w32, 3 segments x 5 flow fields) on {device}: {ms:.1f} ms per clip, "
-          f"i.e. {ms / 15:.2f} ms per flow field it consumes")
+    print(f"\ntemporal stream (TSN ResNet-18 w32, 3 segments x 5 flow fields) on {device}: {ms:.1f} ms per "
+          f"clip, i.e. {ms / 15:.2f} ms per flow field it consumes")
 
 
 if __name__ == "__main__":

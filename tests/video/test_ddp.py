@@ -11,8 +11,8 @@ from deepnotes.core import load_checkpoint
 from deepnotes.video import TrainConfig, evaluate, train
 
 TINY_FLAGS = ["--epochs", "1", "--segments", "4", "--input-size", "16", "--depth", "10", "--width", "4",
-              "--stem-stride", "1", "--workers", "0", "--cache", "--crop", "center", "--lr", "1e-3", "--device", "cpu",
-              "--dropout", "0"]
+              "--stem-stride", "1", "--workers", "0", "--cache", "--crop", "center", "--lr", "1e-3",
+              "--device", "cpu", "--dropout", "0"]
 
 
 def _torchrun(train_list, val_list, out, *flags, root=None):
@@ -21,7 +21,8 @@ def _torchrun(train_list, val_list, out, *flags, root=None):
             "--val", str(val_list), "--out", str(out), *TINY_FLAGS, *flags]
     if root is not None:
         args += ["--root", str(root)]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((out / "metrics.json").read_text())
 
@@ -38,21 +39,24 @@ def test_two_processes_match_one(motion_data, tiny_train_kwargs, tmp_path):
     kw.pop("batch_size")
     single = train(TrainConfig(model="tsm", train=str(motion_data["train"]), val=str(motion_data["val"]),
                                out=str(tmp_path / "one"), epochs=1, batch_size=4, **kw))
-    multi = _torchrun(motion_data["train"], motion_data["val"], tmp_path / "two", "--batch-size", "2", "--freeze-bn")
+    multi = _torchrun(motion_data["train"], motion_data["val"], tmp_path / "two", "--batch-size", "2",
+                      "--freeze-bn")
     _same_weights(tmp_path / "one", tmp_path / "two")
     assert abs(multi[0]["train_loss"] - single[0]["train_loss"]) < 1e-5
     assert multi[0]["top1"] == single[0]["top1"] and abs(multi[0]["loss"] - single[0]["loss"]) < 1e-5
     assert json.loads((tmp_path / "two" / "config.json").read_text())["world_size"] == 2
 
 
-def test_an_unreadable_video_leaves_two_processes_equal_to_one(data_with_bad_video, tiny_train_kwargs, tmp_path):
+def test_an_unreadable_video_leaves_two_processes_equal_to_one(data_with_bad_video, tiny_train_kwargs,
+                                                                tmp_path):
     # one clip per process: the step holding the corrupt video has nothing readable on one process, which must
     # still train the other's clip (weighted as one process with batch 2 weighs it), not skip the step
     d = data_with_bad_video
     kw = {**tiny_train_kwargs, "freeze_bn": True, "batch_size": 2}
     (single,) = train(TrainConfig(model="tsm", train=str(d["train"]), val=str(d["val"]), root=str(d["root"]),
                                   out=str(tmp_path / "one"), epochs=1, **kw))
-    (multi,) = _torchrun(d["train"], d["val"], tmp_path / "two", "--batch-size", "1", "--freeze-bn", root=d["root"])
+    (multi,) = _torchrun(d["train"], d["val"], tmp_path / "two", "--batch-size", "1", "--freeze-bn",
+                         root=d["root"])
     assert single["train_skipped"] == multi["train_skipped"] == 1
     _same_weights(tmp_path / "one", tmp_path / "two")
     assert abs(multi["train_loss"] - single["train_loss"]) < 1e-5

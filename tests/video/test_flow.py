@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from deepnotes.video.data.synth import write_mp4
-from deepnotes.video.flow import (
+from deepnotes.video.two_stream.dataset import FlowLoader, flow_dataset, resize_flow, stack_flow
+from deepnotes.video.two_stream.flow import (
     DONE_FILE,
     FlowUnavailable,
     compute_flow,
@@ -22,7 +23,6 @@ from deepnotes.video.flow import (
     quantize_flow,
     read_flow,
 )
-from deepnotes.video.flow_dataset import FlowLoader, flow_dataset, resize_flow, stack_flow
 
 
 def moving_square(n: int = 6, size: int = 48, dx: float = 2.0, dy: float = 0.0, seed: int = 0) -> np.ndarray:
@@ -129,7 +129,8 @@ def test_extract_list_in_parallel_resumes_and_reports_bad_videos(flow_videos, tm
 def test_flow_of_mirrored_video_is_flipped_flow_with_negated_x():
     frames = moving_square(3, dx=2.0, dy=1.0)
     flow = torch.from_numpy(compute_flow(frames, "dis")).permute(0, 3, 1, 2)  # (T, 2, H, W)
-    mirrored = torch.from_numpy(compute_flow(np.ascontiguousarray(frames[:, :, ::-1]), "dis")).permute(0, 3, 1, 2)
+    mirrored_frames = np.ascontiguousarray(frames[:, :, ::-1])
+    mirrored = torch.from_numpy(compute_flow(mirrored_frames, "dis")).permute(0, 3, 1, 2)
     from deepnotes.video.data.transforms import HorizontalFlip
 
     class Always:  # rng stand-in that always flips

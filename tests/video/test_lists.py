@@ -15,7 +15,8 @@ def test_video_list_paths_with_spaces_and_comments(tmp_path):
     lst = tmp_path / "l.txt"
     lst.write_text("# comment\na b.mp4 3\n\nsub/c.mp4 0\n")
     recs = read_list(lst)
-    assert [(r.path.name, r.label, r.total_frames) for r in recs] == [("a b.mp4", 3, None), ("c.mp4", 0, None)]
+    got = [(r.path.name, r.label, r.total_frames) for r in recs]
+    assert got == [("a b.mp4", 3, None), ("c.mp4", 0, None)]
     assert recs[1].source == f"{lst}:4"
 
 

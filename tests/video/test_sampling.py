@@ -32,10 +32,12 @@ def test_dense_clip_and_views():
     views = ClipSampler("dense", 4, 2)(100, train=False, num_views=3)
     starts = [v[0] for v in views]
     assert starts == sorted(starts) and starts[0] < 46 < starts[-1]
-    np.testing.assert_array_equal(dense_indices(3, 4, 1, train=True, rng=np.random.default_rng(0)), [0, 1, 2, 2])
+    short = dense_indices(3, 4, 1, train=True, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(short, [0, 1, 2, 2])
 
 
-@pytest.mark.parametrize("total,clip_len,interval,views", [(13, 4, 2, 1), (9, 4, 1, 1), (100, 8, 4, 3), (40, 4, 2, 10)])
+@pytest.mark.parametrize("total,clip_len,interval,views",
+                         [(13, 4, 2, 1), (9, 4, 1, 1), (100, 8, 4, 3), (40, 4, 2, 10)])
 def test_dense_test_views_match_mmaction2_offsets(total, clip_len, interval, views):
     # mmaction2 SampleFrames(test_mode=True): avg = (total - clip_len * interval + 1) / views,
     # offset_v = int(v * avg + avg / 2); e.g. 5 free frames, one view -> start 3 (round-half-even gave 2)
@@ -61,10 +63,12 @@ def test_videos_shorter_than_the_segments_are_spread_as_mmaction2_does(total, se
     # T > max(N, L): sorted random starts; else if avg == 0: around(arange(N) * (T - L + 1) / N); else 0
     span = total - new_length + 1
     rng = np.random.default_rng(0)
-    got = segment_indices(total, segments, True, rng, new_length=new_length).reshape(segments, new_length)[:, 0]
+    got = segment_indices(total, segments, True, rng, new_length=new_length)
+    got = got.reshape(segments, new_length)[:, 0]
     if span // segments > 0 or total > max(segments, new_length):
         assert (np.diff(got) >= 0).all()
     else:
         # (mmaction2 wraps a start rounded one past the end to frame 0; here it stays the last start)
-        expected = np.minimum(np.around(np.arange(segments) * span / segments), span - 1) if span > 0 else 0 * got
+        even = np.minimum(np.around(np.arange(segments) * span / segments), span - 1)
+        expected = even if span > 0 else 0 * got
         np.testing.assert_array_equal(got, expected)

@@ -25,13 +25,14 @@ def trained_run(motion_data, tiny_train_kwargs, tmp_path_factory):
 def test_train_writes_metrics_config_and_checkpoint(trained_run):
     out, metrics = trained_run
     assert json.loads((out / "metrics.json").read_text()) == metrics
-    assert [m["epoch"] for m in metrics] == [0, 1]
+    assert [m["epoch"] for m in metrics] == [1, 2]  # 1-based epochs, global steps (4 per epoch)
+    assert [m["step"] for m in metrics] == [4, 8]
     for m in metrics:
         assert {"loss", "top1", "top5", "mean_class_acc", "train_loss", "train_skipped"} <= set(m)
         assert 0 <= m["top1"] <= m["top5"] <= 1
     assert metrics[1]["train_loss"] < metrics[0]["train_loss"] + 0.5
     state, meta = load_checkpoint(out / "checkpoint.safetensors")
-    assert meta["model"] == "tsm" and meta["epoch"] == 1 and len(meta["classes"]) == 8
+    assert meta["model"] == "tsm" and meta["epoch"] == 2 and len(meta["classes"]) == 8
     assert json.loads((out / "config.json").read_text())["model"] == "tsm"
 
 
@@ -55,7 +56,7 @@ def test_resume_after_a_crash_gives_the_same_weights(motion_data, tiny_train_kwa
         train(cfg)
     cfg.resume = True
     metrics = train(cfg)
-    assert [m["epoch"] for m in metrics] == [0, 1]
+    assert [m["epoch"] for m in metrics] == [1, 2]
     ref, _ = load_checkpoint(trained_run[0] / "checkpoint.safetensors")
     got, _ = load_checkpoint(out / "checkpoint.safetensors")
     for k, v in ref["model"].items():
@@ -116,7 +117,8 @@ def test_predict_on_an_mmaction2_rawframes_folder(trained_run, motion_data, tmp_
 def test_flip_map_outside_the_class_range_names_the_file(tmp_path):
     path = tmp_path / "flip_map.json"
     path.write_text(json.dumps({"0": 1, "1": 0, "2": 9, "9": 2}))
-    cfg = TrainConfig(model="tsn", train=str(tmp_path / "train.txt"), out=str(tmp_path / "run"), flip_map=str(path))
+    cfg = TrainConfig(model="tsn", train=str(tmp_path / "train.txt"), out=str(tmp_path / "run"),
+                      flip_map=str(path))
     with pytest.raises(ListError, match=r"flip_map.json: entry 2 -> 9 is outside the class range \[0, 4\)"):
         training_mod.flip_map(cfg, 4)
     assert training_mod.flip_map(cfg, 10) == {0: 1, 1: 0, 2: 9, 9: 2}
@@ -125,8 +127,10 @@ def test_flip_map_outside_the_class_range_names_the_file(tmp_path):
 def test_one_way_flip_map_is_refused(tmp_path):
     path = tmp_path / "flip_map.json"
     path.write_text(json.dumps({"0": 1, "1": 9}))  # flip(flip(0)) would be 9
-    cfg = TrainConfig(model="tsn", train=str(tmp_path / "train.txt"), out=str(tmp_path / "run"), flip_map=str(path))
-    with pytest.raises(ListError, match=r"flip_map.json: entry 0 -> 1 has no way back \(1 -> 9\).*add \"1\": 0"):
+    cfg = TrainConfig(model="tsn", train=str(tmp_path / "train.txt"), out=str(tmp_path / "run"),
+                      flip_map=str(path))
+    one_way = r"flip_map.json: entry 0 -> 1 has no way back \(1 -> 9\).*add \"1\": 0"
+    with pytest.raises(ListError, match=one_way):
         training_mod.flip_map(cfg, 10)
 
 
@@ -141,15 +145,19 @@ def test_cli_train_eval_predict_and_errors(motion_data, trained_run, tmp_path):
     res = runner.invoke(app, ["video", "predict", str(out), str(video), "--device", "cpu"])
     assert res.exit_code == 0 and len(res.output.strip().splitlines()) == 5
     bad = tmp_path / "bad.txt"
-    bad.write_text("videos/move_left/move_left_train_0000.mp4 0\nvideos/move_left/move_left_train_0001.mp4 99\n")
-    res = runner.invoke(app, ["video", "train", "--model", "tsm", "--train", str(bad), "--out", str(tmp_path / "r"),
-                              "--root", str(motion_data["train"].parent), "--classes", str(motion_data["classes"])])
+    bad.write_text("videos/move_left/move_left_train_0000.mp4 0\n"
+                   "videos/move_left/move_left_train_0001.mp4 99\n")
+    res = runner.invoke(app, ["video", "train", "--model", "tsm", "--train", str(bad), "--out",
+                              str(tmp_path / "r"), "--root", str(motion_data["train"].parent),
+                              "--classes", str(motion_data["classes"])])
     assert res.exit_code == 2 and "bad.txt:2" in res.output and "label 99" in res.output
     res = runner.invoke(app, ["video", "predict", str(out), str(tmp_path / "nope.mp4")])
     assert res.exit_code == 2 and "nope.mp4" in res.output
     res = runner.invoke(app, ["video", "train", "--model", "nope", "--train", str(motion_data["train"]),
-                              "--out", str(tmp_path / "r2")])
-    assert res.exit_code == 2 and "unknown model 'nope'" in res.output
+                              "--out", str(tmp_path / "r2")], env={"COLUMNS": "300"})
+    # refused at parse time, before any data is read, listing the registry's names
+    assert res.exit_code == 2 and "'nope' is not one of" in res.output and "'i3d_full'" in res.output
+    assert not (tmp_path / "r2").exists()
 
 
 def test_cli_synth(tmp_path):
@@ -184,8 +192,8 @@ def test_loader_workers_and_shards_give_the_same_samples(motion_data):
 
 
 def test_cli_models_lists_cost():
-    res = CliRunner().invoke(app, ["video", "models", "--segments", "2", "--input-size", "16", "--depth", "10",
-                                   "--width", "4"])
+    res = CliRunner().invoke(app, ["video", "models", "--segments", "2", "--input-size", "16", "--depth",
+                                   "10", "--width", "4"])
     assert res.exit_code == 0, res.output
     lines = {ln.split()[0]: ln.split() for ln in res.output.splitlines()[1:]}
     assert set(lines) == {"tsn", "tsm", "tea", "stm", "tdn", "tam", "c3d", "i3d", "r2plus1d", "i3d_full"}
@@ -204,23 +212,24 @@ def test_resume_refuses_another_batch_size_or_lr(motion_data, tiny_train_kwargs,
         with pytest.raises(ValueError, match=flag):
             train(other)
     grown = TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2, "resume": True})  # more epochs: allowed
-    assert [m["epoch"] for m in train(grown)] == [0, 1]
+    assert [m["epoch"] for m in train(grown)] == [1, 2]
 
 
-def test_a_crash_between_metrics_and_checkpoint_loses_no_epoch(motion_data, tiny_train_kwargs, tmp_path, monkeypatch):
+def test_a_crash_between_metrics_and_checkpoint_loses_no_epoch(motion_data, tiny_train_kwargs, tmp_path,
+                                                               monkeypatch):
     cfg = TrainConfig(model="tsn", train=str(motion_data["train"]), val=str(motion_data["val"]),
                       out=str(tmp_path / "run"), epochs=3, **tiny_train_kwargs)
     real = training_mod.RunDir.log_epoch
 
-    def crash_logging_epoch_1(self, entry):
-        if entry["epoch"] == 1:
+    def crash_logging_epoch_2(self, entry):
+        if entry["epoch"] == 2:
             raise KeyboardInterrupt
         real(self, entry)
 
-    monkeypatch.setattr(training_mod.RunDir, "log_epoch", crash_logging_epoch_1)
+    monkeypatch.setattr(training_mod.RunDir, "log_epoch", crash_logging_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
     monkeypatch.setattr(training_mod.RunDir, "log_epoch", real)
     cfg.resume = True
-    assert [m["epoch"] for m in train(cfg)] == [0, 1, 2]  # epoch 1 rerun from epoch 0's checkpoint
-    assert [m["epoch"] for m in json.loads((tmp_path / "run" / "metrics.json").read_text())] == [0, 1, 2]
+    assert [m["epoch"] for m in train(cfg)] == [1, 2, 3]  # epoch 2 rerun from epoch 1's checkpoint
+    assert [m["epoch"] for m in json.loads((tmp_path / "run" / "metrics.json").read_text())] == [1, 2, 3]

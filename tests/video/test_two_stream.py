@@ -12,16 +12,16 @@ import torch.nn.functional as F
 from deepnotes.video.config import TrainConfig
 from deepnotes.video.data.dataset import RGBLoader
 from deepnotes.video.data.lists import ListError, read_list
-from deepnotes.video.flow import extract_list
-from deepnotes.video.flow_dataset import (
+from deepnotes.video.models import build_model
+from deepnotes.video.models.two_stream import LateFusion, StreamView, cross_modality_init, parse_fusion
+from deepnotes.video.two_stream.dataset import (
     TwoStreamLoader,
     flow_train_transform,
     pair_flow_lists,
     two_stream_loader,
 )
-from deepnotes.video.models import build_model
-from deepnotes.video.two_stream import LateFusion, StreamView, cross_modality_init, parse_fusion
-from deepnotes.video.two_stream_synth import CLASSES, write_appearance_motion
+from deepnotes.video.two_stream.flow import extract_list
+from deepnotes.video.two_stream.synth import CLASSES, write_appearance_motion
 
 TINY = {"num_segments": 2, "depth": 10, "width": 4, "stem_stride": 1, "dropout": 0.0}
 
@@ -32,7 +32,8 @@ def am_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("am")
     paths = write_appearance_motion(root, 2, 1, frames=6, size=16, seed=0)
     for split in ("train", "val"):
-        extract_list(paths[split], root / f"flow_{split}", method="dis", formats=("npz",), show_progress=False)
+        extract_list(paths[split], root / f"flow_{split}", method="dis", formats=("npz",),
+                     show_progress=False)
     return root, paths
 
 
@@ -48,7 +49,8 @@ def test_cross_modality_init_averages_rgb_weights_and_copies_the_rest():
     for c in range(6):
         torch.testing.assert_close(w_flow[:, c], w_rgb.mean(1))
     torch.testing.assert_close(flow.fc.weight, rgb.fc.weight)
-    torch.testing.assert_close(flow.backbone.stages[1][0].conv1[0].weight, rgb.backbone.stages[1][0].conv1[0].weight)
+    first_of_stage_2 = [net.backbone.stages[1][0].conv1[0].weight for net in (flow, rgb)]
+    torch.testing.assert_close(*first_of_stage_2)
 
 
 def test_weighted_fusion_is_the_weighted_softmax_average():
@@ -129,7 +131,8 @@ def test_a_flow_method_other_than_the_stored_one_is_warned_about(am_data, caplog
         caplog.clear()
         with caplog.at_level("WARNING", logger="deepnotes.video"):
             two_stream_loader(cfg, rgb)
-        assert any("computed with 'dis' but --flow-method is 'farneback'" in r.message for r in caplog.records) == warned
+        said = "computed with 'dis' but --flow-method is 'farneback'"
+        assert any(said in r.message for r in caplog.records) == warned
 
 
 def test_two_stream_flip_negates_x_of_flow_only():
@@ -152,7 +155,7 @@ def test_two_stream_flip_negates_x_of_flow_only():
 
 
 def test_two_stream_training_crop_follows_the_crop_option():
-    from deepnotes.video.flow_dataset import flow_test_transform, two_stream_transform
+    from deepnotes.video.two_stream.dataset import flow_test_transform, two_stream_transform
 
     cfg = TrainConfig(model="two_stream", train="t.txt", out="o", input_size=8, crop="center", flip=False,
                       new_length=1, flow_bound=20.0)
@@ -163,7 +166,8 @@ def test_two_stream_training_crop_follows_the_crop_option():
     torch.testing.assert_close(a, b)  # no random crop: the claim's TSM baseline trains with centre crops too
     torch.testing.assert_close(a, test_tf(clip, 0, np.random.default_rng(0))[0][0])
     with pytest.raises(ValueError, match="--crop resized: clips with optical flow train with"):
-        two_stream_transform(TrainConfig(model="two_stream", train="t.txt", out="o", crop="resized"), train=True)
+        resized = TrainConfig(model="two_stream", train="t.txt", out="o", crop="resized")
+        two_stream_transform(resized, train=True)
 
 
 def test_train_two_stream_evaluates_each_stream_and_the_fusion(am_data, tmp_path):
@@ -171,8 +175,9 @@ def test_train_two_stream_evaluates_each_stream_and_the_fusion(am_data, tmp_path
     from deepnotes.video.training import evaluate, train
 
     root, paths = am_data
-    cfg = TrainConfig(model="two_stream", train=str(paths["train"]), val=str(paths["val"]), out=str(tmp_path / "run"),
-                      flow_train=str(root / "flow_train/flow_list.txt"), flow_val=str(root / "flow_val/flow_list.txt"),
+    cfg = TrainConfig(model="two_stream", train=str(paths["train"]), val=str(paths["val"]),
+                      out=str(tmp_path / "run"), flow_train=str(root / "flow_train/flow_list.txt"),
+                      flow_val=str(root / "flow_val/flow_list.txt"),
                       new_length=2, segments=2, input_size=16, depth=10, width=4, stem_stride=1, batch_size=4,
                       epochs=1, workers=0, dropout=0.0, device="cpu", fusion="weighted:1,1.5")
     metrics = train(cfg)

@@ -1,116 +1,171 @@
-"""`deepnotes video ...` verbs (thin: parse, then call the library)."""
+"""`deepnotes video ...` verbs (thin: parse, then call the library).
+
+synth, train, eval, predict and models are here; ``flow`` comes from :mod:`deepnotes.video.two_stream.cli`,
+``detect`` and ``train-actors`` from :mod:`deepnotes.video.untrimmed.cli` (each registers on ``app``).
+Choices are enums (listed in --help, refused at parse time); sizes are ``H,W`` (one number: square).
+"""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from deepnotes.core.cli import CONFIG_OPTION_HELP, resolve_config, user_errors
+from deepnotes.core.config import read_config_file
+from deepnotes.core.registry import choice_value, str_enum
+from deepnotes.video.config import TrainConfig, square_size
+from deepnotes.video.data.decode import VideoReadError
+from deepnotes.video.data.lists import LIST_FORMATS
+from deepnotes.video.data.sampling import MODES
+from deepnotes.video.data.synth import KINDS, synth_dataset
+from deepnotes.video.data.transforms import CROPS
+from deepnotes.video.evaluation import evaluate, predict
+from deepnotes.video.models import MODELS, build_model, model_cost
+from deepnotes.video.models.two_stream import parse_fusion
+from deepnotes.video.synth_extra import EXTRA_KINDS, synth_extra
+from deepnotes.video.training import train as run_train
+from deepnotes.video.two_stream import cli as two_stream_cli
+from deepnotes.video.two_stream.cli import positive
+from deepnotes.video.two_stream.flow import METHODS
+from deepnotes.video.untrimmed import cli as untrimmed_cli
+
 app = typer.Typer(no_args_is_help=True, help="Action recognition: synth, train, eval, predict, flow, detect.")
 
-# --- recognition verbs (synth, train, eval, predict) ---
+SINGLE_STREAM = [n for n in MODELS if MODELS.info(n)["family"] != "two_stream"]  # what a stream can be
+Model = MODELS.choices()
+Stream = str_enum("Stream", SINGLE_STREAM)
+Sampling = str_enum("Sampling", MODES)
+Crop = str_enum("Crop", CROPS)
+ListFormat = str_enum("ListFormat", LIST_FORMATS)
+FlowMethod = str_enum("FlowMethod", METHODS)
+SynthKind = str_enum("SynthKind", (*KINDS, *EXTRA_KINDS))
+D = {f.name: f.default for f in fields(TrainConfig)}  # the defaults --help shows (TrainConfig's own)
+TWO = "Two-stream (--model two_stream)"  # the --help panel of the flags only two-stream reads
+Opt = typer.Option
 
-_USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, RuntimeError)
+
+def square(flag: str, why: str = "the video pipeline crops squares"):
+    """A callback parsing an ``H,W`` flag whose H must equal W into the side."""
+
+    def parse(value: Any) -> int | None:
+        if value is None:
+            return None
+        try:
+            return square_size(value, flag, why)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc).removeprefix(f"{flag}: ").removeprefix(f"{flag} ")) from None
+
+    return parse
 
 
-def fail(exc: Exception) -> None:
-    """Print a user-facing error and exit with status 2."""
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(2) from exc
+def fraction(value: float | None) -> float | None:
+    if value is not None and not 0 <= value < 1:
+        raise typer.BadParameter(f"must be in [0, 1), got {value}")
+    return value
+
+
+def fusion_spec(value: str | None) -> str | None:
+    """``weighted[:w_rgb,w_flow]`` or ``learned[:...]``, checked at parse time."""
+    if value is not None:
+        try:
+            parse_fusion(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
 
 
 @app.command()
 def synth(
-    kind: str = typer.Argument(..., help="motion (classes differ only in temporal order), scene (appearance only), "
-                               "appearance_motion (needs both: two-stream) or untrimmed (long videos for detect)"),
-    out: Path = typer.Argument(..., help="folder for videos/, train.txt, val.txt, classes.txt, flip_map.json"),
-    n_per_class: int = typer.Option(24, "--n-per-class", help="training videos per class"),
-    val_per_class: int = typer.Option(None, "--val-per-class", help="validation videos per class (default N/3)"),
-    frames: int = typer.Option(16, "--frames"),
-    size: int = typer.Option(32, "--size", help="frame height and width (even)"),
-    seed: int = typer.Option(0, "--seed"),
+    kind: SynthKind = typer.Argument(..., help="motion (classes differ only in temporal order), scene "
+                                     "(appearance only), appearance_motion (needs both: two-stream) or "
+                                     "untrimmed (long videos for detect)"),
+    out: Path = typer.Argument(..., help="folder for videos/, the lists, classes.txt, flip_map.json"),
+    n_per_class: int = Opt(24, "--n-per-class", min=1, help="training videos per class"),
+    val_per_class: int = Opt(None, "--val-per-class", min=1, help="validation videos per class (N/3)"),
+    frames: int = Opt(16, "--frames", min=2),
+    size: str = Opt("32", "--size", callback=square("--size", "the synthetic videos are square"),
+                    help="frame size H,W (square, even)"),
+    seed: int = Opt(0, "--seed"),
 ) -> None:
     """Write a deterministic synthetic dataset of .mp4 files with mmaction2-style lists."""
-    from deepnotes.video.data.synth import synth_dataset
-    from deepnotes.video.synth_extra import EXTRA_KINDS, synth_extra
-
-    try:
+    kind = choice_value(kind)
+    with user_errors():
         if kind in EXTRA_KINDS:  # the two-stream and untrimmed datasets (deepnotes.video.synth_extra)
             paths = synth_extra(kind, out, n_per_class, val_per_class, frames, size, seed)
         else:
             paths = synth_dataset(kind, out, n_per_class, val_per_class, frames, size, seed)
-    except _USER_ERRORS as exc:
-        fail(exc)
     typer.echo(f"wrote {paths['train']} and {paths['val']} ({paths['classes']})")
 
 
 @app.command("train")
 def train_cmd(
-    model: str = typer.Option(..., "--model", help="tsn, tsm, tea, stm, tdn, tam, c3d, i3d, r2plus1d, two_stream"),
-    train: Path = typer.Option(..., "--train", help="training list: 'path label' or 'frame_dir total_frames label'"),
-    out: Path = typer.Option(..., "--out", help="run folder (metrics.json, checkpoint.safetensors)"),
-    val: Path = typer.Option(None, "--val", help="validation list, evaluated after every epoch"),
-    root: Path = typer.Option(None, "--root", help="folder the list paths are relative to (default: the list's)"),
-    classes: Path = typer.Option(None, "--classes", help="class names, one per line (default: classes.txt there)"),
-    flip: bool = typer.Option(True, "--flip/--no-flip", help="random horizontal flip in training"),
-    flip_map: Path = typer.Option(None, "--flip-map", help="JSON {label: label after flip} (default: flip_map.json)"),
-    list_format: str = typer.Option("auto", "--list-format", help="video, rawframes or auto"),
-    frame_template: str = typer.Option("img_{:05d}.jpg", "--frame-template", help="frame names in raw-frame folders"),
-    start_index: int = typer.Option(1, "--start-index", help="number of the first frame file in raw-frame folders"),
-    epochs: int = typer.Option(10, "--epochs"),
-    batch_size: int = typer.Option(8, "--batch-size", help="clips per process and step"),
-    lr: float = typer.Option(1e-3, "--lr"),
-    weight_decay: float = typer.Option(1e-4, "--weight-decay"),
-    warmup_epochs: float = typer.Option(1.0, "--warmup-epochs"),
-    segments: int = typer.Option(8, "--segments", help="frames per clip"),
-    sampling: str = typer.Option("segments", "--sampling", help="segments (TSN) or dense"),
-    frame_interval: int = typer.Option(1, "--frame-interval", help="dense sampling: step between frames"),
-    input_size: int = typer.Option(112, "--input-size"),
-    crop: str = typer.Option("multiscale", "--crop", help="multiscale, resized or center"),
-    depth: int = typer.Option(18, "--depth", help="ResNet depth: 10, 18, 34 (basic) or 26, 50, 101 (bottleneck)"),
-    width: int = typer.Option(64, "--width", help="channels of the first ResNet stage"),
-    stem_stride: int = typer.Option(None, "--stem-stride", help="1, 2 or 4 (default by input size)"),
-    dropout: float = typer.Option(0.5, "--dropout"),
-    eval_every: int = typer.Option(1, "--eval-every", help="validate every k epochs (and after the last)"),
-    freeze_bn: bool = typer.Option(False, "--freeze-bn", help="BatchNorm keeps its running statistics"),
-    cache: bool = typer.Option(False, "--cache", help="keep decoded videos in memory"),
-    seed: int = typer.Option(0, "--seed"),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps"),
-    workers: int = typer.Option(2, "--workers", help="DataLoader worker processes"),
-    resume: bool = typer.Option(False, "--resume", help="continue from OUT/checkpoint.safetensors"),
-    flow_train: Path = typer.Option(None, "--flow-train", help="two_stream: flow_list.txt of --train "
-                                    "(`deepnotes video flow`); without it flow is computed on the fly"),
-    flow_val: Path = typer.Option(None, "--flow-val", help="two_stream: flow list of --val"),
-    new_length: int = typer.Option(5, "--new-length", help="two_stream: flow fields stacked per segment"),
-    fusion: str = typer.Option("weighted:1,1.5", "--fusion", help="two_stream: weighted[:w_rgb,w_flow] or learned"),
-    stream: str = typer.Option("tsn", "--stream", help="two_stream: recogniser of both streams"),
-    flow_method: str = typer.Option("dis", "--flow-method", help="two_stream: method for on-the-fly flow"),
+    ctx: typer.Context,
+    model: Model = Opt(None, "--model", help="the recogniser (unless --config or --resume gives it)"),
+    train: Path = Opt(None, "--train", help="training list: 'path label' or 'frame_dir total label'"),
+    out: Path = Opt(None, "--out", help="run folder (config.json, metrics.json, checkpoint)"),
+    config: Path = Opt(None, "--config", help=CONFIG_OPTION_HELP),
+    val: Path = Opt(None, "--val", help="validation list, evaluated every --eval-every epochs"),
+    root: Path = Opt(None, "--root", help="folder the list paths are relative to (default: the list's)"),
+    classes: Path = Opt(None, "--classes", help="class names, one per line (default: classes.txt there)"),
+    flip: bool = Opt(D["flip"], "--flip/--no-flip", help="random horizontal flip in training"),
+    flip_map: Path = Opt(None, "--flip-map", help="JSON {label: label after flip} (default: flip_map.json)"),
+    list_format: ListFormat = Opt(D["list_format"], "--list-format"),
+    frame_template: str = Opt(D["frame_template"], "--frame-template", help="frame names in frame folders"),
+    start_index: int = Opt(D["start_index"], "--start-index", min=0, help="number of the first frame file"),
+    epochs: int = Opt(D["epochs"], "--epochs", min=1),
+    batch_size: int = Opt(D["batch_size"], "--batch-size", min=1, help="clips per process and step"),
+    lr: float = Opt(D["lr"], "--lr", callback=positive),
+    weight_decay: float = Opt(D["weight_decay"], "--weight-decay", min=0.0),
+    warmup_epochs: float = Opt(D["warmup_epochs"], "--warmup-epochs", min=0.0),
+    segments: int = Opt(D["segments"], "--segments", min=1, help="frames per clip"),
+    sampling: Sampling = Opt(D["sampling"], "--sampling", help="segments (TSN) or dense"),
+    frame_interval: int = Opt(D["frame_interval"], "--frame-interval", min=1, help="dense: frame step"),
+    input_size: str = Opt(str(D["input_size"]), "--input-size", callback=square("--input-size"),
+                          help="network input H,W (square: one number, or H equal to W)"),
+    crop: Crop = Opt(D["crop"], "--crop", help="training crop"),
+    depth: int = Opt(D["depth"], "--depth", min=1, help="ResNet depth: 10, 18, 34, 26, 50 or 101"),
+    width: int = Opt(D["width"], "--width", min=1, help="channels of the first ResNet stage"),
+    stem_stride: int = Opt(None, "--stem-stride", min=1, help="1, 2 or 4 (default by input size)"),
+    dropout: float = Opt(D["dropout"], "--dropout", callback=fraction),
+    eval_every: int = Opt(D["eval_every"], "--eval-every", min=1,
+                          help="validate every N epochs (and after the last)"),
+    freeze_bn: bool = Opt(D["freeze_bn"], "--freeze-bn", help="BatchNorm keeps its running statistics"),
+    cache: bool = Opt(D["cache"], "--cache", help="keep decoded videos in memory"),
+    seed: int = Opt(D["seed"], "--seed"),
+    device: str = Opt(D["device"], "--device", help="auto, cpu, cuda, mps"),
+    workers: int = Opt(D["workers"], "--workers", min=0, help="loader worker processes; 0 = in this process"),
+    resume: bool = Opt(D["resume"], "--resume", help="continue OUT's run (its config.json is the base)"),
+    flow_train: Path = Opt(None, "--flow-train", rich_help_panel=TWO, help="flow_list.txt of --train "
+                           "(`deepnotes video flow`); without it flow is computed on the fly"),
+    flow_val: Path = Opt(None, "--flow-val", rich_help_panel=TWO, help="flow list of --val"),
+    new_length: int = Opt(D["new_length"], "--new-length", min=1, rich_help_panel=TWO,
+                          help="flow fields stacked per segment"),
+    fusion: str = Opt(D["fusion"], "--fusion", callback=fusion_spec, rich_help_panel=TWO,
+                      help="weighted[:w_rgb,w_flow] or learned[:w_rgb,w_flow]"),
+    stream: Stream = Opt(D["stream"], "--stream", rich_help_panel=TWO, help="recogniser of both streams"),
+    flow_method: FlowMethod = Opt(D["flow_method"], "--flow-method", rich_help_panel=TWO,
+                                  help="method for flow computed on the fly"),
 ) -> None:
     """Train a video model; also runs under `torchrun --nproc_per_node N` (DistributedDataParallel)."""
-    from deepnotes.video.config import TrainConfig
-    from deepnotes.video.training import train as run_train
-
-    opt = lambda p: None if p is None else str(p)  # noqa: E731
-    cfg = TrainConfig(model=model, train=str(train), out=str(out), val=opt(val), root=opt(root), classes=opt(classes),
-                      flip=flip, flip_map=opt(flip_map), list_format=list_format, frame_template=frame_template,
-                      start_index=start_index, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                      warmup_epochs=warmup_epochs, segments=segments, sampling=sampling,
-                      frame_interval=frame_interval, input_size=input_size, crop=crop, depth=depth, width=width,
-                      stem_stride=stem_stride, dropout=dropout, eval_every=eval_every, freeze_bn=freeze_bn,
-                      cache=cache, seed=seed, device=device, workers=workers, resume=resume, flow_train=opt(flow_train),
-                      flow_val=opt(flow_val), new_length=new_length, fusion=fusion, stream=stream,
-                      flow_method=flow_method)
-    try:
-        metrics = run_train(cfg)
-    except _USER_ERRORS as exc:
-        fail(exc)
-    for m in metrics:
-        val_part = f"  top1 {m['top1']:.3f}  top5 {m['top5']:.3f}  mca {m['mean_class_acc']:.3f}" if "top1" in m else ""
-        if "rgb_top1" in m:  # two_stream: each stream alone
-            val_part += f"  (rgb {m['rgb_top1']:.3f}, flow {m['flow_top1']:.3f})"
-        typer.echo(f"epoch {m['epoch'] + 1}: train loss {m['train_loss']:.4f}{val_part}  skipped {m['train_skipped']}")
+    flags = {k: v for k, v in locals().items() if k in D}  # every flag is the config field of its name
+    cfg = train_config(ctx, config, flags)
+    with user_errors(VideoReadError):
+        metrics = run_train(cfg, log_fn=typer.echo)
     if metrics:
-        typer.echo(f"run: {out}")
+        typer.echo(f"run: {cfg.out}")
+
+
+def train_config(ctx: typer.Context, config: Path | None, flags: dict[str, Any]) -> TrainConfig:
+    """TrainConfig defaults < OUT/config.json (with --resume) < --config FILE < the flags typed."""
+    out = flags["out"]
+    if flags["resume"] and out is None and config is not None:  # the run folder named by the file
+        with user_errors():
+            out = read_config_file(config).get("out")
+    stored = out if flags["resume"] and out else None
+    return resolve_config(TrainConfig, ctx, config, flags, resume_from=stored)
 
 
 @app.command("eval")
@@ -118,19 +173,15 @@ def eval_cmd(
     run: Path = typer.Argument(..., help="run folder written by `deepnotes video train`"),
     list_path: Path = typer.Option(..., "--list", help="annotation list to evaluate on"),
     root: Path = typer.Option(None, "--root"),
-    clips: int = typer.Option(1, "--clips", help="temporal views per video"),
-    crops: int = typer.Option(1, "--crops", help="1 (centre) or 3 (three-crop)"),
-    batch_size: int = typer.Option(8, "--batch-size"),
-    workers: int = typer.Option(2, "--workers"),
+    clips: int = typer.Option(1, "--clips", min=1, help="temporal views per video"),
+    crops: int = typer.Option(1, "--crops", min=1, max=3, help="1 (centre) or 3 (three-crop)"),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    workers: int = Opt(2, "--workers", min=0, help="loader worker processes; 0 = in this process"),
     device: str = typer.Option("auto", "--device"),
 ) -> None:
     """Top-1, top-5 and mean class accuracy; writes RUN/eval/LIST.json and a confusion-matrix plot."""
-    from deepnotes.video.training import evaluate
-
-    try:
+    with user_errors(VideoReadError):
         res = evaluate(run, list_path, root, clips, crops, batch_size, workers, device)
-    except _USER_ERRORS as exc:
-        fail(exc)
     typer.echo(f"top1 {res['top1']:.4f}  top5 {res['top5']:.4f}  mean class acc {res['mean_class_acc']:.4f}  "
                f"({res['n']} videos, {clips} clip(s) x {crops} crop(s))")
     if res["skipped"]:
@@ -144,44 +195,37 @@ def eval_cmd(
 def predict_cmd(
     run: Path = typer.Argument(..., help="run folder written by `deepnotes video train`"),
     video: Path = typer.Argument(..., help="a video file or a folder of frames"),
-    clips: int = typer.Option(1, "--clips"),
-    crops: int = typer.Option(1, "--crops"),
-    topk: int = typer.Option(5, "--topk"),
+    clips: int = typer.Option(1, "--clips", min=1),
+    crops: int = typer.Option(1, "--crops", min=1, max=3),
+    topk: int = typer.Option(5, "--topk", min=1),
     device: str = typer.Option("auto", "--device"),
 ) -> None:
     """Print the top-5 labels with their probabilities."""
-    from deepnotes.video.training import predict
-
-    try:
+    with user_errors(VideoReadError):
         top = predict(run, video, clips, crops, topk, device)
-    except _USER_ERRORS as exc:
-        fail(exc)
     for name, score in top:
         typer.echo(f"{score:.4f}  {name}")
 
 
 @app.command("models")
 def models_cmd(
-    segments: int = typer.Option(8, "--segments"),
-    input_size: int = typer.Option(112, "--input-size"),
-    depth: int = typer.Option(18, "--depth"),
-    width: int = typer.Option(64, "--width"),
-    num_classes: int = typer.Option(400, "--num-classes"),
+    segments: int = typer.Option(8, "--segments", min=1),
+    input_size: str = Opt("112", "--input-size", callback=square("--input-size"), help="H,W (square)"),
+    depth: int = typer.Option(18, "--depth", min=1),
+    width: int = typer.Option(64, "--width", min=1),
+    num_classes: int = typer.Option(400, "--num-classes", min=1),
 ) -> None:
-    """Parameters and FLOPs per clip of every recognition model at one input size."""
-    from deepnotes.video.models import MODELS_3D, TEMPORAL_2D, VARIANTS_3D, build_model, model_cost
-
+    """Parameters and FLOPs per clip of every single-stream recognition model at one input size."""
     stem = 4 if input_size >= 112 else 2 if input_size >= 48 else 1
-    typer.echo(f"{'model':10s} {'params':>11s} {'MFLOPs/clip':>12s}   clip 3x{segments}x{input_size}x{input_size}")
-    for name in ("tsn", *TEMPORAL_2D, *MODELS_3D, *VARIANTS_3D):
-        try:
+    clip = f"3x{segments}x{input_size}x{input_size}"
+    typer.echo(f"{'model':10s} {'params':>11s} {'MFLOPs/clip':>12s}   clip {clip}")
+    for name in SINGLE_STREAM:
+        with user_errors():
             model = build_model(name, num_classes, num_segments=segments, depth=depth, width=width,
                                 stem_stride=stem, input_size=input_size)
-        except _USER_ERRORS as exc:
-            fail(exc)
         c = model_cost(model)
         typer.echo(f"{name:10s} {c['params']:11d} {c['flops'] / 1e6:12.1f}")
 
 
-# the two-stream / optical-flow / untrimmed verbs live in their own module and register on `app`
-from deepnotes.video import cli_two_stream  # noqa: E402,F401
+two_stream_cli.register(app)  # flow
+untrimmed_cli.register(app)  # detect, train-actors

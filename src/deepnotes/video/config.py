@@ -1,9 +1,25 @@
-"""The training config: every field is a ``deepnotes video train`` flag (underscores become dashes)."""
+"""The training config: every field is a ``deepnotes video train`` flag (underscores become dashes) and a
+key of its ``--config FILE.yaml``.
+
+``TrainConfig(...)`` checks the numeric ranges (a batch size of 0 is a ValueError naming ``--batch-size``, not
+a ZeroDivisionError deep in the sampler); :meth:`TrainConfig.from_dict` also refuses unknown keys.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from deepnotes.core.config import build_config, parse_hw
+
+# what a run's config.json stores beside the fields: the run's facts, not settings anyone asked for (its
+# ``classes`` holds the class names the run trained on, a value the field takes)
+BOOKKEEPING = ("world_size",)
+# field -> the smallest value it takes (the flags check the same at parse time)
+AT_LEAST = {"epochs": 1, "batch_size": 1, "segments": 1, "frame_interval": 1, "eval_every": 1, "workers": 0,
+            "depth": 1, "width": 1, "stem_stride": 1, "start_index": 0, "new_length": 1, "weight_decay": 0,
+            "warmup_epochs": 0}
+POSITIVE = ("lr", "flow_bound")
 
 
 @dataclass
@@ -13,13 +29,14 @@ class TrainConfig:
     out: str  # run folder
     val: str | None = None
     root: str | None = None  # paths in the lists are relative to this (default: each list's folder)
-    classes: str | None = None  # class names, one per line (default: classes.txt next to the train list)
+    # class names: a file with one per line, or the list (default: classes.txt next to the train list)
+    classes: str | list[str] | None = None
     flip_map: str | None = None  # JSON {label: label after horizontal flip} (default: flip_map.json there)
     flip: bool = True
     list_format: str = "auto"  # video, rawframes, auto
     frame_template: str = "img_{:05d}.jpg"
     start_index: int = 1  # index of the first frame file in raw-frame folders (mmaction2: 1; some tools: 0)
-    modality: str = "rgb"  # key of deepnotes.video.training.LOADERS
+    modality: str = "rgb"  # key of deepnotes.video.data.pipeline.MODALITIES (a model's entry may set it)
     epochs: int = 10
     batch_size: int = 8  # per process
     lr: float = 1e-3
@@ -28,7 +45,8 @@ class TrainConfig:
     segments: int = 8  # frames per clip (TSN segments, or the dense clip length)
     sampling: str = "segments"  # segments (TSN) or dense
     frame_interval: int = 1  # dense sampling only
-    input_size: int = 112
+    # H,W of the network input; the crops are square, so H must equal W (one number, or [112, 112])
+    input_size: int | tuple[int, int] = 112
     crop: str = "multiscale"  # multiscale, resized, center
     depth: int = 18
     width: int = 64
@@ -39,10 +57,11 @@ class TrainConfig:
     cache: bool = False  # keep decoded videos in memory (small datasets)
     seed: int = 0
     device: str = "auto"
-    workers: int = 2
+    workers: int = 2  # DataLoader worker processes; 0: load in the training process
     resume: bool = False
-    # two-stream (--model two_stream; deepnotes.video.two_stream): flow lists written by `deepnotes video
-    # flow`, matched line by line with --train/--val; videos without stored flow get it computed on the fly
+    # two-stream (--model two_stream; deepnotes.video.models.two_stream): flow lists written by `deepnotes
+    # video flow`, matched line by line with --train/--val; videos without stored flow get it computed on
+    # the fly
     flow_train: str | None = None
     flow_val: str | None = None
     new_length: int = 5  # flow fields stacked per segment (2L input channels of the temporal stream)
@@ -50,6 +69,23 @@ class TrainConfig:
     stream: str = "tsn"  # the recogniser both streams use
     flow_method: str = "dis"  # for flow computed on the fly
     flow_bound: float = 20.0  # the bound the flow was stored with
+
+    def __post_init__(self) -> None:
+        self.input_size = square_size(self.input_size, "--input-size")
+        self.check()
+
+    def check(self) -> None:
+        """Refuse values outside their range (ValueError naming the flag); run again by ``train``, since a
+        config is mutable."""
+        for name, low in AT_LEAST.items():
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise ValueError(f"--{_flag(name)} must be at least {low}, got {value}")
+        for name in POSITIVE:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
 
     def resolved_stem_stride(self) -> int:
         if self.stem_stride is not None:
@@ -60,6 +96,24 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+    def from_dict(cls, d: dict[str, Any], source: str = "config") -> TrainConfig:
+        """A config from its keys; an unknown key is a ConfigError naming it (and the valid ones)."""
+        return build_config(cls, (source, d))
+
+    @classmethod
+    def from_stored(cls, d: dict[str, Any], source: str = "config.json") -> TrainConfig:
+        """A config from a run's ``config.json``, which also stores the run's :data:`BOOKKEEPING` keys."""
+        return cls.from_dict({k: v for k, v in d.items() if k not in BOOKKEEPING}, source)
+
+
+def square_size(value: Any, flag: str, why: str = "the video pipeline crops squares") -> int:
+    """The side of an ``H,W`` size (one number: square) whose H equals W: the video transforms crop squares
+    (short side, then a square crop or three along the long side) and the synthetic videos are square."""
+    h, w = parse_hw(value, flag)  # a ConfigError (a ValueError) naming the flag
+    if h != w:
+        raise ValueError(f"{flag} {h},{w}: {why}, so H must equal W (give one number)")
+    return h
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")

@@ -1,6 +1,6 @@
 """The synthetic datasets of the two-stream and untrimmed work, behind ``deepnotes video synth KIND``.
 
-* ``appearance_motion``: 4 classes = colour x direction (:mod:`deepnotes.video.two_stream_synth`);
+* ``appearance_motion``: 4 classes = colour x direction (:mod:`deepnotes.video.two_stream.synth`);
   ``--n-per-class`` / ``--val-per-class`` videos per class, ``--frames`` per video.
 * ``untrimmed``: long videos with ground truth plus trimmed training windows with a background class
   (:mod:`deepnotes.video.untrimmed.dataset`); ``--n-per-class`` is the number of training videos,
@@ -18,7 +18,7 @@ def synth_extra(kind: str, out: str | Path, n: int, n_val: int | None, frames: i
                 seed: int) -> dict[str, Path]:
     n_val = max(2, n // 3) if n_val is None else n_val
     if kind == "appearance_motion":
-        from deepnotes.video.two_stream_synth import write_appearance_motion
+        from deepnotes.video.two_stream.synth import write_appearance_motion
 
         return write_appearance_motion(out, n, n_val, frames, size, seed)
     if kind == "untrimmed":

@@ -14,7 +14,8 @@ from deepnotes.video.data.synth import synth_dataset
 from deepnotes.video.data.transforms import eval_transform, train_transform
 
 __all__ = [
-    "Batch", "ClipSampler", "ListError", "RGBLoader", "VideoDataset", "VideoReadError", "VideoRecord", "collate",
-    "count_frame_files", "count_frames", "dense_indices", "make_loader", "read_classes", "read_frame_folder", "read_list",
-    "read_video", "segment_indices", "set_epoch", "synth_dataset", "eval_transform", "train_transform",
+    "Batch", "ClipSampler", "ListError", "RGBLoader", "VideoDataset", "VideoReadError", "VideoRecord",
+    "collate", "count_frame_files", "count_frames", "dense_indices", "make_loader", "read_classes",
+    "read_frame_folder", "read_list", "read_video", "segment_indices", "set_epoch", "synth_dataset",
+    "eval_transform", "train_transform",
 ]

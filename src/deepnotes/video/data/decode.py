@@ -105,8 +105,8 @@ def read_video(path: str | Path, indices: np.ndarray | list[int] | None = None) 
     if wanted:
         asked, decoded = max(wanted), max(frames)
         if asked - decoded > max(3, asked // 20):  # a few frames or 5 %: more than headers over-count
-            raise VideoReadError(path, f"frame {asked} was asked for but decoding stops after frame {decoded} "
-                                       "(truncated or corrupt file)")
+            raise VideoReadError(path, f"frame {asked} was asked for but decoding stops after frame "
+                                       f"{decoded} (truncated or corrupt file)")
     if len({f.shape for f in frames.values()}) > 1:
         raise VideoReadError(path, "frames have different sizes (the stream changes resolution)")
     if indices is None:
@@ -129,8 +129,9 @@ def count_frame_files(folder: str | Path, template: str = DEFAULT_TEMPLATE, star
     while template.format(start_index + n) in names:
         n += 1
     if n == 0:
-        raise VideoReadError(folder, f"no frame named {template.format(start_index)!r} (template {template!r}, "
-                                     f"first index {start_index}); set --frame-template / --start-index")
+        first = template.format(start_index)
+        raise VideoReadError(folder, f"no frame named {first!r} (template {template!r}, first index "
+                                     f"{start_index}); set --frame-template / --start-index")
     return n
 
 

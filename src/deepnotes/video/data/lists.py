@@ -14,6 +14,8 @@ from pathlib import Path
 
 from deepnotes.core import resolve_inside
 
+LIST_FORMATS = ("auto", "video", "rawframes")  # auto: detect_format decides per list
+
 
 class ListError(ValueError):
     """A malformed annotation list: the message names ``file:line`` and what to do."""
@@ -74,7 +76,8 @@ def detect_format(list_path: str | Path) -> str:
 
 
 def _more_numbers_hint(path_text: str) -> str:
-    """A hint when the path part of a line ends in an integer: the line has more numeric fields than the format."""
+    """A hint when the path part of a line ends in an integer: the line has more numeric fields than the
+    format."""
     tail = path_text.split()
     if len(tail) > 1 and tail[-1].lstrip("-").isdigit():
         return ("; the line has more integer fields than this format: multi-label lists and raw-frame lists "
@@ -97,8 +100,8 @@ def read_list(list_path: str | Path, root: str | Path | None = None, num_classes
         raise ListError(f"list file {list_path} does not exist")
     if kind == "auto":
         kind = detect_format(list_path)
-    if kind not in ("video", "rawframes"):
-        raise ListError(f"unknown list format {kind!r}; valid: video, rawframes, auto")
+    if kind not in LIST_FORMATS[1:]:
+        raise ListError(f"unknown list format {kind!r}; valid: {', '.join(LIST_FORMATS)}")
     base = Path(root) if root is not None else list_path.parent
     records = []
     for n, line in enumerate(_read_lines(list_path), start=1):
@@ -121,7 +124,8 @@ def read_list(list_path: str | Path, root: str | Path | None = None, num_classes
             path = resolve_inside(base, parts[0].strip())
         except ValueError as exc:
             hint = ("absolute paths must lie inside --root; give --root a folder that holds them"
-                    if Path(parts[0].strip()).is_absolute() else "give --root the folder the paths are relative to")
+                    if Path(parts[0].strip()).is_absolute()
+                    else "give --root the folder the paths are relative to")
             raise ListError(f"{where}: {exc}; {hint}") from None
         if check_files and not (path.is_dir() if total is not None else path.is_file()):
             raise ListError(f"{where}: {'frames folder' if total else 'video'} {path} does not exist "

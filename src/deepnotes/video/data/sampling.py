@@ -33,7 +33,8 @@ def segment_indices(total: int, num_segments: int, train: bool, rng: np.random.G
             starts = np.sort(rng.integers(0, span, num_segments))
         elif total >= new_length:  # a video no longer than the clip: every frame, evenly repeated
             # (the last start can round up to one past the end, which mmaction2 wraps to frame 0: kept last)
-            starts = np.minimum(np.around(np.arange(num_segments) * span / num_segments), span - 1).astype(np.int64)
+            even = np.around(np.arange(num_segments) * span / num_segments)
+            starts = np.minimum(even, span - 1).astype(np.int64)
         else:
             starts = np.zeros(num_segments, dtype=np.int64)
     else:

@@ -26,7 +26,8 @@ import numpy as np
 from deepnotes.core import atomic_write_text
 from deepnotes.video.data.lists import write_list
 
-MOTION_CLASSES = ["move_left", "move_right", "move_up", "move_down", "approach", "recede", "turn_cw", "turn_ccw"]
+MOTION_CLASSES = ["move_left", "move_right", "move_up", "move_down", "approach", "recede", "turn_cw",
+                  "turn_ccw"]
 MOTION_FLIP = {0: 1, 1: 0, 6: 7, 7: 6}  # mirrored left<->right and cw<->ccw; the rest keep their label
 SCENE_CLASSES = ["hstripes", "vstripes", "checker", "dots", "rings", "grid", "blobs", "plain"]
 KINDS = {"motion": (MOTION_CLASSES, MOTION_FLIP), "scene": (SCENE_CLASSES, {})}
@@ -60,7 +61,8 @@ def _draw(canvas: np.ndarray, pair: int, pos: tuple[float, float], scale: float,
         cv2.circle(canvas, tip, max(1, r // 4), color, -1)
 
 
-def motion_video(label: int, frames: int, size: int, rng: np.random.Generator, noise: float = 0.015) -> np.ndarray:
+def motion_video(label: int, frames: int, size: int, rng: np.random.Generator,
+                 noise: float = 0.015) -> np.ndarray:
     """(T, S, S, 3) uint8 video of class ``label`` of :data:`MOTION_CLASSES` (``noise``: pixel noise std)."""
     pair, backwards = divmod(label, 2)
     bg = _background(rng, size * SS)
@@ -101,14 +103,16 @@ def _pattern(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
     elif name == "vstripes":
         m = np.sin(2 * np.pi * xx / period + phase[0]) > 0
     elif name == "checker":
-        m = (np.sin(2 * np.pi * xx / period + phase[0]) > 0) ^ (np.sin(2 * np.pi * yy / period + phase[1]) > 0)
+        m = (np.sin(2 * np.pi * xx / period + phase[0]) > 0) ^ (
+            np.sin(2 * np.pi * yy / period + phase[1]) > 0)
     elif name == "dots":
         m = (np.sin(2 * np.pi * xx / period + phase[0]) * np.sin(2 * np.pi * yy / period + phase[1])) > 0.6
     elif name == "rings":
         cx, cy = rng.uniform(0.3 * size, 0.7 * size, 2)
         m = np.sin(2 * np.pi * np.hypot(xx - cx, yy - cy) / period + phase[0]) > 0
     elif name == "grid":
-        m = (np.abs(np.sin(np.pi * xx / period + phase[0])) < 0.3) | (np.abs(np.sin(np.pi * yy / period + phase[1])) < 0.3)
+        m = ((np.abs(np.sin(np.pi * xx / period + phase[0])) < 0.3)
+             | (np.abs(np.sin(np.pi * yy / period + phase[1])) < 0.3))
     elif name == "blobs":
         noise = rng.normal(0, 1, (4, 4)).astype(np.float32)
         m = cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC) > 0
@@ -119,7 +123,8 @@ def _pattern(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def scene_video(label: int, frames: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """(T, S, S, 3) uint8 video of class ``label`` of :data:`SCENE_CLASSES` with a class-blind moving object."""
+    """(T, S, S, 3) uint8 video of class ``label`` of :data:`SCENE_CLASSES` with a class-blind moving
+    object."""
     bg = cv2.resize(_pattern(label, size, rng), (size * SS, size * SS), interpolation=cv2.INTER_NEAREST)
     color = tuple(float(v) for v in rng.uniform(0, 1, 3))
     start, heading = rng.uniform(0.25 * size, 0.75 * size, 2), rng.uniform(0, 2 * np.pi)
@@ -147,7 +152,8 @@ def write_mp4(path: str | Path, video: np.ndarray, fps: int = 8) -> None:
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": "8", "preset": "ultrafast", "threads": "1"}
         for frame in video:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+            image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            container.mux(stream.encode(image))
         container.mux(stream.encode())
     tmp.replace(path)
 
@@ -171,7 +177,8 @@ def synth_dataset(kind: str, out: str | Path, n_per_class: int, val_per_class: i
 def write_synthetic_set(out: str | Path, classes: tuple[str, ...], flip: dict[int, int], make: Callable,
                         n_train: int, n_val: int, frames: int, size: int, seed: int) -> dict[str, Path]:
     """Write ``make(label, frames, size, rng)`` clips as mp4 with train/val lists, ``classes.txt`` and
-    ``flip_map.json``; each clip's rng is seeded by (seed, split, label, index), so the bytes are reproducible."""
+    ``flip_map.json``; each clip's rng is seeded by (seed, split, label, index), so the bytes are
+    reproducible."""
     out = Path(out)
     lists = {}
     for split_id, (split, n) in enumerate((("train", n_train), ("val", n_val))):

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+CROPS = ("multiscale", "resized", "center")  # the training crops of train_transform
 
 
 def resize(clip: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
@@ -99,14 +100,16 @@ class MultiScaleCrop:
     """TSN's corner cropping: width and height each pick a scale of the short side (at most ``max_distort``
     steps apart), the box sits at one of 5 fixed positions (corners, centre), then resize to ``size``."""
 
-    def __init__(self, size: int, scales: Sequence[float] = (1, 0.875, 0.75, 0.66), max_distort: int = 1) -> None:
+    def __init__(self, size: int, scales: Sequence[float] = (1, 0.875, 0.75, 0.66),
+                 max_distort: int = 1) -> None:
         self.size, self.scales, self.max_distort = size, tuple(scales), max_distort
 
     def __call__(self, clip, label, rng):
         h, w = clip.shape[-2:]
         base = min(h, w)
         sizes = [int(base * s) for s in self.scales]
-        pairs = [(a, b) for i, a in enumerate(sizes) for j, b in enumerate(sizes) if abs(i - j) <= self.max_distort]
+        pairs = [(a, b) for i, a in enumerate(sizes) for j, b in enumerate(sizes)
+                 if abs(i - j) <= self.max_distort]
         ch, cw = pairs[int(rng.integers(len(pairs)))]
         dy, dx = (h - ch) // 4, (w - cw) // 4
         offsets = [(0, 0), (0, 4 * dx), (4 * dy, 0), (4 * dy, 4 * dx), (2 * dy, 2 * dx)]
@@ -145,8 +148,8 @@ class Normalize:
 def train_transform(input_size: int, crop: str = "multiscale", flip: bool = True,
                     label_map: dict[int, int] | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Compose:
     """Training pipeline: scale so the short side is 8/7 of the input, random crop, flip, normalise."""
-    crops = {"multiscale": MultiScaleCrop(input_size), "resized": RandomResizedCrop(input_size, area=(0.25, 1.0)),
-             "center": CenterCrop(input_size)}
+    crops = {"multiscale": MultiScaleCrop(input_size),
+             "resized": RandomResizedCrop(input_size, area=(0.25, 1.0)), "center": CenterCrop(input_size)}
     if crop not in crops:
         raise ValueError(f"unknown crop {crop!r}; valid: {', '.join(crops)}")
     steps = [Resize(round(input_size * 8 / 7)), crops[crop]]

@@ -29,7 +29,13 @@ from deepnotes.video.data.decode import VideoReadError
 from deepnotes.video.data.lists import ListError, VideoRecord, read_list
 from deepnotes.video.data.sampling import ClipSampler
 from deepnotes.video.data.transforms import Compose, HorizontalFlip, Normalize
-from deepnotes.video.flow import DEFAULT_BOUND, flow_info, make_flow_fn, quantize_flow, read_flow_quantized
+from deepnotes.video.two_stream.flow import (
+    DEFAULT_BOUND,
+    flow_info,
+    make_flow_fn,
+    quantize_flow,
+    read_flow_quantized,
+)
 
 log = logging.getLogger("deepnotes.video")
 
@@ -97,7 +103,8 @@ class FlowScaleCrop:
     ``scale`` x the short side (scale from ``scales``) at a random place, resize it to ``size``; flow
     values follow every resize."""
 
-    def __init__(self, size: int, flow_from: int = 0, scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)) -> None:
+    def __init__(self, size: int, flow_from: int = 0,
+                 scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)) -> None:
         self.size, self.flow_from, self.scales = size, flow_from, scales
 
     def __call__(self, clip, label, rng):
@@ -154,8 +161,10 @@ def flow_train_transform(input_size: int, bound: float = DEFAULT_BOUND, flip: bo
     ``center``: the test crop), flip that negates every x channel, normalise. ``channels`` is C."""
     if crop not in ("multiscale", "center"):
         raise ValueError(f"--crop {crop}: clips with optical flow train with --crop multiscale or center")
-    cropper = FlowScaleCrop(input_size, flow_from) if crop == "multiscale" else FlowCenterCrop(input_size, flow_from,
-                                                                                                view=False)
+    if crop == "multiscale":
+        cropper = FlowScaleCrop(input_size, flow_from)
+    else:
+        cropper = FlowCenterCrop(input_size, flow_from, view=False)
     steps = [ToPixels(bound, flow_from), cropper]
     if flip:  # a mirrored clip moves the other way: negate the x components
         steps.append(HorizontalFlip(0.5, label_map, negate_channels=tuple(range(flow_from, channels, 2))))
@@ -165,13 +174,14 @@ def flow_train_transform(input_size: int, bound: float = DEFAULT_BOUND, flip: bo
 def flow_test_transform(input_size: int, bound: float = DEFAULT_BOUND, std: float = 4.0,
                         flow_from: int = 0) -> Compose:
     """Test pipeline: pixels, centre crop (one view), normalise. Output (1, T, C, size, size)."""
-    return Compose([ToPixels(bound, flow_from), FlowCenterCrop(input_size, flow_from), FlowNormalize(flow_from, std)])
+    return Compose([ToPixels(bound, flow_from), FlowCenterCrop(input_size, flow_from),
+                    FlowNormalize(flow_from, std)])
 
 
 def flow_dataset(list_file: Path, root: Path | None = None, num_segments: int = 3, new_length: int = 5,
                  input_size: int = 112, train: bool = True, flip: bool = True,
-                 label_map: dict[int, int] | None = None, bound: float = DEFAULT_BOUND, fmt: str | None = None,
-                 num_classes: int | None = None, seed: int = 0) -> VideoDataset:
+                 label_map: dict[int, int] | None = None, bound: float = DEFAULT_BOUND,
+                 fmt: str | None = None, num_classes: int | None = None, seed: int = 0) -> VideoDataset:
     """A ``VideoDataset`` of stacked flow from a flow raw-frame list (``flow_dir num_flow_frames label``).
 
     Items are ``{"clip": (2, S*L, size, size), "label", "index"}`` (training; testing adds a view axis);
@@ -195,7 +205,8 @@ def stack_flow(clip: torch.Tensor, new_length: int) -> torch.Tensor:
 
 
 def flow_window(indices: np.ndarray, new_length: int, num_flow: int) -> np.ndarray:
-    """Flow fields around each RGB frame: i - L//2 ... i - L//2 + L - 1, clamped to [0, num_flow) -> (T*L,)."""
+    """Flow fields around each RGB frame: i - L//2 ... i - L//2 + L - 1, clamped to [0, num_flow)
+    -> (T*L,)."""
     idx = np.asarray(indices)[:, None] - new_length // 2 + np.arange(new_length)[None]
     return np.clip(idx, 0, num_flow - 1).reshape(-1)
 
@@ -205,8 +216,8 @@ class TwoStreamLoader:
     (T, H, W, 3 + 2L) uint8 array (channels R, G, B, x1, y1, ..., xL, yL).
 
     Flow comes from the stored flow folder paired with the video (``pairs``: video path -> flow record, see
-    :func:`pair_flow_lists`) or, for videos without one (eval/predict/detect on new videos), is computed on the
-    fly with ``method`` from the decoded frames.
+    :func:`pair_flow_lists`) or, for videos without one (eval/predict/detect on new videos), is computed on
+    the fly with ``method`` from the decoded frames.
     """
 
     def __init__(self, rgb: Callable, pairs: dict[str, VideoRecord] | None = None, new_length: int = 5,
@@ -232,28 +243,33 @@ class TwoStreamLoader:
             frames = self.rgb(record, np.concatenate([idx, idx + 1]))
             fn = make_flow_fn(self.method)
             grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-            q = quantize_flow(np.stack([fn(grey[k], grey[k + len(idx)]) for k in range(len(idx))]), self.bound)
+            fields = np.stack([fn(grey[k], grey[k + len(idx)]) for k in range(len(idx))])
+            q = quantize_flow(fields, self.bound)
         t, h, w = rgb.shape[:3]
         if q.shape[1:3] != (h, w):
             raise VideoReadError(record.path, f"flow is {q.shape[2]}x{q.shape[1]}, frames are {w}x{h}")
-        flow = q.reshape(t, self.new_length, h, w, 2).transpose(0, 2, 3, 1, 4).reshape(t, h, w, 2 * self.new_length)
+        L = self.new_length  # (T*L, H, W, 2) -> (T, H, W, 2L) channels x1, y1, ..., xL, yL
+        flow = q.reshape(t, L, h, w, 2).transpose(0, 2, 3, 1, 4).reshape(t, h, w, 2 * L)
         return np.concatenate([rgb, flow], -1)
 
 
-def pair_flow_lists(rgb_records: list[VideoRecord], flow_records: list[VideoRecord]) -> dict[str, VideoRecord]:
+def pair_flow_lists(rgb_records: list[VideoRecord],
+                    flow_records: list[VideoRecord]) -> dict[str, VideoRecord]:
     """Pair an RGB list with its flow list line by line (same length, same video name, same label).
 
     The flow folder of ``videos/a.mp4`` is named ``videos/a`` (what ``deepnotes video flow`` writes), so names
     are compared without extension. A mismatch is a ``ListError`` naming the first differing lines.
     """
     if len(rgb_records) != len(flow_records):
-        raise ListError(f"the RGB list has {len(rgb_records)} samples ({rgb_records[0].source.rsplit(':', 1)[0]}) "
-                        f"but the flow list has {len(flow_records)} ({flow_records[0].source.rsplit(':', 1)[0]}); "
-                        "extract flow for every video (`deepnotes video flow`) and use its flow_list.txt")
+        rgb_file, flow_file = (r[0].source.rsplit(":", 1)[0] for r in (rgb_records, flow_records))
+        raise ListError(f"the RGB list has {len(rgb_records)} samples ({rgb_file}) but the flow list has "
+                        f"{len(flow_records)} ({flow_file}); extract flow for every video (`deepnotes video "
+                        "flow`) and use its flow_list.txt")
     for r, f in zip(rgb_records, flow_records, strict=True):
         if r.path.with_suffix("").name != f.path.name or r.label != f.label:
-            raise ListError(f"first mismatch: {r.source} is {r.path.name} (label {r.label}) but {f.source} is "
-                            f"{f.path.name} (label {f.label}); the two lists must list the same videos in order")
+            raise ListError(f"first mismatch: {r.source} is {r.path.name} (label {r.label}) but {f.source} "
+                            f"is {f.path.name} (label {f.label}); the two lists must list the same videos in "
+                            "order")
     return {str(r.path): f for r, f in zip(rgb_records, flow_records, strict=True)}
 
 
@@ -264,27 +280,30 @@ def two_stream_loader(cfg, rgb: Callable) -> TwoStreamLoader:
     for rgb_list, flow_list in ((cfg.train, cfg.flow_train), (cfg.val, cfg.flow_val)):
         if rgb_list and flow_list:
             rgb_records = read_list(rgb_list, cfg.root, kind=cfg.list_format)
-            pairs.update(pair_flow_lists(rgb_records, read_list(flow_list, None, kind="rawframes", check_files=False)))
+            flow_records = read_list(flow_list, None, kind="rawframes", check_files=False)
+            pairs.update(pair_flow_lists(rgb_records, flow_records))
     _warn_on_method_mismatch(pairs, cfg.flow_method)
     return TwoStreamLoader(rgb, pairs, cfg.new_length, cfg.flow_bound, cfg.flow_method)
 
 
 def _warn_on_method_mismatch(pairs: dict[str, VideoRecord], method: str) -> None:
-    """Stored flow and the flow computed on the fly for new videos (eval, predict, detect) should come from one
-    method: a temporal stream trained on TV-L1 fields sees other statistics in DIS fields."""
+    """Stored flow and the flow computed on the fly for new videos (eval, predict, detect) should come from
+    one method: a temporal stream trained on TV-L1 fields sees other statistics in DIS fields."""
     for record in pairs.values():
         try:
             stored = flow_info(record.path).get("method")
         except (FileNotFoundError, ValueError):
             continue  # an unfinished folder is reported when its sample is loaded
         if stored and stored != method:
-            log.warning("stored flow (%s) was computed with %r but --flow-method is %r: videos without stored flow "
-                        "(eval/predict/detect on new videos) get %r flow; pass --flow-method %s to match",
+            log.warning("stored flow (%s) was computed with %r but --flow-method is %r: videos without "
+                        "stored flow (eval/predict/detect on new videos) get %r flow; pass --flow-method %s "
+                        "to match",
                         record.path, stored, method, method, stored)
         return
 
 
-def two_stream_transform(cfg, train: bool, crops: int = 1, label_map: dict[int, int] | None = None) -> Compose:
+def two_stream_transform(cfg, train: bool, crops: int = 1,
+                         label_map: dict[int, int] | None = None) -> Compose:
     """Transforms for (T, 3 + 2L, H, W) two-stream clips: one crop and flip shared by RGB and flow."""
     if crops != 1:
         raise ValueError("two-stream evaluation supports one centre crop per clip (--crops 1)")

@@ -90,7 +90,8 @@ def make_flow_fn(method: str) -> FlowFn:
 
 
 def compute_flow(frames: np.ndarray, method: str = "dis") -> np.ndarray:
-    """Flow between consecutive frames. frames (T, H, W, 3) RGB or (T, H, W) grey uint8 -> (T-1, H, W, 2) float32."""
+    """Flow between consecutive frames: (T, H, W, 3) RGB or (T, H, W) grey uint8 frames -> (T-1, H, W, 2)
+    float32 (x, y) displacements in pixels."""
     if len(frames) < 2:
         raise ValueError(f"optical flow needs at least 2 frames, got {len(frames)}")
     fn = make_flow_fn(method)
@@ -105,7 +106,8 @@ def quantize_flow(flow: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
 
 
 def dequantize_flow(q: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
-    """uint8 (any shape) -> float32 pixels in [-bound, bound]; inverse of :func:`quantize_flow` up to 2b/255/2."""
+    """uint8 (any shape) -> float32 pixels in [-bound, bound]; inverse of :func:`quantize_flow` up to
+    2b/255/2."""
     return q.astype(np.float32) * (2 * bound / 255.0) - bound
 
 
@@ -143,11 +145,13 @@ def flow_info(flow_dir: Path) -> dict:
         raise FileNotFoundError(f"{path} is missing: {flow_dir} is not a finished flow folder "
                                 "(run `deepnotes video flow` again; it resumes)") from exc
     except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path} is broken ({exc}); delete {flow_dir} and run `deepnotes video flow` again") from exc
+        raise ValueError(f"{path} is broken ({exc}); delete {flow_dir} and run `deepnotes video flow` "
+                         "again") from exc
     return info
 
 
-def read_flow_quantized(flow_dir: Path, indices: Sequence[int], fmt: str | None = None) -> tuple[np.ndarray, float]:
+def read_flow_quantized(flow_dir: Path, indices: Sequence[int],
+                        fmt: str | None = None) -> tuple[np.ndarray, float]:
     """Stored flow fields ``indices`` (0-based) -> (uint8 (len(indices), H, W, 2), bound).
 
     ``fmt`` picks the stored format (default: npz when present, else the first image format).
@@ -230,8 +234,8 @@ def extract_video(video_path: Path, out_dir: Path, method: str = "dis", bound: f
     shutil.rmtree(tmp, ignore_errors=True)
     write_flow(tmp, flow, bound, formats)
     info = {"frames": len(flow), "height": int(flow.shape[1]), "width": int(flow.shape[2]), "bound": bound,
-            "method": method, "formats": list(formats), "video": str(video_path), "source": _stamp(video_path),
-            "seconds": time.perf_counter() - start}
+            "method": method, "formats": list(formats), "video": str(video_path),
+            "source": _stamp(video_path), "seconds": time.perf_counter() - start}
     (tmp / DONE_FILE).write_text(json.dumps(info, indent=2))
     if out_dir.exists():  # a stale, unfinished folder from an older layout
         shutil.rmtree(out_dir)
@@ -273,7 +277,8 @@ def _extract_one(args: tuple) -> tuple[str, dict | None, str | None]:
 def extract_list(list_file: Path, out: Path, root: Path | None = None, method: str = "dis",
                  workers: int = 1, bound: float = DEFAULT_BOUND, formats: Sequence[str] = ("jpg", "npz"),
                  show_progress: bool = True) -> ExtractReport:
-    """Extract the flow of every video in a ``path label`` list into ``out``, ``workers`` videos at a time.
+    """Extract the flow of every video in a ``path label`` list into ``out``, ``workers`` videos at a time in
+    worker processes (0 or 1: in this process, as one worker would only add its start-up).
 
     Writes ``out/flow_list.txt`` (``flow_dir num_flow_frames label`` for every video that has flow, in list
     order) and ``out/flow_report.json`` (written, skipped as done, failed with the reason). Videos already
@@ -307,7 +312,8 @@ def extract_list(list_file: Path, out: Path, root: Path | None = None, method: s
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, mp_context=ctx) as pool:
             results = pool.map(_extract_one, todo)
-            for video, info, err in progress(results, desc=f"flow ({method}, {workers} workers)", total=len(todo)):
+            desc = f"flow ({method}, {workers} workers)"
+            for video, info, err in progress(results, desc=desc, total=len(todo)):
                 seconds, frames = _record(report, video, info, err, seconds, frames)
     report.seconds_per_frame = seconds / max(frames, 1)
     _write_flow_list(out, items)

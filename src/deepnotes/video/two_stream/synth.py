@@ -37,8 +37,8 @@ def appearance_motion_video(label: int, frames: int, size: int, rng: np.random.G
         u = t / max(frames - 1, 1)
         x = x0 + travel * (u if direction > 0 else 1 - u)
         img = bg.copy()
-        cv2.circle(img, (int(round(x * 4)), int(round(y * 4))), int(round(radius * 4)), colour, -1, cv2.LINE_AA,
-                   shift=2)
+        centre = (int(round(x * 4)), int(round(y * 4)))  # shift=2: coordinates in quarter pixels
+        cv2.circle(img, centre, int(round(radius * 4)), colour, -1, cv2.LINE_AA, shift=2)
         out[t] = np.clip(img + rng.normal(0, 2, img.shape), 0, 255).astype(np.uint8)
     return out
 

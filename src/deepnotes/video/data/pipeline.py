@@ -1,0 +1,141 @@
+"""From a training config to a dataset: which frames a clip holds (the modality's frame loader), how they are
+augmented (its transforms), and the class names and flip map that sit beside the lists.
+
+A modality is what a clip carries: ``rgb`` frames, or ``two_stream`` (each RGB frame followed by the stacked
+optical flow around it, :mod:`deepnotes.video.two_stream.dataset`). A model's registry entry names the
+modality its clips need (``MODELS.info(name)["modality"]``); add one with ``MODALITIES.register``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepnotes.core.registry import Registry
+from deepnotes.video.config import TrainConfig
+from deepnotes.video.data.dataset import RGBLoader, VideoDataset
+from deepnotes.video.data.lists import ListError, VideoRecord, read_classes
+from deepnotes.video.data.sampling import ClipSampler
+from deepnotes.video.data.transforms import Compose, eval_transform, train_transform
+from deepnotes.video.two_stream.dataset import two_stream_loader, two_stream_transform
+
+
+@dataclass(frozen=True)
+class Modality:
+    """``loader(cfg)``: the frame loader of :class:`VideoDataset` (``loader(record, indices)`` -> (T, H, W, C)
+    uint8); ``transform(cfg, train, crops, label_map)``: the clip transform (training: one view; testing:
+    (crops, T, C, H, W))."""
+
+    loader: Callable[[TrainConfig], Callable]
+    transform: Callable[..., Compose]
+
+
+class CachedLoader:
+    """Decode each video once and keep all its frames (for small datasets and repeated experiments)."""
+
+    def __init__(self, inner: RGBLoader) -> None:
+        self.inner, self._videos = inner, {}
+
+    def num_frames(self, record: VideoRecord) -> int:
+        return len(self._all(record))
+
+    def _all(self, record: VideoRecord) -> np.ndarray:
+        key = str(record.path)
+        if key not in self._videos:
+            total = self.inner.num_frames(record)
+            self._videos[key] = self.inner(record, np.arange(total))
+        return self._videos[key]
+
+    def __call__(self, record: VideoRecord, indices: np.ndarray) -> np.ndarray:
+        return self._all(record)[np.clip(indices, 0, len(self._all(record)) - 1)]
+
+
+def rgb_loader(cfg: TrainConfig) -> Callable:
+    loader = RGBLoader(cfg.frame_template, cfg.start_index)
+    return CachedLoader(loader) if cfg.cache else loader
+
+
+def rgb_transform(cfg: TrainConfig, train: bool, crops: int = 1,
+                  label_map: dict[int, int] | None = None) -> Compose:
+    if train:
+        return train_transform(cfg.input_size, cfg.crop, cfg.flip, label_map)
+    return eval_transform(cfg.input_size, crops)
+
+
+def two_stream_frames(cfg: TrainConfig) -> Callable:
+    """RGB frames plus the flow fields centred on each, from the stored flow lists or computed on the fly."""
+    return two_stream_loader(cfg, rgb_loader(cfg))
+
+
+MODALITIES: Registry[Modality] = Registry("modality")
+MODALITIES.register("rgb", Modality(rgb_loader, rgb_transform))
+# one crop and flip shared by RGB and flow; flow values follow them (a flip negates x)
+MODALITIES.register("two_stream", Modality(two_stream_frames, two_stream_transform))
+
+
+def sampler_of(cfg: TrainConfig) -> ClipSampler:
+    return ClipSampler(cfg.sampling, cfg.segments, cfg.frame_interval)
+
+
+def make_dataset(cfg: TrainConfig, records: list[VideoRecord], train: bool, num_clips: int = 1,
+                 crops: int = 1, label_map: dict[int, int] | None = None) -> VideoDataset:
+    """The clips of ``records`` as ``cfg.modality`` reads and augments them (``num_clips`` x ``crops``
+    views per video in testing)."""
+    modality = MODALITIES[cfg.modality]
+    transform = modality.transform(cfg, train, crops, label_map)
+    return VideoDataset(records, sampler_of(cfg), transform, train, modality.loader(cfg), num_clips, cfg.seed)
+
+
+def class_names(cfg: TrainConfig, records: list[VideoRecord]) -> list[str]:
+    """``cfg.classes`` (the names, or a file of them), else ``classes.txt`` beside the train list, else
+    "0".."K-1" (K = max label + 1)."""
+    if isinstance(cfg.classes, list | tuple):
+        return [str(c) for c in cfg.classes]
+    path = Path(cfg.classes) if cfg.classes else Path(cfg.train).parent / "classes.txt"
+    if cfg.classes or path.is_file():
+        return read_classes(path)
+    return [str(i) for i in range(max(r.label for r in records) + 1)]
+
+
+def flip_map(cfg: TrainConfig, num_classes: int) -> dict[int, int]:
+    """``{label: label after a horizontal flip}`` from ``cfg.flip_map``, else ``flip_map.json`` beside the
+    train list, else ``{}``; every key and value must be a class index and the map its own inverse."""
+    path = Path(cfg.flip_map) if cfg.flip_map else Path(cfg.train).parent / "flip_map.json"
+    if not (cfg.flip_map or path.is_file()):
+        return {}
+    try:
+        mapping = {int(k): int(v) for k, v in json.loads(path.read_text()).items()}
+    except (ValueError, AttributeError) as exc:
+        raise ListError(f"{path}: expected a JSON object {{label: label}}: {exc}") from None
+    _check_flip_map(path, mapping, num_classes)
+    return mapping
+
+
+def _check_flip_map(path: Path, mapping: dict[int, int], num_classes: int) -> None:
+    bad = [(k, v) for k, v in mapping.items() if not (0 <= k < num_classes and 0 <= v < num_classes)]
+    if bad:
+        raise ListError(f"{path}: entry {bad[0][0]} -> {bad[0][1]} is outside the class range "
+                        f"[0, {num_classes}) (labels are the class indices of the lists)")
+    # flipping twice is the identity, so the map must be its own inverse: 0 -> 1 needs 1 -> 0
+    one_way = [(k, v) for k, v in mapping.items() if mapping.get(v, v) != k]
+    if one_way:
+        k, v = one_way[0]
+        raise ListError(f"{path}: entry {k} -> {v} has no way back ({v} -> {mapping.get(v, v)}); a "
+                        f"horizontal flip is its own inverse, so add \"{v}\": {k} (or drop the entry)")
+
+
+def data_meta(cfg: TrainConfig) -> dict[str, Any]:
+    """What eval/predict need to sample and transform clips the way training did (checkpoint meta)."""
+    return {k: getattr(cfg, k) for k in ("segments", "sampling", "frame_interval", "input_size", "modality",
+                                         "frame_template", "start_index", "list_format", "seed", "new_length",
+                                         "flow_method", "flow_bound")}
+
+
+def eval_config(model: str, data: dict[str, Any], **overrides: Any) -> TrainConfig:
+    """The config eval/predict read clips with: a checkpoint's ``data`` meta (:func:`data_meta`)."""
+    return TrainConfig(model=model, train="", out="", **data, **overrides)
