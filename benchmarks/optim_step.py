@@ -26,7 +26,8 @@ from deepnotes.optim import AdamW, fused
 
 def param_shapes(total: int, d: int = 512) -> list[tuple[int, ...]]:
     """Shapes of a GPT-like stack of width ``d`` (qkv, proj, 2 LayerNorms, MLP) with ~``total`` elements."""
-    layer = [(d, 3 * d), (3 * d,), (d, d), (d,), (d,), (d,), (d, 4 * d), (4 * d,), (4 * d, d), (d,), (d,), (d,)]
+    layer = [(d, 3 * d), (3 * d,), (d, d), (d,), (d,), (d,), (d, 4 * d), (4 * d,), (4 * d, d), (d,), (d,),
+             (d,)]
     per_layer = sum(torch.Size(s).numel() for s in layer)
     shapes: list[tuple[int, ...]] = []
     while sum(torch.Size(s).numel() for s in shapes) + per_layer <= total:
@@ -76,7 +77,8 @@ def main() -> None:
     ap.add_argument("--params", type=float, default=25e6, help="number of parameters (default 25e6)")
     ap.add_argument("--width", type=int, default=512, help="model width d of the tensor shapes (default 512)")
     ap.add_argument("--repeat", type=int, default=10)
-    ap.add_argument("--impls", default="torch-loop,torch-foreach,torch-fused,ours-loop,ours-foreach,ours-fused",
+    ap.add_argument("--impls",
+                    default="torch-loop,torch-foreach,torch-fused,ours-loop,ours-foreach,ours-fused",
                     help="also: ours-fused_nopack (no packs: large-tensor calls only), ours-fused_packall")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     ap.add_argument("--profile", action="store_true",

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import typer
 
+from deepnotes.core.claims import CLAIM_TOPICS
+from deepnotes.core.cli import user_errors
+
 app = typer.Typer(
     help="deepnotes: deep-learning study notes, implemented, tested and reproduced with measured numbers.",
     no_args_is_help=True,
@@ -18,10 +21,12 @@ app = typer.Typer(
 TOPIC_CLIS = {
     "nn": ("deepnotes.nn.cli", "activations and upsampling layers: list, plot"),
     "optim": ("deepnotes.optim.cli", "Adam/AdamW and stochastic approximation"),
-    "calib": ("deepnotes.calib.cli", "multi-camera calibration: init, split, detect, intrinsics, stereo, rig, run"),
+    "calib": ("deepnotes.calib.cli",
+              "multi-camera calibration: init, split, detect, intrinsics, stereo, rig, run"),
     "video": ("deepnotes.video.cli", "action recognition: synth, train, eval, predict, flow, detect"),
     "peft": ("deepnotes.peft.cli", "LoRA, adapters, prefix and prompt tuning: pretrain, train, generate"),
-    "pose": ("deepnotes.pose.cli", "pose estimation with RLE, heatmap and regression heads: synth, train, eval, predict"),
+    "pose": ("deepnotes.pose.cli",
+             "pose estimation with RLE, heatmap and regression heads: synth, train, eval, predict"),
 }
 
 for _name, (_module, _help) in TOPIC_CLIS.items():
@@ -36,11 +41,14 @@ for _name, (_module, _help) in TOPIC_CLIS.items():
 
 @app.command()
 def reproduce(
-    quick: bool = typer.Option(True, "--quick/--full", help="--quick: minutes on a laptop; --full: the real sizes."),
-    only: str = typer.Option(None, "--only", help="comma-separated topics or claim ids, e.g. optim,activations or video.cost_2d_vs_3d"),
-    out: Path = typer.Option(Path("runs/report"), "--out", help="folder for report.md, report.html, results.json"),
+    quick: bool = typer.Option(True, "--quick/--full",
+                               help="--quick: minutes on a laptop; --full: the real sizes."),
+    only: str = typer.Option(None, "--only", help=f"comma-separated topics ({CLAIM_TOPICS.help()}) or claim "
+                             "ids, e.g. optim,activations or video.cost_2d_vs_3d"),
+    out: Path = typer.Option(Path("runs/report"), "--out",
+                             help="folder for report.md, report.html, results.json"),
     seed: int = typer.Option(0, "--seed"),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda (or cuda:N), mps"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing report in --out"),
 ) -> None:
     """Run every registered claim experiment and write the report. Exits 1 if any claim did not hold."""
@@ -48,11 +56,8 @@ def reproduce(
     from deepnotes.core.report import reproduce as run
 
     topics = [t.strip() for t in only.split(",") if t.strip()] if only else None
-    try:
+    with user_errors():  # a mistyped topic or device, an existing report without --force: exit 2
         results = run(out, topics=topics, quick=quick, seed=seed, device=pick_device(device), force=force)
-    except (ValueError, FileExistsError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     for r in results:
         verdict = "ERROR" if r.error else ("held" if r.held else "DID NOT HOLD")
         typer.echo(f"{verdict:>13}  {r.claim.id}  ({r.seconds:.1f}s)")
@@ -66,9 +71,7 @@ def reproduce(
 @app.command()
 def topics() -> None:
     """List the claim topics that `reproduce --only` accepts."""
-    from deepnotes.core.claims import TOPIC_MODULES
-
-    for t, m in TOPIC_MODULES.items():
+    for t, m in CLAIM_TOPICS.items():
         typer.echo(f"{t:20s} {m}")
 
 

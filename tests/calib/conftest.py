@@ -12,8 +12,8 @@ from deepnotes.calib.synthetic import synthetic_rig, write_dataset
 @pytest.fixture(scope="session")
 def small_rig():
     """4 cameras 0.15 m apart, 320x240 views, 12 poses of a 7x5 board with 5 cm squares 0.9-1.5 m away."""
-    return synthetic_rig(4, 12, (320, 240), seed=3, depth=(0.9, 1.5), board=Board(cols=7, rows=5, square_size=0.05),
-                         baseline=0.15)
+    return synthetic_rig(4, 12, (320, 240), seed=3, depth=(0.9, 1.5),
+                         board=Board(cols=7, rows=5, square_size=0.05), baseline=0.15)
 
 
 @pytest.fixture(scope="session")

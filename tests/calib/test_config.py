@@ -29,14 +29,16 @@ def test_template_parses():
         (lambda r: r["sources"][0].update(cameras=["cam0", "cam1"]), "2 names for 4 views"),
         (lambda r: r["rigs"][0].update(reference="camX"), "rigs[0].reference"),
         (lambda r: r["stereo"][0].update(left="nope"), "stereo[0].left"),
-        (lambda r: r["cameras"][0].update(name="../../escaped"), "cameras[0].name: '../../escaped' is not a valid"),
+        (lambda r: r["cameras"][0].update(name="../../escaped"),
+         "cameras[0].name: '../../escaped' is not a valid"),
         (lambda r: r["cameras"][0].update(name=".."), "cameras[0].name: '..' is not a valid"),
         (lambda r: r["sources"].append({"type": "video", "path": "more.mp4", "camera": "cam2"}),
          "sources[1]: camera 'cam2' is already fed by sources[0]"),
         (lambda r: r.update(frames={"stride": 0}), "frames.stride must be >= 1"),
         (lambda r: r["cameras"][0].update(name="Null"), "cameras[0].name: 'Null' reads back as no name"),
         (lambda r: r["stereo"][0].update(right=r["stereo"][0]["left"]), "stereo[0]: left and right are both"),
-        (lambda r: r["rigs"][0].update(cameras=["cam0", "cam1", "cam1"]), "rigs[0].cameras: ['cam0', 'cam1', 'cam1'] lists"),
+        (lambda r: r["rigs"][0].update(cameras=["cam0", "cam1", "cam1"]),
+         "rigs[0].cameras: ['cam0', 'cam1', 'cam1'] lists"),
         (lambda r: r.update(frames={"duplicate_threshold": -1.0}), "frames.duplicate_threshold must be >= 0"),
     ],
 )
@@ -67,4 +69,5 @@ def test_synthetic_configs_with_empty_grid_cells_load(tmp_path, cameras):
     (source,) = cfg.sources
     assert source.cameras == [c.name for c in cfg.cameras] and len(source.crops) == cameras
     ncol = math.ceil(math.sqrt(cameras))
-    assert source.crops[-1] == [(cameras - 1) % ncol * 96, (cameras - 1) // ncol * 72, 96, 72]  # row-major cells
+    cell = [(cameras - 1) % ncol * 96, (cameras - 1) // ncol * 72, 96, 72]
+    assert source.crops[-1] == cell  # cells are row-major

@@ -20,7 +20,8 @@ def far_board(tmp_path_factory):
     """One 640x480 view of a small (far) board, its path and its true corners."""
     rig = synthetic_rig(1, 1, (640, 480), seed=0, depth=(2.4, 2.4))
     cam, pose = rig.cameras[0], rig.board_poses[0]
-    img = render_view(cam, rig.board, pose, _background(0, cam.image_size, 0), 0.7, 2.0, np.random.default_rng(0), 2)
+    background = _background(0, cam.image_size, 0)
+    img = render_view(cam, rig.board, pose, background, 0.7, 2.0, np.random.default_rng(0), 2)
     path = tmp_path_factory.mktemp("far") / "far.png"
     cv2.imwrite(str(path), img)
     uv, ok = true_corners(cam, rig.board, pose)
@@ -53,8 +54,9 @@ def test_wrong_board_size_and_unreadable_image_are_reported(far_board, tmp_path)
     assert not wrong.found and "corners seen" in wrong.reason
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not a png")
-    dets = detect_camera([{"frame": "x", "path": str(bad)}, {"frame": "y", "path": str(path)}], b.cols, b.rows,
-                         "classic", "adaptive", 0, cache=tmp_path / "cache.json", workers=2)
+    frames = [{"frame": "x", "path": str(bad)}, {"frame": "y", "path": str(path)}]
+    dets = detect_camera(frames, b.cols, b.rows, "classic", "adaptive", 0, cache=tmp_path / "cache.json",
+                         workers=2)
     assert [d.found for d in dets] == [False, True] and dets[0].reason == "unreadable image"
     again = detect_camera([{"frame": "y", "path": str(path)}], b.cols, b.rows, "classic", "adaptive", 0,
                           cache=tmp_path / "cache.json")
@@ -112,8 +114,8 @@ def test_fisheye_intrinsics(tmp_path):
     cam, b = rig.cameras[0], rig.board
     obj = board_points(b.cols, b.rows, b.square_size)
     uvs = [uv for uv, ok in (true_corners(cam, b, p) for p in rig.board_poses) if ok]
-    res = calibrate_intrinsics("fe", Views([str(i) for i in range(len(uvs))], [obj] * len(uvs), uvs, cam.image_size),
-                               model="fisheye")
+    views = Views([str(i) for i in range(len(uvs))], [obj] * len(uvs), uvs, cam.image_size)
+    res = calibrate_intrinsics("fe", views, model="fisheye")
     assert res.rms < 0.01 and abs(res.K[0, 0] - cam.K[0, 0]) / cam.K[0, 0] < 1e-3
 
 
@@ -130,6 +132,7 @@ def test_mixed_image_sizes_are_an_error(project, tmp_path):
     from deepnotes.calib.detect import Detection
 
     cfg = load_config(project)
-    dets = [Detection(f"f{i}", f"/x/{i}.png", True, (320, 240) if i else (640, 480), [[0.0, 0.0]]) for i in range(6)]
+    dets = [Detection(f"f{i}", f"/x/{i}.png", True, (320, 240) if i else (640, 480), [[0.0, 0.0]])
+            for i in range(6)]
     with pytest.raises(CalibError, match="mixed image sizes"):
         usable_views(cfg, "cam0", dets)

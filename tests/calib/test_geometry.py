@@ -26,7 +26,8 @@ def test_projection_matches_opencv(model):
         d = np.array([0.05, -0.01, 0.002, -0.001])
         ref = cv2.fisheye.projectPoints(pts.reshape(-1, 1, 3), rv, tv, K, d)[0].reshape(-1, 2)
     else:
-        d = np.array([-0.2, 0.08, 1e-3, -2e-3, 0.01] + ([0.01, -0.02, 0.003] if model == "pinhole_rational" else []))
+        extra = [0.01, -0.02, 0.003] if model == "pinhole_rational" else []
+        d = np.array([-0.2, 0.08, 1e-3, -2e-3, 0.01] + extra)
         ref = cv2.projectPoints(pts, rv, tv, K, d)[0].reshape(-1, 2)
     np.testing.assert_allclose(project(pts, K, d, model), ref, atol=1e-6)
 
@@ -84,7 +85,8 @@ def test_mixed_fisheye_pinhole_pair_recovers_the_true_extrinsics(small_rig, fish
     cam.model, cam.dist = "fisheye", np.array([-0.03, 0.01, -0.004, 0.001])
     obs = noisy_observations(rig, 0.0, seed=0)
     left, right = rig.cameras[0], rig.cameras[1]
-    intr = {c.name: IntrinsicsResult(c.name, c.model, c.image_size, c.K, c.dist, 0.0, {}) for c in (left, right)}
+    intr = {c.name: IntrinsicsResult(c.name, c.model, c.image_size, c.K, c.dist, 0.0, {})
+            for c in (left, right)}
     shared = sorted(set(obs.corners["cam0"]) & set(obs.corners["cam1"]))
     pl = [obs.corners["cam0"][f] for f in shared]
     pr = [obs.corners["cam1"][f] for f in shared]

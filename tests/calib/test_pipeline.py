@@ -24,7 +24,8 @@ def test_calibration_yaml_is_filestorage_readable(pipeline_out):
     assert c0.getNode("K").mat().shape == (3, 3)
     assert c0.getNode("T").mat().shape == (3, 1)
     st = fs.getNode("stereo").at(0)
-    for key in ("left", "right", "R", "T", "E", "F", "R1", "R2", "P1", "P2", "Q", "rms", "rectified_vertical_error"):
+    for key in ("left", "right", "R", "T", "E", "F", "R1", "R2", "P1", "P2", "Q", "rms",
+                "rectified_vertical_error"):
         assert not st.getNode(key).empty(), key
 
 
@@ -44,7 +45,8 @@ def test_accuracy_against_ground_truth(pipeline_out, project):
 
 def test_outputs_and_kalibr_chain(pipeline_out):
     assert (pipeline_out / "report.html").read_text().count("data:image/png") >= 9  # 2 per camera + rig
-    assert "OK" in (pipeline_out / "report.html").read_text() or "CHECK" in (pipeline_out / "report.html").read_text()
+    report = (pipeline_out / "report.html").read_text()
+    assert "OK" in report or "CHECK" in report
     chain = yaml.safe_load((pipeline_out / "camchain.yaml").read_text())
     calib = read_calibration(pipeline_out / "calibration.yaml")
     T = []

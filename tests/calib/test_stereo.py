@@ -1,4 +1,4 @@
-"""Rectification details: the projections we build equal OpenCV's, and a collapsed fisheye choice is replaced."""
+"""Rectification details: the projections we build equal OpenCV's; a collapsed fisheye choice is replaced."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ T = np.array([-0.15, 0.002, 0.01])
 
 
 def test_rectified_projections_have_opencvs_form():
-    R1, R2, P1, P2, Q, _, _ = cv2.stereoRectify(K, np.zeros(5), K, np.zeros(5), (640, 480), R, T.reshape(3, 1),
-                                                flags=cv2.CALIB_ZERO_DISPARITY, alpha=0)
+    R1, R2, P1, P2, Q, _, _ = cv2.stereoRectify(K, np.zeros(5), K, np.zeros(5), (640, 480), R,
+                                                T.reshape(3, 1), flags=cv2.CALIB_ZERO_DISPARITY, alpha=0)
     ours = stereo.rectified_projections(P1[0, 0], P1[0, 2], P1[1, 2], R2 @ T)
     for got, want in zip(ours, (P1, P2, Q), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-9)

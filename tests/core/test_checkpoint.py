@@ -13,7 +13,8 @@ def test_nested_state_round_trip(tmp_path):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model(torch.randn(5, 4)).sum().backward()
     opt.step()
-    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3, "shape": (2, 3), "none": None}
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3, "shape": (2, 3),
+             "none": None}
     path = save_checkpoint(tmp_path / "ck.safetensors", state, {"model": "mlp"})
     loaded, meta = load_checkpoint(path)
     assert meta == {"model": "mlp"}
@@ -28,8 +29,10 @@ def test_nested_state_round_trip(tmp_path):
 
 
 def test_keys_that_flatten_alike_keep_both_tensors(tmp_path):
-    # "a.b" and {"a": {"b"}} (and int 0 / str "0") join to the same dotted name: neither may overwrite the other
-    state = {"a.b": torch.ones(1), "a": {"b": torch.zeros(1)}, "s": {0: torch.full((1,), 2.0), "0": torch.full((1,), 3.0)}}
+    # "a.b" and {"a": {"b"}} (and int 0 / str "0") join to the same dotted name: neither may overwrite
+    # the other
+    state = {"a.b": torch.ones(1), "a": {"b": torch.zeros(1)},
+             "s": {0: torch.full((1,), 2.0), "0": torch.full((1,), 3.0)}}
     loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "c.safetensors", state))
     assert loaded["a.b"].item() == 1.0 and loaded["a"]["b"].item() == 0.0
     assert loaded["s"][0].item() == 2.0 and loaded["s"]["0"].item() == 3.0

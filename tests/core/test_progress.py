@@ -28,11 +28,12 @@ def test_iterates_once_and_yields_everything(monkeypatch):
 
 
 def test_dataloader_draws_its_seed_once(monkeypatch):
-    """A second loader iterator (tqdm.auto builds one in its constructor) would draw from the generator again."""
+    """A second loader iterator (tqdm.auto makes one in its constructor) would draw the seed again."""
     monkeypatch.setenv("DEEPNOTES_PROGRESS", "1")
     order = [b.item() for b in progress(DataLoader(list(range(6)), shuffle=True,
                                                    generator=torch.Generator().manual_seed(3)))]
-    direct = [b.item() for b in DataLoader(list(range(6)), shuffle=True, generator=torch.Generator().manual_seed(3))]
+    direct = [b.item()
+              for b in DataLoader(list(range(6)), shuffle=True, generator=torch.Generator().manual_seed(3))]
     assert order == direct
 
 

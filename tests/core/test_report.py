@@ -8,13 +8,19 @@ from deepnotes.cli import app
 from deepnotes.core import claims as claims_mod
 from deepnotes.core.claims import Outcome, claim, registered_claims
 from deepnotes.core.device import pick_device
+from deepnotes.core.registry import Registry
 from deepnotes.core.report import reproduce
 
 
 @pytest.fixture
 def fake_topic(monkeypatch):
     """Register three claims under a temporary topic: one holds, one does not, one raises."""
-    monkeypatch.setitem(claims_mod.TOPIC_MODULES, "faketopic", "deepnotes.core.claims")
+    # the topic registry is read-only and append-only: swap in a copy that also holds the fake topic
+    topics = Registry("claim topic")
+    for name, module in claims_mod.CLAIM_TOPICS.items():
+        topics.register(name, module)
+    topics.register("faketopic", "deepnotes.core.claims")
+    monkeypatch.setattr(claims_mod, "CLAIM_TOPICS", topics)
 
     @claim("fake.holds", "faketopic", "one equals one", "x == 1")
     def holds(ctx):
@@ -30,8 +36,8 @@ def fake_topic(monkeypatch):
 
     @claim("fake.fails", "faketopic", "two equals three", "x == 3")
     def fails(ctx):
-        return Outcome({"x": 2.0, "nan": float("nan"), "inf": float("inf"), "ninf": -float("inf")}, held=False,
-                       tables={"t": [{"ratio": float("inf"), "err": float("nan"), "ok": 1.5}]})
+        return Outcome({"x": 2.0, "nan": float("nan"), "inf": float("inf"), "ninf": -float("inf")},
+                       held=False, tables={"t": [{"ratio": float("inf"), "err": float("nan"), "ok": 1.5}]})
 
     @claim("fake.raises", "faketopic", "this raises", "no exception")
     def raises(ctx):
@@ -76,6 +82,8 @@ def test_cli_exit_codes(tmp_path, fake_topic):
     res = runner.invoke(app, ["reproduce", "--only", fake_topic, "--out", str(tmp_path / "r")])
     assert res.exit_code == 1
     assert "fake.fails" in res.output and "fake.raises" in res.output
+    again = runner.invoke(app, ["reproduce", "--only", fake_topic, "--out", str(tmp_path / "r")])
+    assert again.exit_code == 2 and again.stderr.startswith("error: ") and "--force" in again.stderr
     res = runner.invoke(app, ["reproduce", "--only", "nosuchtopic", "--out", str(tmp_path / "r2")])
     assert res.exit_code == 2 and "valid:" in res.output
     assert not (tmp_path / "r2").exists()  # a mistyped topic leaves no empty report folder behind
@@ -84,7 +92,8 @@ def test_cli_exit_codes(tmp_path, fake_topic):
 def test_only_accepts_claim_ids(tmp_path, fake_topic):
     results = reproduce(tmp_path, topics=["fake.fails"])
     assert [r.claim.id for r in results] == ["fake.fails"]
-    assert [c.id for c in registered_claims(["fake.raises", fake_topic])] == ["fake.holds", "fake.fails", "fake.raises"]
+    assert ([c.id for c in registered_claims(["fake.raises", fake_topic])]
+            == ["fake.holds", "fake.fails", "fake.raises"])
     with pytest.raises(ValueError, match="fake.nosuch"):
         registered_claims(["fake.holds", "fake.nosuch"])
 

@@ -133,8 +133,10 @@ def test_unknown_name_lists_valid_ones_and_bad_kwargs_are_named():
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize(("name", "ref"), [("gelu", lambda x: F.gelu(x)), ("gelu_tanh", lambda x: F.gelu(x, approximate="tanh")),
-                                           ("silu", F.silu), ("mish", F.mish), ("elu", F.elu), ("sigmoid", torch.sigmoid)])
+@pytest.mark.parametrize(("name", "ref"), [("gelu", lambda x: F.gelu(x)),
+                                           ("gelu_tanh", lambda x: F.gelu(x, approximate="tanh")),
+                                           ("silu", F.silu), ("mish", F.mish), ("elu", F.elu),
+                                           ("sigmoid", torch.sigmoid)])
 def test_half_precision_is_computed_in_float32_and_rounded_once(name, ref, dtype):
     # rounding every step in half precision lost GELU's negative tail (GELU(-3.5) was -0 in bfloat16); the
     # reference is torch's function in float64 (torch's own float32 GELU returns -0 below x = -5.5; beyond
@@ -148,13 +150,14 @@ def test_half_precision_is_computed_in_float32_and_rounded_once(name, ref, dtype
 
 def test_gelu_tanh_gradient_is_finite_for_large_float16_inputs():
     x = torch.tensor([-3000.0, -1500.0, 1500.0, 3000.0], dtype=torch.float16, requires_grad=True)
-    get_activation("gelu_tanh")(x).sum().backward()  # 0.044715 x³ overflowed float16 and the gradient became NaN
+    # 0.044715 x³ overflowed float16 and the gradient became NaN
+    get_activation("gelu_tanh")(x).sum().backward()
     assert torch.isfinite(x.grad).all()
 
 
 @pytest.mark.parametrize(("name", "ref"), [("relu", F.relu), ("sigmoid", torch.sigmoid), ("tanh", torch.tanh),
-                                           ("softplus", F.softplus), ("elu", F.elu), ("selu", F.selu), ("gelu", F.gelu),
-                                           ("silu", F.silu), ("mish", F.mish)])
+                                           ("softplus", F.softplus), ("elu", F.elu), ("selu", F.selu),
+                                           ("gelu", F.gelu), ("silu", F.silu), ("mish", F.mish)])
 def test_nan_stays_nan_and_its_gradient_is_torchs(name, ref):
     # ReLU sent NaN to 0; clamp-based branches zeroed a NaN input's gradient
     x = torch.tensor([float("nan"), 1.0], requires_grad=True)

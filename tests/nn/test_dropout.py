@@ -66,7 +66,7 @@ def test_identity_cases_dtype_and_seed():
 
 
 def test_traced_by_torch_compile_as_one_graph():
-    """Under torch.compile the CPU bit tricks (a dtype-changing view) are left to the compiler's own dropout."""
+    """Under torch.compile the CPU bit tricks (a dtype-changing view) are left to the compiler's dropout."""
     from torch._dynamo.testing import CompileCounter
 
     torch._dynamo.reset()

@@ -21,7 +21,8 @@ def test_glu_gate_matches_torch_glu():
     torch.testing.assert_close(block.gate(z), F.glu(z, dim=-1))
 
 
-@pytest.mark.parametrize("cls,act", [(ReGLU, F.relu), (GEGLU, F.gelu), (SwiGLU, F.silu), (GLU, torch.sigmoid)])
+@pytest.mark.parametrize("cls,act", [(ReGLU, F.relu), (GEGLU, F.gelu), (SwiGLU, F.silu),
+                                     (GLU, torch.sigmoid)])
 def test_gated_blocks_compute_value_times_activated_gate(cls, act):
     torch.manual_seed(0)
     block = cls(16, hidden=24)

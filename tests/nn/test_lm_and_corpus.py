@@ -18,7 +18,8 @@ def fake_stdlib(tmp_path_factory):
 
 
 def test_corpus_is_deterministic_split_by_file_and_reports_bad_files(fake_stdlib):
-    a, b = stdlib_docstrings(stdlib_dir=fake_stdlib, val_every=3), stdlib_docstrings(stdlib_dir=fake_stdlib, val_every=3)
+    a = stdlib_docstrings(stdlib_dir=fake_stdlib, val_every=3)
+    b = stdlib_docstrings(stdlib_dir=fake_stdlib, val_every=3)
     assert torch.equal(a.train, b.train) and torch.equal(a.val, b.val)
     assert a.skipped == ["broken.py: SyntaxError"]
     train_text, val_text = bytes(a.train.tolist()).decode(), bytes(a.val.tolist()).decode()
@@ -30,7 +31,8 @@ def test_corpus_is_deterministic_split_by_file_and_reports_bad_files(fake_stdlib
 
 def test_file_docstrings_reads_module_class_and_function_docs(tmp_path):
     p = tmp_path / "m.py"
-    p.write_text('"""Top."""\nclass A:\n    """Class doc\n    indented."""\n    def g(self):\n        """Gee."""\n')
+    p.write_text('"""Top."""\nclass A:\n    """Class doc\n    indented."""\n'
+                 '    def g(self):\n        """Gee."""\n')
     assert file_docstrings(p) == ["Top.", "Class doc\nindented.", "Gee."]
 
 

@@ -39,7 +39,8 @@ def test_sr_training_on_a_photo_beats_bicubic():
 def test_cli_list_and_plot(tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["nn", "list"])
-    assert res.exit_code == 0 and "swiglu" in res.output and "pixelshuffle" in res.output and "mish" in res.output
+    assert res.exit_code == 0
+    assert "swiglu" in res.output and "pixelshuffle" in res.output and "mish" in res.output
     res = runner.invoke(app, ["nn", "plot", "--out", str(tmp_path), "--names", "relu,gelu"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "activations.png").stat().st_size > 1000
@@ -51,3 +52,16 @@ def test_cli_list_and_plot(tmp_path):
     assert res.exit_code == 2 and "--force" in res.output
     res = runner.invoke(app, ["nn", "plot", "--out", str(tmp_path), "--names", "relu,swishy", "--force"])
     assert res.exit_code == 2 and "swishy" in res.output and "valid: step" in res.output
+
+
+def test_cli_plot_refuses_an_unknown_activation_at_parse_time(tmp_path):
+    from deepnotes.nn.activations import ACTIVATIONS
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["nn", "plot", "--out", str(tmp_path / "fresh"), "--names", "gelu,swishy"])
+    message = " ".join(res.output.replace("│", " ").split())  # typer draws usage errors in a wrapped box
+    assert res.exit_code == 2 and "--names" in message and "swishy" in message
+    assert "valid: " + ", ".join(ACTIVATIONS) in message
+    assert not (tmp_path / "fresh").exists()  # refused before anything was made
+    res = runner.invoke(app, ["nn", "plot", "--help"], env={"COLUMNS": "300"})
+    assert res.exit_code == 0 and ", ".join(ACTIVATIONS) in " ".join(res.output.replace("│", " ").split())

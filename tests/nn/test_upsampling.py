@@ -49,7 +49,8 @@ def test_icnr_pixelshuffle_is_nearest_upsampling_of_a_conv_at_init(scale):
     y = up(x)
     r2 = scale * scale
     base = F.conv2d(x, up.conv.weight[::r2], up.conv.bias[::r2], padding=1)  # one kernel per output channel
-    torch.testing.assert_close(y, F.interpolate(base, scale_factor=scale, mode="nearest"), rtol=1e-6, atol=1e-6)
+    expected = F.interpolate(base, scale_factor=scale, mode="nearest")
+    torch.testing.assert_close(y, expected, rtol=1e-6, atol=1e-6)
     assert stride_frequency_energy(up(torch.ones(1, 4, 16, 16)), scale, border=scale).max() < 1e-12
 
 
@@ -59,7 +60,8 @@ def test_unpool_matches_torch_max_unpool_including_odd_sizes(scale):
     pooled, idx = MaxPool(scale)(x)
     size = tuple(x.shape[-2:])
     ours = max_unpool2d(pooled, idx, size)
-    torch.testing.assert_close(ours, torch.nn.MaxUnpool2d(scale)(pooled, idx, output_size=x.shape), rtol=0, atol=0)
+    torch.testing.assert_close(ours, torch.nn.MaxUnpool2d(scale)(pooled, idx, output_size=x.shape), rtol=0,
+                               atol=0)
     up = Upsample("maxunpool", 3, 3, scale, kernel_size=1)
     with torch.no_grad():
         up.conv.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
@@ -97,9 +99,10 @@ def test_stride_frequency_energy_on_known_patterns():
     assert stride_frequency_energy(torch.full((16, 16), 3.0), 2).item() == pytest.approx(0.0, abs=1e-15)
     # half the mean-square is a stride-2 pattern: 1 + 0.5 * checkerboard has energy 0.25 / 1.25
     assert stride_frequency_energy(1 + 0.5 * checker, 2).item() == pytest.approx(0.25 / 1.25)
-    # transposed conv with uniform weights, kernel 3 stride 2: uneven overlap makes a pattern; kernel 4 does not
+    # transposed conv, uniform weights: kernel 3 stride 2 overlaps unevenly into a pattern, kernel 4 does not
     ones = torch.ones(1, 1, 16, 16)
-    uneven, even = Upsample("transposed", 1, 1, 2, kernel_size=3), Upsample("transposed", 1, 1, 2, kernel_size=4)
+    uneven = Upsample("transposed", 1, 1, 2, kernel_size=3)
+    even = Upsample("transposed", 1, 1, 2, kernel_size=4)
     for up in (uneven, even):
         torch.nn.init.ones_(up.conv.weight)
         torch.nn.init.zeros_(up.conv.bias)
@@ -108,12 +111,14 @@ def test_stride_frequency_energy_on_known_patterns():
 
 
 def test_bad_input_errors_name_the_problem():
-    with pytest.raises(ValueError, match="valid: nearest, bilinear, bicubic, transposed, pixelshuffle, maxunpool"):
+    with pytest.raises(ValueError,
+                       match="valid: nearest, bilinear, bicubic, transposed, pixelshuffle, maxunpool"):
         Upsample("deconv", 1, 1, 2)
     with pytest.raises(ValueError, match="indices"):
         Upsample("maxunpool", 1, 1, 2)(torch.randn(1, 1, 4, 4))
     with pytest.raises(ValueError, match="indices"):
-        Upsample("nearest", 1, 1, 2)(torch.randn(1, 1, 4, 4), indices=torch.zeros(1, 1, 4, 4, dtype=torch.long))
+        Upsample("nearest", 1, 1, 2)(torch.randn(1, 1, 4, 4),
+                                     indices=torch.zeros(1, 1, 4, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="scale"):
         Upsample("nearest", 1, 1, 0)
     with pytest.raises(ValueError, match="odd"):

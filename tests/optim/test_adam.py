@@ -1,4 +1,4 @@
-"""deepnotes.optim.Adam / AdamW against torch.optim.Adam / AdamW, and their three code paths against each other."""
+"""deepnotes.optim.Adam / AdamW vs torch.optim.Adam / AdamW; their three code paths against each other."""
 
 from __future__ import annotations
 
@@ -117,7 +117,8 @@ def test_fused_with_mixed_dtypes_and_uneven_step_counts(kind):
     ref, _ = run(ref_cls, init32 + init64, set_grads, 60, **kw)
     ours, _ = run(ours_cls, init32 + init64, set_grads, 60, fused=True, **kw)
     assert max_rel_err(ours[2:], ref[2:]) < 1e-10
-    for a, b in zip(ours[:2], ref[:2], strict=True):  # float32: a different operation order rounds differently
+    # float32: a different operation order rounds differently
+    for a, b in zip(ours[:2], ref[:2], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -157,7 +158,8 @@ def test_fused_matches_loop(amsgrad, pack, monkeypatch):
 
     def set_all(params, step):
         base(params[:-1], step)
-        params[-1].grad = torch.randn(4, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(step)).t()
+        gen = torch.Generator().manual_seed(step)
+        params[-1].grad = torch.randn(4, 6, dtype=torch.float64, generator=gen).t()
 
     for cls, maximize in ((Adam, False), (AdamW, True)):
         kw = dict(lr=1e-2, weight_decay=0.1, amsgrad=amsgrad, maximize=maximize)
@@ -169,7 +171,8 @@ def test_fused_matches_loop(amsgrad, pack, monkeypatch):
 @pytest.mark.parametrize("kind", sorted(PAIRS))
 @pytest.mark.parametrize("mode", ["loop", "foreach", "fused"])
 def test_state_dict_round_trip_resumes_identically(kind, mode, tmp_path):
-    """Through our safetensors checkpoint; with fused=True the saved state tensors are views of flat buffers."""
+    """Through our safetensors checkpoint; with fused=True the saved state tensors are views of flat
+    buffers."""
     cls = PAIRS[kind][0]
     init, set_grads = make_problem(21)
     kw = dict(lr=1e-2, weight_decay=0.1, amsgrad=True, foreach=mode == "foreach", fused=mode == "fused")
@@ -258,7 +261,10 @@ def test_state_dicts_are_interchangeable_with_torch(kind, direction):
     """30 steps of one optimizer, its state dict loaded into the other, 30 more == 60 steps of torch's. Our
     fused path's state dict holds views of flat buffers."""
     ours_cls, ref_cls = PAIRS[kind]
-    first, second, kw = (ref_cls, ours_cls, {}) if direction == "torch->ours" else (ours_cls, ref_cls, dict(fused=True))
+    if direction == "torch->ours":
+        first, second, kw = ref_cls, ours_cls, {}
+    else:
+        first, second, kw = ours_cls, ref_cls, dict(fused=True)
     init, set_grads = make_problem(4)
     ref, _ = run(ref_cls, init, set_grads, 60, lr=1e-2, weight_decay=0.1)
     params, before = run(first, init, set_grads, 30, lr=1e-2, weight_decay=0.1, **kw)

@@ -89,19 +89,23 @@ def test_cli_mean_skips_and_reports_bad_lines(tmp_path):
 
 def test_cli_sa_demo_refuses_a_bad_schedule_and_plots_a_good_one(tmp_path):
     runner = CliRunner()
-    bad = runner.invoke(app, ["sa-demo", "--schedule", "1/k^0.4", "--steps", "10", "--out", str(tmp_path / "a.png")])
+    bad = runner.invoke(app, ["sa-demo", "--schedule", "1/k^0.4", "--steps", "10",
+                              "--out", str(tmp_path / "a.png")])
     assert bad.exit_code == 2 and "sum a_k^2 = inf" in bad.stderr
     garbled = runner.invoke(app, ["sa-demo", "--schedule", "k*2", "--out", str(tmp_path / "a.png")])
     assert garbled.exit_code == 2 and "expected e.g." in garbled.stderr
-    ok = runner.invoke(app, ["sa-demo", "--schedule", "1/k", "--schedule", "const:0.1", "--allow-nonconvergent",
+    ok = runner.invoke(app, ["sa-demo", "--schedule", "1/k", "--schedule", "const:0.1",
+                             "--allow-nonconvergent",
                              "--steps", "200", "--replicates", "20", "--out", str(tmp_path / "b.png")])
     assert ok.exit_code == 0, ok.output
     assert (tmp_path / "b.png").stat().st_size > 0
     # a bad schedule after a good one fails before any work (no plot); the defaults run as they are
     late = runner.invoke(app, ["sa-demo", "--schedule", "1/k", "--schedule", "const:0.1", "--steps", "200",
                                "--out", str(tmp_path / "c.png")])
-    assert late.exit_code == 2 and "RMS error" not in late.output and not (tmp_path / "c.png").exists()
-    plain = runner.invoke(app, ["sa-demo", "--steps", "200", "--replicates", "20", "--out", str(tmp_path / "d.png")])
+    assert late.exit_code == 2 and "RMS error" not in late.output
+    assert not (tmp_path / "c.png").exists()
+    plain = runner.invoke(app, ["sa-demo", "--steps", "200", "--replicates", "20",
+                                "--out", str(tmp_path / "d.png")])
     assert plain.exit_code == 0, plain.output
     assert "shown as the contrast" in plain.output and plain.output.count("RMS error after 200 steps") == 3
 
@@ -109,3 +113,20 @@ def test_cli_sa_demo_refuses_a_bad_schedule_and_plots_a_good_one(tmp_path):
 def test_cli_grid_rejects_bad_lists(tmp_path):
     result = CliRunner().invoke(app, ["grid", "--lrs", "1e-3,abc", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "--lrs" in result.stderr
+
+
+def test_cli_mean_of_a_binary_file_is_a_clear_error(tmp_path):
+    # a binary file used to end in a UnicodeDecodeError traceback
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"1.5\n2.5\n" + bytes(range(128, 256)) * 4)
+    result = CliRunner().invoke(app, ["mean", str(path)])
+    assert result.exit_code == 2  # not 1, an exception escaping the command
+    assert result.stderr.startswith("error: ") and str(path) in result.stderr
+    assert "not a text file" in result.stderr
+
+
+def test_cli_grid_checks_its_lists_before_any_work(tmp_path):
+    result = CliRunner().invoke(app, ["grid", "--adamw-decays", "1e-3,-1", "--out", str(tmp_path / "g")])
+    message = " ".join(result.stderr.replace("│", " ").split())  # typer draws usage errors in a wrapped box
+    assert result.exit_code == 2 and "--adamw-decays" in message and "all > 0" in message
+    assert not (tmp_path / "g").exists()

@@ -48,7 +48,8 @@ def project(points_cam: np.ndarray, K: np.ndarray, dist: np.ndarray, model: str)
 
 
 def undistort_to_rays(pixels: np.ndarray, K: np.ndarray, dist: np.ndarray, model: str) -> np.ndarray:
-    """Normalised undistorted coordinates (N, 2) of pixels (N, 2); iterated to 1e-10 so it inverts :func:`project`."""
+    """Normalised undistorted coordinates (N, 2) of pixels (N, 2), iterated to 1e-10: the inverse of
+    :func:`project`."""
     pts = pixels.reshape(-1, 1, 2).astype(np.float64)
     crit = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-10)
     if model == "fisheye":
@@ -89,19 +90,6 @@ def rodrigues_many(rvecs: np.ndarray) -> np.ndarray:
     Kr[:, 0, 1], Kr[:, 0, 2], Kr[:, 1, 2] = -rvecs[:, 2], rvecs[:, 1], -rvecs[:, 0]
     Kr = Kr - Kr.transpose(0, 2, 1)
     return np.where(small[:, None, None], np.eye(3)[None] + Kr, R)
-
-
-def rotate_many(rvecs: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Rotate ``pts`` (N, 3) by per-point axis-angle ``rvecs`` (N, 3) (Rodrigues' formula, vectorised)."""
-    theta = np.linalg.norm(rvecs, axis=1, keepdims=True)
-    small = theta < 1e-12
-    k = rvecs / np.where(small, 1.0, theta)
-    cos, sin = np.cos(theta), np.sin(theta)
-    kxp = np.cross(k, pts)
-    kdp = np.sum(k * pts, axis=1, keepdims=True)
-    rotated = pts * cos + kxp * sin + k * kdp * (1 - cos)
-    # first order for tiny angles keeps finite differences smooth around zero
-    return np.where(small, pts + np.cross(rvecs, pts), rotated)
 
 
 def rotation_error_deg(R_est: np.ndarray, R_true: np.ndarray) -> float:

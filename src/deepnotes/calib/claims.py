@@ -36,10 +36,12 @@ def adaptive_window(ctx: ClaimContext) -> Outcome:
         foc, pp = [], []
         for c in rig.cameras:
             files = sorted((folder / "images" / c.name).glob("*.png"))
-            dets = detect_camera([{"frame": p.stem, "path": str(p)} for p in files], b.cols, b.rows, "classic", window, 0)
+            frames = [{"frame": p.stem, "path": str(p)} for p in files]
+            dets = detect_camera(frames, b.cols, b.rows, "classic", window, 0)
             ok = [d for d in dets if d.found]
-            r = calibrate_intrinsics(c.name, Views([d.frame for d in ok], [obj] * len(ok),
-                                                   [np.asarray(d.corners) for d in ok], c.image_size), max_rounds=0)
+            views = Views([d.frame for d in ok], [obj] * len(ok), [np.asarray(d.corners) for d in ok],
+                          c.image_size)
+            r = calibrate_intrinsics(c.name, views, max_rounds=0)
             foc.append(100 * abs(r.K[0, 0] - c.K[0, 0]) / c.K[0, 0])
             pp.append(float(np.linalg.norm(r.K[:2, 2] - c.K[:2, 2])))
         figs[f"{label}_focal_pct"] = float(np.mean(foc))
@@ -58,8 +60,8 @@ def _trials(ctx: ClaimContext) -> tuple[int, list[int]]:
 
 @claim(
     "calib.joint_ba_vs_multiview", "calib",
-    "OpenCV 5's calibrateMultiview refines poses but never intrinsics; a joint bundle adjustment of intrinsics, "
-    "distortion, camera and board poses gives better camera poses.",
+    "OpenCV 5's calibrateMultiview refines poses but never intrinsics; a joint bundle adjustment of "
+    "intrinsics, distortion, camera and board poses gives better camera poses.",
     "joint BA rotation and translation errors <= calibrateMultiview's at corner noise 0.1, 0.3 and 0.5 px",
 )
 def joint_vs_multiview(ctx: ClaimContext) -> Outcome:
@@ -83,15 +85,17 @@ def joint_vs_multiview(ctx: ClaimContext) -> Outcome:
     ax[0].legend()
     ctx.save_plot(fig, "pose_errors")
     return Outcome(figs, bool(held), tables={"pose_errors": rows},
-                   notes=f"4 cameras 640x480, {n_frames} board poses, {len(seeds)} seed(s), true corners + Gaussian "
-                         "noise. Targets: rotation < 0.07 deg, translation < 0.7% of baseline, focal < 0.2%, pp < 1 px.")
+                   notes=f"4 cameras 640x480, {n_frames} board poses, {len(seeds)} seed(s), true corners + "
+                         "Gaussian noise. Targets: rotation < 0.07 deg, translation < 0.7% of baseline, "
+                         "focal < 0.2%, pp < 1 px.")
 
 
 @claim(
     "calib.error_linear_in_noise", "calib",
-    "The calibration error grows linearly with corner noise, and the bundle adjustment's covariance predicts it.",
-    "a line through the origin explains >= 90% of the fx error RMS vs noise (R^2 >= 0.9) and measured/predicted "
-    "fx std lies in [0.5, 2] at every noise level",
+    "The calibration error grows linearly with corner noise, and the bundle adjustment's covariance "
+    "predicts it.",
+    "a line through the origin explains >= 90% of the fx error RMS vs noise (R^2 >= 0.9) and "
+    "measured/predicted fx std lies in [0.5, 2] at every noise level",
 )
 def error_linear(ctx: ClaimContext) -> Outcome:
     n_frames, seeds = _trials(ctx)
@@ -103,7 +107,8 @@ def error_linear(ctx: ClaimContext) -> Outcome:
         predicted.append(float(np.mean(np.concatenate([t["fx_std"] for t in trials]))))
     x, y = np.array(NOISES), np.array(measured)
     slope = float(x @ y / (x @ x))
-    r2 = float(1 - np.sum((y - slope * x) ** 2) / np.sum((y - y.mean()) ** 2 + 1e-30)) if len(set(y)) > 1 else 0.0
+    fit = 1 - np.sum((y - slope * x) ** 2) / np.sum((y - y.mean()) ** 2 + 1e-30)
+    r2 = float(fit) if len(set(y)) > 1 else 0.0
     ratios = [m / p for m, p in zip(measured, predicted, strict=False)]
     figs = {"slope_px_per_px": slope, "r2": r2}
     figs.update({f"measured_fx_rms@{s}": m for s, m in zip(NOISES, measured, strict=False)})

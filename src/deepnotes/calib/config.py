@@ -8,6 +8,7 @@ Exact keys (other tools read them): ``board: {cols, rows, square_size}`` (inner 
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -21,6 +22,7 @@ MODELS = ("pinhole", "pinhole_rational", "fisheye")
 DETECTORS = ("classic", "sb")
 CAMERA_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 YAML_NULLS = ("null", "~")
+log = logging.getLogger("deepnotes.calib")
 
 
 class CalibError(ValueError):
@@ -71,14 +73,17 @@ class StereoPair:
 class FramesOpts:
     stride: int = 1  # keep every n-th video frame
     blur_threshold: float = 20.0  # drop views whose variance of Laplacian is below this
-    duplicate_threshold: float = 1.0  # drop frames whose mean abs difference to the last kept is below (grey levels)
+    # drop frames whose mean abs difference to the last kept frame is below this (grey levels)
+    duplicate_threshold: float = 1.0
 
 
 @dataclass
 class DetectOpts:
     detector: str = "classic"  # classic (findChessboardCorners + cornerSubPix) | sb (findChessboardCornersSB)
     subpix_window: str | int = "adaptive"  # "adaptive" (from the square size in pixels) or a fixed half-size
-    workers: int = 0  # 0 = all cores
+    # detection threads: None (left out) = one per core, 0 = in this process, N = N threads; the CLI's
+    # --workers overrides it
+    workers: int | None = None
     overlays: bool = True
 
 
@@ -141,7 +146,8 @@ stereo:
   - {left: cam0, right: cam1}
 # optional tuning (defaults shown)
 frames: {stride: 1, blur_threshold: 20.0, duplicate_threshold: 1.0}
-detect: {detector: classic, subpix_window: adaptive, workers: 0, overlays: true}
+# detect.workers: threads for detection; null (or left out) = all cores, 0 = in this process
+detect: {detector: classic, subpix_window: adaptive, workers: null, overlays: true}
 intrinsics: {min_views: 5, outlier_factor: 3.0, max_rejection_rounds: 3}
 rig: {loss: huber, loss_scale: 1.0, outlier_px: 3.0}
 """
@@ -158,7 +164,7 @@ def _expect_map(value: Any, src: str, key: str) -> dict:
 
 
 def _build(cls: type, value: Any, src: str, key: str) -> Any:
-    """Build dataclass ``cls`` from mapping ``value``: unknown keys, missing keys and wrong types are errors."""
+    """Build dataclass ``cls`` from mapping ``value``; unknown keys, missing keys, wrong types are errors."""
     value = _expect_map(value, src, key)
     known = {f.name: f for f in fields(cls) if f.name != "path" or cls is Source}
     unknown = sorted(set(value) - set(known))
@@ -204,7 +210,8 @@ def _check_type(v: Any, annot: Any, src: str, key: str) -> Any:
             isinstance(r, list) and len(r) == 4 and all(isinstance(x, int) for x in r) for r in v
         )
         if not ok:
-            raise ConfigError(f"{_where(src, key)} must be a list of [x, y, w, h] integer rectangles, got {v!r}")
+            raise ConfigError(f"{_where(src, key)} must be a list of [x, y, w, h] integer rectangles, "
+                              f"got {v!r}")
     elif annot == "str | int":
         if not isinstance(v, (str, int)) or isinstance(v, bool):
             raise ConfigError(f"{_where(src, key)} must be 'adaptive' or an integer half-size, got {v!r}")
@@ -226,8 +233,9 @@ def _list(raw: dict, key: str, src: str, required: bool) -> list:
     return value
 
 
-def parse_config(raw: Any, src: str = "<config>", base: Path | None = None, check_files: bool = True) -> CalibConfig:
-    """Validate a parsed YAML mapping into a :class:`CalibConfig`; ``base`` is the folder sources resolve in."""
+def parse_config(raw: Any, src: str = "<config>", base: Path | None = None,
+                 check_files: bool = True) -> CalibConfig:
+    """Validate a parsed YAML mapping into a :class:`CalibConfig`; sources resolve in folder ``base``."""
     raw = _expect_map(raw, src, "top level")
     top = {"board", "cameras", "sources", "rigs", "stereo", "frames", "detect", "intrinsics", "rig"}
     unknown = sorted(set(raw) - top)
@@ -237,92 +245,134 @@ def parse_config(raw: Any, src: str = "<config>", base: Path | None = None, chec
         raise ConfigError(f"{_where(src, 'board')} is missing (required)")
     board = _build(Board, raw["board"], src, "board")
     if board.cols < 2 or board.rows < 2 or board.square_size <= 0:
-        raise ConfigError(f"{_where(src, 'board')}: cols and rows must be >= 2 inner corners, square_size > 0")
-    cameras = [_build(Camera, c, src, f"cameras[{i}]") for i, c in enumerate(_list(raw, "cameras", src, True))]
+        raise ConfigError(f"{_where(src, 'board')}: cols and rows must be >= 2 inner corners, "
+                          "square_size > 0")
+    cameras = _parse_cameras(raw, src)
+    names = [c.name for c in cameras]
+    sources = _parse_sources(raw, src, names, base or Path.cwd(), check_files)
+    rigs = _parse_rigs(raw, src, names)
+    pairs = _parse_stereo(raw, src, names)
+    return CalibConfig(board=board, cameras=cameras, sources=sources, rigs=rigs, stereo=pairs,
+                       **_parse_options(raw, src))
+
+
+def _known_camera(names: list[str], name: str, src: str, key: str) -> None:
+    if name not in names:
+        raise ConfigError(f"{_where(src, key)}: camera {name!r} is not declared under cameras ({names})")
+
+
+def _parse_cameras(raw: dict, src: str) -> list[Camera]:
+    """``cameras``: unique names that are safe as folder and file names, and a known lens model each."""
+    cameras = [_build(Camera, c, src, f"cameras[{i}]")
+               for i, c in enumerate(_list(raw, "cameras", src, True))]
     names = [c.name for c in cameras]
     for i, name in enumerate(names):  # names become folder and file names under the output directory
+        key = _where(src, f"cameras[{i}].name")
         if not isinstance(name, str) or not CAMERA_NAME.fullmatch(name) or set(name) == {"."}:
-            raise ConfigError(f"{_where(src, f'cameras[{i}].name')}: {name!r} is not a valid camera name; use letters, "
-                              "digits, '_', '-' and '.' (it names folders and files under the output directory)")
+            raise ConfigError(f"{key}: {name!r} is not a valid camera name; use letters, digits, '_', '-' "
+                              "and '.' (it names folders and files under the output directory)")
         if name.lower() in YAML_NULLS:  # OpenCV writes it unquoted and reads it back as an empty name
-            raise ConfigError(f"{_where(src, f'cameras[{i}].name')}: {name!r} reads back as no name from the "
-                              "calibration YAML; choose another camera name")
+            raise ConfigError(f"{key}: {name!r} reads back as no name from the calibration YAML; choose "
+                              "another camera name")
     if len(set(names)) != len(names):
         raise ConfigError(f"{_where(src, 'cameras')}: duplicate camera names in {names}")
     for i, c in enumerate(cameras):
         if c.model not in MODELS:
-            raise ConfigError(f"{_where(src, f'cameras[{i}].model')}: {c.model!r} is not one of {list(MODELS)}")
+            raise ConfigError(f"{_where(src, f'cameras[{i}].model')}: {c.model!r} is not one of "
+                              f"{list(MODELS)}")
+    return cameras
 
-    def known_cam(name: str, key: str) -> None:
-        if name not in names:
-            raise ConfigError(f"{_where(src, key)}: camera {name!r} is not declared under cameras ({names})")
 
-    base = base or Path.cwd()
-    sources = []
-    for i, s in enumerate(_list(raw, "sources", src, True)):
-        key = f"sources[{i}]"
-        source = _build(Source, s, src, key)
-        if source.type not in ("mosaic", "folder", "video"):
-            raise ConfigError(f"{_where(src, key + '.type')}: {source.type!r} is not mosaic, folder or video")
-        source.path = resolve_inside(base, source.path) if not source.path.is_absolute() else source.path
-        if check_files and not source.path.exists():
-            raise ConfigError(f"{_where(src, key + '.path')}: {source.path} does not exist")
-        if source.type == "mosaic":
-            if len(source.layout) != 2 or min(source.layout) < 1:
-                raise ConfigError(f"{_where(src, key + '.layout')} must be [rows, cols], got {source.layout}")
-            expected = source.layout[0] * source.layout[1] if source.crops is None else len(source.crops)
-            if len(source.cameras) != expected:
-                raise ConfigError(
-                    f"{_where(src, key + '.cameras')}: {len(source.cameras)} names for {expected} views "
-                    "(one name per view, row-major)"
-                )
-            for c in source.cameras:
-                known_cam(c, key + ".cameras")
-        else:
-            if source.camera is None:
-                raise ConfigError(f"{_where(src, key + '.camera')} is missing (required for type {source.type})")
-            known_cam(source.camera, key + ".camera")
-        sources.append(source)
+def _parse_source(s: Any, src: str, key: str, names: list[str], base: Path, check_files: bool) -> Source:
+    """One ``sources`` entry: its type, an existing path (relative to ``base``), and the cameras it feeds."""
+    source = _build(Source, s, src, key)
+    if source.type not in ("mosaic", "folder", "video"):
+        raise ConfigError(f"{_where(src, key + '.type')}: {source.type!r} is not mosaic, folder or video")
+    source.path = resolve_inside(base, source.path) if not source.path.is_absolute() else source.path
+    if check_files and not source.path.exists():
+        raise ConfigError(f"{_where(src, key + '.path')}: {source.path} does not exist")
+    if source.type != "mosaic":
+        if source.camera is None:
+            raise ConfigError(f"{_where(src, key + '.camera')} is missing (required for type {source.type})")
+        _known_camera(names, source.camera, src, key + ".camera")
+        return source
+    if len(source.layout) != 2 or min(source.layout) < 1:
+        raise ConfigError(f"{_where(src, key + '.layout')} must be [rows, cols], got {source.layout}")
+    expected = source.layout[0] * source.layout[1] if source.crops is None else len(source.crops)
+    if len(source.cameras) != expected:
+        raise ConfigError(f"{_where(src, key + '.cameras')}: {len(source.cameras)} names for {expected} "
+                          "views (one name per view, row-major)")
+    for c in source.cameras:
+        _known_camera(names, c, src, key + ".cameras")
+    return source
+
+
+def _parse_sources(raw: dict, src: str, names: list[str], base: Path, check_files: bool) -> list[Source]:
+    sources = [_parse_source(s, src, f"sources[{i}]", names, base, check_files)
+               for i, s in enumerate(_list(raw, "sources", src, True))]
     fed_by: dict[str, int] = {}
     for i, source in enumerate(sources):
         for cam in source.cameras if source.type == "mosaic" else [source.camera]:
             if cam in fed_by:  # frame ids restart per source: the second would overwrite the first's frames
                 raise ConfigError(f"{_where(src, f'sources[{i}]')}: camera {cam!r} is already fed by "
-                                  f"sources[{fed_by[cam]}]; one source per camera (put the images in one folder, or "
-                                  "declare a second camera)")
+                                  f"sources[{fed_by[cam]}]; one source per camera (put the images in one "
+                                  "folder, or declare a second camera)")
             fed_by[cam] = i
+    return sources
+
+
+def _parse_rigs(raw: dict, src: str, names: list[str]) -> list[Rig]:
     rigs = [_build(Rig, r, src, f"rigs[{i}]") for i, r in enumerate(_list(raw, "rigs", src, False))]
     for i, r in enumerate(rigs):
         for c in r.cameras:
-            known_cam(c, f"rigs[{i}].cameras")
+            _known_camera(names, c, src, f"rigs[{i}].cameras")
         if r.reference not in r.cameras:
-            raise ConfigError(f"{_where(src, f'rigs[{i}].reference')}: {r.reference!r} is not in the rig's cameras")
+            raise ConfigError(f"{_where(src, f'rigs[{i}].reference')}: {r.reference!r} is not in the rig's "
+                              "cameras")
         if len(set(r.cameras)) != len(r.cameras):
             raise ConfigError(f"{_where(src, f'rigs[{i}].cameras')}: {r.cameras} lists a camera twice")
-    pairs = [_build(StereoPair, p, src, f"stereo[{i}]") for i, p in enumerate(_list(raw, "stereo", src, False))]
+    return rigs
+
+
+def _parse_stereo(raw: dict, src: str, names: list[str]) -> list[StereoPair]:
+    pairs = [_build(StereoPair, p, src, f"stereo[{i}]")
+             for i, p in enumerate(_list(raw, "stereo", src, False))]
     for i, p in enumerate(pairs):
-        known_cam(p.left, f"stereo[{i}].left")
-        known_cam(p.right, f"stereo[{i}].right")
+        _known_camera(names, p.left, src, f"stereo[{i}].left")
+        _known_camera(names, p.right, src, f"stereo[{i}].right")
         if p.left == p.right:
-            raise ConfigError(f"{_where(src, f'stereo[{i}]')}: left and right are both {p.left!r}; a stereo pair is "
-                              "two cameras")
-    opts = {
-        k: _build(cls, raw.get(k, {}) or {}, src, k)
-        for k, cls in (("frames", FramesOpts), ("detect", DetectOpts), ("intrinsics", IntrinsicsOpts), ("rig", RigOpts))
-    }
-    if opts["frames"].stride < 1:
-        raise ConfigError(f"{_where(src, 'frames.stride')} must be >= 1 (keep every n-th frame), got {opts['frames'].stride}")
+            raise ConfigError(f"{_where(src, f'stereo[{i}]')}: left and right are both {p.left!r}; a stereo "
+                              "pair is two cameras")
+    return pairs
+
+
+def _parse_options(raw: dict, src: str) -> dict[str, Any]:
+    """The optional tuning sections (``frames``, ``detect``, ``intrinsics``, ``rig``), range-checked."""
+    sections = (("frames", FramesOpts), ("detect", DetectOpts), ("intrinsics", IntrinsicsOpts),
+                ("rig", RigOpts))
+    opts = {k: _build(cls, raw.get(k, {}) or {}, src, k) for k, cls in sections}
+    frames, detect = opts["frames"], opts["detect"]
+    if frames.stride < 1:
+        raise ConfigError(f"{_where(src, 'frames.stride')} must be >= 1 (keep every n-th frame), "
+                          f"got {frames.stride}")
     for key in ("blur_threshold", "duplicate_threshold"):
-        if getattr(opts["frames"], key) < 0:
+        if getattr(frames, key) < 0:
             raise ConfigError(f"{_where(src, 'frames.' + key)} must be >= 0 (0 turns the check off)")
-    if opts["detect"].detector not in DETECTORS:
-        raise ConfigError(f"{_where(src, 'detect.detector')}: {opts['detect'].detector!r} not in {list(DETECTORS)}")
-    win = opts["detect"].subpix_window
+    if detect.detector not in DETECTORS:
+        raise ConfigError(f"{_where(src, 'detect.detector')}: {detect.detector!r} not in {list(DETECTORS)}")
+    win = detect.subpix_window
     if isinstance(win, str) and win != "adaptive" or isinstance(win, int) and win < 1:
-        raise ConfigError(f"{_where(src, 'detect.subpix_window')}: use 'adaptive' or a half-size >= 1, got {win!r}")
+        raise ConfigError(f"{_where(src, 'detect.subpix_window')}: use 'adaptive' or a half-size >= 1, "
+                          f"got {win!r}")
+    if detect.workers is not None and detect.workers < 0:
+        raise ConfigError(f"{_where(src, 'detect.workers')} must be >= 0 (0: detect in this process; "
+                          f"leave it out or null for all cores), got {detect.workers}")
+    if detect.workers == 0:  # meant "all cores" before this release: an old config would silently slow down
+        log.warning("%s: detect.workers: 0 now detects in this process, one image after another (it meant "
+                    "all cores before this release); leave the key out for one thread per core", src)
     if opts["intrinsics"].min_views < 3:
         raise ConfigError(f"{_where(src, 'intrinsics.min_views')} must be >= 3")
-    return CalibConfig(board=board, cameras=cameras, sources=sources, rigs=rigs, stereo=pairs, **opts)
+    return opts
 
 
 def load_config(path: str | Path, check_files: bool = True) -> CalibConfig:

@@ -41,7 +41,7 @@ class Detection:
 
 
 def neighbour_distance(corners: np.ndarray, cols: int, rows: int) -> np.ndarray:
-    """Per corner, the shortest pixel distance to a grid neighbour. ``corners``: (rows*cols, 2) -> (rows*cols,)."""
+    """Per corner, the shortest pixel distance to a grid neighbour: (rows*cols, 2) corners -> (rows*cols,)."""
     g = corners.reshape(rows, cols, 2)
     d = np.full((rows, cols), np.inf)
     dx = np.linalg.norm(np.diff(g, axis=1), axis=2)
@@ -59,8 +59,9 @@ def adaptive_halfwindows(corners: np.ndarray, cols: int, rows: int) -> np.ndarra
     return np.clip(np.floor(WINDOW_FACTOR * d), WINDOW_MIN, WINDOW_MAX).astype(int)
 
 
-def refine_corners(gray: np.ndarray, corners: np.ndarray, cols: int, rows: int, window: str | int) -> tuple[np.ndarray, float]:
-    """``cornerSubPix`` with a fixed half-size (int) or per-corner adaptive ones. Returns (N, 2) and the mean half."""
+def refine_corners(gray: np.ndarray, corners: np.ndarray, cols: int, rows: int,
+                   window: str | int) -> tuple[np.ndarray, float]:
+    """``cornerSubPix`` with a fixed half-size (int) or per-corner adaptive ones; (N, 2) and the mean half."""
     pts = corners.reshape(-1, 1, 2).astype(np.float32)
     if window != "adaptive":
         w = int(window)
@@ -113,7 +114,8 @@ def detect_image(
         found, pts = cv2.findChessboardCorners(gray, (cols, rows), flags=flags)
     n_found = 0 if pts is None else len(pts)
     if not found:
-        return Detection(frame, path, False, size, n_found=n_found, reason=f"no board ({n_found} corners seen)")
+        return Detection(frame, path, False, size, n_found=n_found,
+                         reason=f"no board ({n_found} corners seen)")
     pts = pts.reshape(-1, 2)
     mean_half = 0.0
     if detector == "classic":
@@ -132,7 +134,8 @@ def _job(args: tuple) -> Detection:
 
 
 def _signature(cols: int, rows: int, detector: str, window: str | int, blur: float) -> str:
-    return hashlib.sha1(json.dumps([cols, rows, detector, str(window), blur, WINDOW_FACTOR]).encode()).hexdigest()[:12]
+    settings = [cols, rows, detector, str(window), blur, WINDOW_FACTOR]
+    return hashlib.sha1(json.dumps(settings).encode()).hexdigest()[:12]
 
 
 def _file_key(path: str) -> str:
@@ -142,9 +145,12 @@ def _file_key(path: str) -> str:
 
 def detect_camera(
     frames: list[dict], cols: int, rows: int, detector: str, window: str | int, blur_threshold: float,
-    cache: Path | None = None, overlay_dir: Path | None = None, workers: int = 0, desc: str = "detect",
+    cache: Path | None = None, overlay_dir: Path | None = None, workers: int | None = None,
+    desc: str = "detect",
 ) -> list[Detection]:
-    """Detect every frame of one camera (``frames``: [{frame, path}]) in a process pool; cached per file.
+    """Detect every frame of one camera (``frames``: [{frame, path}]) in a thread pool; cached per file.
+
+    ``workers``: threads; None = one per core, 0 = one after the other in this thread.
 
     The cache (JSON) is keyed by file path, size and mtime and by the detection settings, so a rerun only
     looks at new or changed images.
@@ -160,16 +166,17 @@ def detect_camera(
     for i, f in enumerate(frames):
         key = _file_key(f["path"]) if os.path.exists(f["path"]) else None
         if key is not None and key in cached:
-            results[i] = Detection(**{**cached[key], "image_size": tuple(cached[key]["image_size"] or ()) or None})
+            size = tuple(cached[key]["image_size"] or ()) or None
+            results[i] = Detection(**{**cached[key], "image_size": size})
             continue
         ov = str(overlay_dir / f"{f['frame']}.jpg") if overlay_dir is not None else None
         todo.append((i, (f["path"], f["frame"], cols, rows, detector, window, blur_threshold, ov)))
-    n_workers = workers or os.cpu_count() or 1
+    n_workers = (os.cpu_count() or 1) if workers is None else workers
     if todo:
-        if n_workers > 1 and len(todo) > 1:
-            # threads, not processes: OpenCV releases the GIL inside imread/findChessboardCorners/cornerSubPix,
-            # so threads use every core; forked processes can hang on OpenCV's inherited thread pool and
-            # spawned ones would need a __main__ guard in every user script
+        if n_workers > 0 and len(todo) > 1:
+            # threads, not processes: OpenCV releases the GIL inside imread, findChessboardCorners and
+            # cornerSubPix, so threads use every core; forked processes can hang on OpenCV's inherited
+            # thread pool and spawned ones would need a __main__ guard in every user script
             with ThreadPoolExecutor(max_workers=min(n_workers, len(todo))) as pool:
                 mapped = pool.map(_job, [a for _, a in todo])
                 for (i, _), det in progress(zip(todo, mapped, strict=False), desc=desc, total=len(todo)):

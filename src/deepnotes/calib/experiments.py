@@ -14,7 +14,7 @@ from deepnotes.calib.synthetic import SynthRig, synthetic_rig, true_corners
 
 
 def noisy_observations(rig: SynthRig, sigma: float, seed: int) -> RigObservations:
-    """True projected corners plus N(0, sigma^2) pixel noise, for every view where the whole board is visible."""
+    """True projected corners plus N(0, sigma^2) pixel noise, for every view that sees the whole board."""
     rng = np.random.default_rng(seed)
     b = rig.board
     corners: dict[str, dict[str, np.ndarray]] = {}
@@ -24,7 +24,8 @@ def noisy_observations(rig: SynthRig, sigma: float, seed: int) -> RigObservation
             uv, ok = true_corners(c, b, pose)
             if ok:
                 corners[c.name][f"f{k:04d}"] = uv + rng.normal(0, sigma, uv.shape)
-    return RigObservations([c.name for c in rig.cameras], corners, board_points(b.cols, b.rows, b.square_size))
+    obj = board_points(b.cols, b.rows, b.square_size)
+    return RigObservations([c.name for c in rig.cameras], corners, obj)
 
 
 def per_camera_intrinsics(obs: RigObservations, rig: SynthRig) -> dict[str, IntrinsicsResult]:
@@ -57,11 +58,13 @@ def multiview_baseline(obs: RigObservations, rig: SynthRig, intr: dict[str, Intr
     Ds = [intr[c].dist.reshape(1, -1).astype(np.float64) for c in obs.cameras]
     _, Ks, Ds, Rs, Ts = cv2.calibrateMultiview(
         [obs.obj.astype(np.float32)] * len(frames), pts, [c.image_size for c in rig.cameras], mask,
-        np.zeros((nc, 1), np.uint8), Ks, Ds, None, None, flagsForIntrinsics=fix, flags=cv2.CALIB_USE_INTRINSIC_GUESS,
+        np.zeros((nc, 1), np.uint8), Ks, Ds, None, None, flagsForIntrinsics=fix,
+        flags=cv2.CALIB_USE_INTRINSIC_GUESS,
     )
     R = {c: cv2.Rodrigues(np.asarray(r).reshape(3, 1))[0] if np.asarray(r).size == 3 else np.asarray(r)
          for c, r in zip(obs.cameras, Rs, strict=False)}
-    return {"K": dict(zip(obs.cameras, Ks, strict=False)), "R": R, "T": {c: np.asarray(t).ravel() for c, t in zip(obs.cameras, Ts, strict=False)}}
+    T = {c: np.asarray(t).ravel() for c, t in zip(obs.cameras, Ts, strict=False)}
+    return {"K": dict(zip(obs.cameras, Ks, strict=False)), "R": R, "T": T}
 
 
 def errors(est: dict, rig: SynthRig) -> dict[str, float]:
@@ -74,7 +77,8 @@ def errors(est: dict, rig: SynthRig) -> dict[str, float]:
         pp.append(float(np.linalg.norm(K[:2, 2] - c.K[:2, 2])))
         if i > 0:
             rot.append(rotation_error_deg(np.asarray(est["R"][c.name]), c.R))
-            trans.append(100 * float(np.linalg.norm(np.asarray(est["T"][c.name]).ravel() - c.T) / np.linalg.norm(c.T)))
+            dt = np.linalg.norm(np.asarray(est["T"][c.name]).ravel() - c.T)
+            trans.append(100 * float(dt / np.linalg.norm(c.T)))
     return {"rotation_deg": float(np.mean(rot)), "translation_pct": float(np.mean(trans)),
             "focal_pct": float(np.mean(foc)), "pp_px": float(np.mean(pp))}
 

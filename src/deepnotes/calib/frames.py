@@ -79,14 +79,15 @@ def crop_rects(source: Source, width: int, height: int) -> list[tuple[int, int, 
         rows, cols = source.layout
         if width % cols or height % rows:
             raise ValueError(
-                f"{source.path}: frame size {width}x{height} does not split evenly into layout {source.layout}; "
-                "give explicit crops: [[x, y, w, h], ...]"
+                f"{source.path}: frame size {width}x{height} does not split evenly into layout "
+                f"{source.layout}; give explicit crops: [[x, y, w, h], ...]"
             )
         w, h = width // cols, height // rows
         rects = [(c * w, r * h, w, h) for r in range(rows) for c in range(cols)]
     for i, (x, y, w, h) in enumerate(rects):
         if x < 0 or y < 0 or w <= 0 or h <= 0 or x + w > width or y + h > height:
-            raise ValueError(f"{source.path}: crop {i} {[x, y, w, h]} lies outside the {width}x{height} frame")
+            raise ValueError(f"{source.path}: crop {i} {[x, y, w, h]} lies outside the {width}x{height} "
+                             "frame")
     return rects
 
 
@@ -104,7 +105,8 @@ class _Dedup:
         self.dropped = 0
 
     def keep(self, img: np.ndarray) -> bool:
-        small = cv2.resize(img, (max(1, img.shape[1] // 4), max(1, img.shape[0] // 4)), interpolation=cv2.INTER_AREA)
+        quarter = (max(1, img.shape[1] // 4), max(1, img.shape[0] // 4))
+        small = cv2.resize(img, quarter, interpolation=cv2.INTER_AREA)
         small = small.astype(np.float32)
         if self.last is not None and self.last.shape == small.shape:
             if float(np.mean(np.abs(small - self.last))) < self.threshold:
@@ -122,7 +124,7 @@ def _write_png(path: Path, img: np.ndarray) -> None:
 
 
 def split_sources(cfg: CalibConfig, out: Path) -> dict[str, list[dict]]:
-    """Run the preprocess step; writes ``out/frames/index.json`` = {camera: [{frame, path}]} and returns it."""
+    """Run the preprocess step; writes ``out/frames/index.json`` = {camera: [{frame, path}]}, returns it."""
     out = Path(out)
     index: dict[str, list[dict]] = {c.name: [] for c in cfg.cameras}
     stats: dict[str, int] = {"duplicates_dropped": 0}

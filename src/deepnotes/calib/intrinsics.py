@@ -22,7 +22,8 @@ CRITERIA = (cv2.TERM_CRITERIA_COUNT + cv2.TERM_CRITERIA_EPS, 100, 1e-10)
 
 @dataclass
 class Views:
-    """The usable detections of one camera: frame ids, object points (V of (N, 3)), image points (V of (N, 2))."""
+    """The usable detections of one camera: frame ids, object points (V of (N, 3)), image points (V of
+    (N, 2))."""
 
     frames: list[str]
     obj: list[np.ndarray]
@@ -41,7 +42,7 @@ class IntrinsicsResult:
     per_view: dict[str, float]  # frame -> RMS px (kept views)
     rejected: dict[str, float] = field(default_factory=dict)  # frame -> RMS px when rejected
     std: dict[str, float] = field(default_factory=dict)  # parameter -> standard deviation
-    poses: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # frame -> (rvec, tvec) board->cam
+    poses: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # frame -> board->cam r, t
 
     def to_json(self) -> dict:
         return {
@@ -69,13 +70,15 @@ def view_errors(obj: list[np.ndarray], img: list[np.ndarray], K: np.ndarray, dis
     return np.array(errs)
 
 
-def _calibrate_once(views: Views, model: str, flags: int = 0) -> tuple[np.ndarray, np.ndarray, list, list, dict]:
+def _calibrate_once(views: Views, model: str,
+                    flags: int = 0) -> tuple[np.ndarray, np.ndarray, list, list, dict]:
     obj = [o.astype(np.float32) for o in views.obj]
     img = [i.astype(np.float32).reshape(-1, 1, 2) for i in views.img]
     if model == "fisheye":
         fflags = cv2.CALIB_RECOMPUTE_EXTRINSIC | cv2.CALIB_FIX_SKEW
         _, K, D, rvecs, tvecs = cv2.fisheye.calibrate(
-            [o.reshape(1, -1, 3).astype(np.float64) for o in obj], [i.reshape(1, -1, 2).astype(np.float64) for i in img],
+            [o.reshape(1, -1, 3).astype(np.float64) for o in obj],
+            [i.reshape(1, -1, 2).astype(np.float64) for i in img],
             views.image_size, np.eye(3), np.zeros((4, 1)), flags=fflags, criteria=CRITERIA,
         )
         return K, D.ravel(), rvecs, tvecs, {}
@@ -99,8 +102,8 @@ def calibrate_intrinsics(
     keep = list(range(len(views.frames)))
     rejected: dict[str, float] = {}
     for round_ in range(max_rounds + 1):
-        sub = Views([views.frames[i] for i in keep], [views.obj[i] for i in keep], [views.img[i] for i in keep],
-                    views.image_size)
+        sub = Views([views.frames[i] for i in keep], [views.obj[i] for i in keep],
+                    [views.img[i] for i in keep], views.image_size)
         K, D, rvecs, tvecs, std = _calibrate_once(sub, model)
         errs = view_errors(sub.obj, sub.img, K, D, model, rvecs, tvecs)
         if round_ == max_rounds:
@@ -116,6 +119,8 @@ def calibrate_intrinsics(
             rejected[sub.frames[j]] = float(errs[j])
         keep = [k for j, k in enumerate(keep) if j not in set(bad)]
     rms = float(np.sqrt(np.mean(errs ** 2)))
-    poses = {f: (np.asarray(r).ravel(), np.asarray(t).ravel()) for f, r, t in zip(sub.frames, rvecs, tvecs, strict=False)}
+    poses = {f: (np.asarray(r).ravel(), np.asarray(t).ravel())
+             for f, r, t in zip(sub.frames, rvecs, tvecs, strict=False)}
     return IntrinsicsResult(name, model, views.image_size, K, D, rms,
-                            {f: float(e) for f, e in zip(sub.frames, errs, strict=False)}, rejected, std, poses)
+                            {f: float(e) for f, e in zip(sub.frames, errs, strict=False)}, rejected, std,
+                            poses)

@@ -67,7 +67,8 @@ def read_calibration(path: str | Path) -> dict:
             "name": n.getNode("name").string(), "model": n.getNode("model").string(),
             "image_size": tuple(int(v) for v in n.getNode("image_size").mat().ravel()),
             "K": n.getNode("K").mat(), "dist": n.getNode("dist").mat().ravel(), "R": n.getNode("R").mat(),
-            "T": n.getNode("T").mat().ravel(), "rig": n.getNode("rig").string(), "rms": n.getNode("rms").real(),
+            "T": n.getNode("T").mat().ravel(), "rig": n.getNode("rig").string(),
+            "rms": n.getNode("rms").real(),
         })
     node = fs.getNode("stereo")
     for i in range(node.size()):

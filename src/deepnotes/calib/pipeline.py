@@ -36,7 +36,8 @@ def step_detect(cfg: CalibConfig, out: Path) -> dict[str, list[Detection]]:
     results, summary = {}, {}
     for cam in cfg.cameras:
         dets = detect_camera(
-            index.get(cam.name, []), b.cols, b.rows, opts.detector, opts.subpix_window, cfg.frames.blur_threshold,
+            index.get(cam.name, []), b.cols, b.rows, opts.detector, opts.subpix_window,
+            cfg.frames.blur_threshold,
             cache=out / "detections" / f"{cam.name}.json",
             overlay_dir=out / "overlays" / cam.name if opts.overlays else None, workers=opts.workers,
             desc=f"detect {cam.name}",
@@ -61,7 +62,8 @@ def usable_views(cfg: CalibConfig, name: str, dets: list[Detection]) -> Views:
     sizes = {tuple(d.image_size) for d in dets if d.image_size}
     if len(sizes) > 1:
         examples = {s: next(d.path for d in dets if d.image_size and tuple(d.image_size) == s) for s in sizes}
-        raise CalibError(f"camera {name}: mixed image sizes {examples}; every image of a camera must share one size")
+        raise CalibError(f"camera {name}: mixed image sizes {examples}; every image of a camera must share "
+                         "one size")
     if len(ok) < cfg.intrinsics.min_views:
         counts = ", ".join([f"{Path(d.path).name}: {d.reason}" for d in dets if not d.found][:8])
         raise CalibError(
@@ -69,7 +71,8 @@ def usable_views(cfg: CalibConfig, name: str, dets: list[Detection]) -> Views:
             f"(need {cfg.intrinsics.min_views}). Check board cols/rows (inner corners). Skipped: {counts}"
         )
     obj = board_points(b.cols, b.rows, b.square_size)
-    return Views([d.frame for d in ok], [obj] * len(ok), [np.asarray(d.corners) for d in ok], tuple(sizes.pop()))
+    corners = [np.asarray(d.corners) for d in ok]
+    return Views([d.frame for d in ok], [obj] * len(ok), corners, tuple(sizes.pop()))
 
 
 def step_intrinsics(cfg: CalibConfig, out: Path) -> dict[str, IntrinsicsResult]:
@@ -87,7 +90,8 @@ def step_intrinsics(cfg: CalibConfig, out: Path) -> dict[str, IntrinsicsResult]:
 def load_intrinsics(out: Path) -> dict[str, IntrinsicsResult]:
     path = out / "intrinsics.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run `deepnotes calib intrinsics CONFIG --out {out}` first")
+        raise FileNotFoundError(f"{path} not found: run `deepnotes calib intrinsics CONFIG --out {out}` "
+                                "first")
     return {c: IntrinsicsResult.from_json(d) for c, d in json.loads(path.read_text()).items()}
 
 
@@ -116,7 +120,8 @@ def load_rigs(cfg: CalibConfig, out: Path) -> dict[str, RigResult]:
 
 
 def step_stereo(cfg: CalibConfig, out: Path) -> list[dict]:
-    """Each configured pair: extrinsics (from a rig holding both cameras, else stereoCalibrate), rectification."""
+    """Each configured pair: extrinsics (from a rig holding both cameras, else stereoCalibrate) and
+    rectification."""
     dets = _load_detections(cfg, out)
     intr = load_intrinsics(out)
     rigs = load_rigs(cfg, out)
@@ -160,18 +165,22 @@ def step_export(cfg: CalibConfig, out: Path) -> Path:
         rig = next((r for r in rigs.values() if cam.name in r.cameras), None)
         src = rig.intrinsics[cam.name] if rig else intr[cam.name]
         cams.append({
-            "name": cam.name, "image_size": list(src.image_size), "model": cam.model, "K": src.K, "dist": src.dist,
+            "name": cam.name, "image_size": list(src.image_size), "model": cam.model, "K": src.K,
+            "dist": src.dist,
             "R": rig.R[cam.name] if rig else np.eye(3), "T": rig.T[cam.name] if rig else np.zeros(3),
             "rig": rig.name if rig else "", "rms": src.rms,
         })
     path = write_calibration(out / "calibration.yaml", cams, stereo)
     write_kalibr(out / "camchain.yaml", cams)
     report_cams = [
-        {"name": c.name, "rms": intr[c.name].rms, "per_view": intr[c.name].per_view, "rejected": intr[c.name].rejected,
-         "corners": [np.asarray(d.corners) for d in dets[c.name] if d.found], "image_size": intr[c.name].image_size}
+        {"name": c.name, "rms": intr[c.name].rms, "per_view": intr[c.name].per_view,
+         "rejected": intr[c.name].rejected,
+         "corners": [np.asarray(d.corners) for d in dets[c.name] if d.found],
+         "image_size": intr[c.name].image_size}
         for c in cfg.cameras
     ]
-    write_report(out / "report.html", report_cams, [(r.name, r.R, r.T, r.board_poses) for r in rigs.values()], stereo)
+    rig_plots = [(r.name, r.R, r.T, r.board_poses) for r in rigs.values()]
+    write_report(out / "report.html", report_cams, rig_plots, stereo)
     return path
 
 

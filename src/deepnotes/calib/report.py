@@ -1,4 +1,4 @@
-"""``report.html``: per-view error bars, corner coverage heat-maps, a 3D plot of the rig, a verdict per camera.
+"""``report.html``: per-view error bars, corner coverage heat-maps, a 3D plot of the rig, camera verdicts.
 
 Verdict rules (what makes a calibration trustworthy in practice): RMS below 0.5 px, at least 10 views,
 and corners covering at least 60% of a 4x4 grid over the image (distortion is only constrained where
@@ -12,13 +12,9 @@ import html
 import io
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from deepnotes.core.checkpoint import atomic_write_text  # noqa: E402
+from deepnotes.core.checkpoint import atomic_write_text
 
 
 def coverage(corners: list[np.ndarray], size: tuple[int, int], grid: int = 4) -> float:
@@ -43,15 +39,30 @@ def verdict(rms: float, n_views: int, cover: float) -> str:
     return "OK: trust it" if not problems else "CHECK: " + "; ".join(problems)
 
 
+def _pyplot():
+    """matplotlib (off-screen), loaded when a report is drawn rather than with the package."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _png(fig) -> str:
+    plt = _pyplot()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def _img(png_b64: str) -> str:
+    return f"<img src='data:image/png;base64,{png_b64}'>"
+
+
 def _error_bars(per_view: dict[str, float], rejected: dict[str, float], name: str) -> str:
-    fig, ax = plt.subplots(figsize=(7, 2.4))
+    fig, ax = _pyplot().subplots(figsize=(7, 2.4))
     names = list(per_view) + list(rejected)
     vals = list(per_view.values()) + list(rejected.values())
     ax.bar(range(len(vals)), vals, color=["tab:blue"] * len(per_view) + ["tab:red"] * len(rejected))
@@ -62,7 +73,7 @@ def _error_bars(per_view: dict[str, float], rejected: dict[str, float], name: st
 
 
 def _heatmap(corners: list[np.ndarray], size: tuple[int, int], name: str) -> str:
-    fig, ax = plt.subplots(figsize=(4, 3))
+    fig, ax = _pyplot().subplots(figsize=(4, 3))
     w, h = size
     pts = np.concatenate(corners) if corners else np.zeros((0, 2))
     ax.hist2d(pts[:, 0], pts[:, 1], bins=[16, 12], range=[[0, w], [0, h]], cmap="viridis")
@@ -72,7 +83,7 @@ def _heatmap(corners: list[np.ndarray], size: tuple[int, int], name: str) -> str
 
 
 def _rig_plot(R: dict, T: dict, boards: dict) -> str:
-    fig = plt.figure(figsize=(5, 4))
+    fig = _pyplot().figure(figsize=(5, 4))
     ax = fig.add_subplot(projection="3d")
     for name in R:
         centre = -R[name].T @ T[name].ravel()  # camera centre in the reference frame
@@ -86,8 +97,10 @@ def _rig_plot(R: dict, T: dict, boards: dict) -> str:
     return _png(fig)
 
 
-def write_report(path: Path, cams: list[dict], rig_plots: list[tuple[str, dict, dict, dict]], stereo: list[dict]) -> None:
-    """``cams``: [{name, rms, per_view, rejected, corners (list of (N, 2)), image_size}]; ``rig_plots``: (name, R, T, boards)."""
+def write_report(path: Path, cams: list[dict], rig_plots: list[tuple[str, dict, dict, dict]],
+                 stereo: list[dict]) -> None:
+    """``cams``: [{name, rms, per_view, rejected, corners (list of (N, 2)), image_size}];
+    ``rig_plots``: [(name, R, T, boards)]."""
     parts = ["<html><head><meta charset='utf-8'><title>deepnotes calib report</title></head><body>",
              "<h1>Calibration report</h1><h2>Verdicts</h2><ul>"]
     for c in cams:
@@ -100,11 +113,11 @@ def write_report(path: Path, cams: list[dict], rig_plots: list[tuple[str, dict, 
         parts.append(f"<p>stereo {html.escape(s['left'])}-{html.escape(s['right'])}: rms {s['rms']:.3f} px, "
                      f"rectified vertical error {s['rectified_vertical_error']:.3f} px</p>")
     for name, R, T, boards in rig_plots:
-        parts.append(f"<h2>Rig {html.escape(name)}</h2><img src='data:image/png;base64,{_rig_plot(R, T, boards)}'>")
+        parts.append(f"<h2>Rig {html.escape(name)}</h2>{_img(_rig_plot(R, T, boards))}")
     parts.append("<h2>Cameras</h2>")
     for c in cams:
         parts.append(f"<h3>{html.escape(c['name'])}</h3>")
-        parts.append(f"<img src='data:image/png;base64,{_error_bars(c['per_view'], c['rejected'], c['name'])}'>")
-        parts.append(f"<img src='data:image/png;base64,{_heatmap(c['corners'], c['image_size'], c['name'])}'>")
+        parts.append(_img(_error_bars(c["per_view"], c["rejected"], c["name"])))
+        parts.append(_img(_heatmap(c["corners"], c["image_size"], c["name"])))
     parts.append("</body></html>")
     atomic_write_text(path, "\n".join(parts))

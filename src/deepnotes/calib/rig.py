@@ -16,11 +16,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 from scipy.optimize import least_squares
 from threadpoolctl import threadpool_limits
 
-from deepnotes.calib.camera_model import N_DIST, board_points, distort, rodrigues, rodrigues_many, rvec_of
+from deepnotes.calib.camera_model import (
+    N_DIST,
+    board_points,
+    distort,
+    rodrigues,
+    rodrigues_many,
+    rvec_of,
+    undistort_to_rays,
+)
 from deepnotes.calib.config import CalibError
 from deepnotes.calib.intrinsics import IntrinsicsResult
 
@@ -83,8 +92,9 @@ def covisibility(obs: RigObservations) -> dict[tuple[str, str], list[str]]:
     return out
 
 
-def spanning_tree(cameras: list[str], reference: str, shared: dict[tuple[str, str], list[str]]) -> list[tuple[str, str]]:
-    """Maximum spanning tree (Prim) from ``reference``; edges (parent, child). Error names unreachable cameras."""
+def spanning_tree(cameras: list[str], reference: str,
+                  shared: dict[tuple[str, str], list[str]]) -> list[tuple[str, str]]:
+    """Maximum spanning tree (Prim) from ``reference``; edges (parent, child). Names unreachable cameras."""
     inside, edges = {reference}, []
     while len(inside) < len(cameras):
         best = max(
@@ -140,15 +150,12 @@ def initial_poses(obs: RigObservations, reference: str, intr: dict[str, Intrinsi
     return cam_pose, boards, view_pose
 
 
-def _board_to_cam(intr: IntrinsicsResult, obs: RigObservations, cam: str, frame: str) -> tuple[np.ndarray, np.ndarray]:
+def _board_to_cam(intr: IntrinsicsResult, obs: RigObservations, cam: str,
+                  frame: str) -> tuple[np.ndarray, np.ndarray]:
     if frame in intr.poses:
         r, t = intr.poses[frame]
         return rodrigues(r), np.asarray(t).ravel()
     # views rejected by the intrinsics step have no pose yet: solve PnP on undistorted points
-    import cv2
-
-    from deepnotes.calib.camera_model import undistort_to_rays
-
     rays = undistort_to_rays(obs.corners[cam][frame], intr.K, intr.dist, intr.model)
     ok, r, t = cv2.solvePnP(obs.obj, rays.reshape(-1, 1, 2), np.eye(3), None)
     return rodrigues(r.ravel()), t.ravel()
@@ -158,7 +165,8 @@ def _board_to_cam(intr: IntrinsicsResult, obs: RigObservations, cam: str, frame:
 
 
 class _Layout:
-    """Where each block lives in the parameter vector: [intrinsics per camera | poses of non-reference cameras | board poses]."""
+    """Where each block lives in the parameter vector: [intrinsics per camera | poses of non-reference
+    cameras | board poses]."""
 
     def __init__(self, cameras: list[str], models: dict[str, str], reference: str, frames: list[str]):
         self.cameras, self.models, self.reference, self.frames = cameras, models, reference, frames
@@ -183,7 +191,8 @@ def _pack(layout: _Layout, intr: dict, cam_pose: dict, boards: dict) -> np.ndarr
     x = np.zeros(layout.size)
     for c in layout.cameras:
         K, d = intr[c]
-        x[layout.intr[c]] = np.concatenate([[K[0, 0], K[1, 1], K[0, 2], K[1, 2]], d[: N_DIST[layout.models[c]]]])
+        x[layout.intr[c]] = np.concatenate([[K[0, 0], K[1, 1], K[0, 2], K[1, 2]],
+                                            d[: N_DIST[layout.models[c]]]])
     for c, sl in layout.pose.items():
         x[sl] = np.concatenate([rvec_of(cam_pose[c][0]), cam_pose[c][1]])
     for k, f in enumerate(layout.frames):
@@ -204,7 +213,7 @@ def _unpack_pose(layout: _Layout, x: np.ndarray, c: str) -> tuple[np.ndarray, np
 
 
 class _Problem:
-    """Views (camera, frame) with their corners (V, N, 2) and the residual function over the parameter vector."""
+    """Views (camera, frame) with their corners (V, N, 2) and the residual function over the parameters."""
 
     def __init__(self, layout: _Layout, obs: RigObservations):
         self.layout = layout
@@ -247,7 +256,8 @@ class _Problem:
         return (self.project_all(x) - self.uv)[self.mask].ravel()
 
     def column_rows(self) -> list[np.ndarray]:
-        """For each parameter, the residual rows it moves (intrinsics/pose: its camera's; board: its frame's)."""
+        """For each parameter, the residual rows it moves (intrinsics/pose: its camera's; board: its
+        frame's)."""
         L = self.layout
         row_of = np.full(self.mask.shape, -1)
         row_of[self.mask] = np.arange(int(self.mask.sum()))
@@ -259,7 +269,8 @@ class _Problem:
                 for j in range(sl.start, sl.stop):
                     cols[j] = rows
         for k in range(len(L.frames)):
-            rows = np.concatenate([rows_per_view[v] for v in np.flatnonzero(self.vframe == k)] + [np.array([], int)])
+            rows = np.concatenate([rows_per_view[v] for v in np.flatnonzero(self.vframe == k)]
+                                  + [np.array([], int)])
             for j in range(L.board(k).start, L.board(k).stop):
                 cols[j] = rows
         return cols
@@ -298,7 +309,8 @@ def _sparse_fd_jacobian(fun, x: np.ndarray, f0: np.ndarray, col_rows: list[np.nd
 
 
 def bundle_adjust(
-    obs: RigObservations, models: dict[str, str], reference: str, intr0: dict[str, tuple[np.ndarray, np.ndarray]],
+    obs: RigObservations, models: dict[str, str], reference: str,
+    intr0: dict[str, tuple[np.ndarray, np.ndarray]],
     cam_pose0: dict, boards0: dict, loss: str = "huber", loss_scale: float = 1.0, outlier_px: float = 1.0,
     optimize_intrinsics: bool = True,
 ) -> dict:
@@ -338,8 +350,8 @@ def bundle_adjust(
         # one BLAS thread: the matrices are small (thousands x hundreds) and a multi-threaded SVD on a busy
         # machine spends its time spinning (we measured 6 s per SVD under load, 0.05 s single-threaded)
         with threadpool_limits(limits=1):
-            res = least_squares(fun, x[free], jac=jac, loss=loss, f_scale=loss_scale, x_scale="jac", method="trf",
-                                tr_solver="exact", xtol=1e-9, ftol=1e-9, gtol=1e-9, max_nfev=50)
+            res = least_squares(fun, x[free], jac=jac, loss=loss, f_scale=loss_scale, x_scale="jac",
+                                method="trf", tr_solver="exact", xtol=1e-9, ftol=1e-9, gtol=1e-9, max_nfev=50)
         x = x_fixed.copy()
         x[free] = res.x
         if stage == 1:
@@ -357,7 +369,8 @@ def bundle_adjust(
 def _summarise(prob: _Problem, layout: _Layout, x: np.ndarray, res, free: np.ndarray, outliers: int) -> dict:
     err = np.linalg.norm(prob.project_all(x) - prob.uv, axis=2)  # (V, N)
     m = prob.mask
-    out: dict = {"K": {}, "dist": {}, "R": {}, "T": {}, "cam_rms": {}, "per_view": {}, "std": {}, "outliers": outliers}
+    out: dict = {"K": {}, "dist": {}, "R": {}, "T": {}, "cam_rms": {}, "per_view": {}, "std": {},
+                 "outliers": outliers}
     for ci, c in enumerate(layout.cameras):
         out["K"][c], out["dist"][c] = _unpack_intr(layout, x, c)
         r, t = _unpack_pose(layout, x, c)
@@ -365,7 +378,8 @@ def _summarise(prob: _Problem, layout: _Layout, x: np.ndarray, res, free: np.nda
         views = np.flatnonzero(prob.vcam == ci)
         out["cam_rms"][c] = float(np.sqrt(np.mean(err[views][m[views]] ** 2)))
         out["per_view"][c] = {
-            layout.frames[prob.vframe[v]]: float(np.sqrt(np.mean(err[v][m[v]] ** 2))) for v in views if m[v].any()
+            layout.frames[prob.vframe[v]]: float(np.sqrt(np.mean(err[v][m[v]] ** 2)))
+            for v in views if m[v].any()
         }
     out["rms"] = float(np.sqrt(np.mean(err[m] ** 2)))
     boards = x[layout.board_start:].reshape(-1, 6)
@@ -381,7 +395,8 @@ def _summarise(prob: _Problem, layout: _Layout, x: np.ndarray, res, free: np.nda
     for c in layout.cameras:
         s = {n: float(v) for n, v in zip(names_intr, std_full[layout.intr[c]], strict=False)}
         if c in layout.pose:
-            s.update({n: float(v) for n, v in zip(["rx", "ry", "rz", "tx", "ty", "tz"], std_full[layout.pose[c]], strict=False)})
+            names_pose = ["rx", "ry", "rz", "tx", "ty", "tz"]
+            s.update({n: float(v) for n, v in zip(names_pose, std_full[layout.pose[c]], strict=False)})
         out["std"][c] = s
     return out
 
@@ -396,7 +411,8 @@ def calibrate_rig(
     cam_pose, boards, _ = initial_poses(obs, reference, intr, tree, shared)
     models = {c: intr[c].model for c in obs.cameras}
     intr0 = {c: (intr[c].K, intr[c].dist) for c in obs.cameras}
-    ba = bundle_adjust(obs, models, reference, intr0, cam_pose, boards, loss, loss_scale, outlier_px, optimize_intrinsics)
+    ba = bundle_adjust(obs, models, reference, intr0, cam_pose, boards, loss, loss_scale, outlier_px,
+                       optimize_intrinsics)
     refined = {
         c: IntrinsicsResult(c, models[c], intr[c].image_size, ba["K"][c], ba["dist"][c], ba["cam_rms"][c],
                             ba["per_view"][c], dict(intr[c].rejected), ba["std"][c])
@@ -406,7 +422,9 @@ def calibrate_rig(
                      ba["std"], ba["outliers"], tree)
 
 
-def observations_from_views(cameras: list[str], views: dict, cols: int, rows: int, square: float) -> RigObservations:
+def observations_from_views(cameras: list[str], views: dict, cols: int, rows: int,
+                            square: float) -> RigObservations:
     """Build :class:`RigObservations` from per-camera ``Views`` (intrinsics step input)."""
-    corners = {c: {f: np.asarray(i, float) for f, i in zip(views[c].frames, views[c].img, strict=False)} for c in cameras}
+    corners = {c: {f: np.asarray(i, float) for f, i in zip(views[c].frames, views[c].img, strict=False)}
+               for c in cameras}
     return RigObservations(cameras, corners, board_points(cols, rows, square))

@@ -24,14 +24,16 @@ def _skew(t: np.ndarray) -> np.ndarray:
     return np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
 
 
-def essential_fundamental(R: np.ndarray, T: np.ndarray, K1: np.ndarray, K2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def essential_fundamental(R: np.ndarray, T: np.ndarray, K1: np.ndarray,
+                          K2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """E = [T]x R and F = K2^-T E K1^-1 (x_r^T F x_l = 0)."""
     E = _skew(T.ravel()) @ R
     F = np.linalg.inv(K2).T @ E @ np.linalg.inv(K1)
     return E, F / F[2, 2] if abs(F[2, 2]) > 1e-12 else F
 
 
-def _undistort(pts: np.ndarray, intr: IntrinsicsResult, R: np.ndarray | None = None, P: np.ndarray | None = None) -> np.ndarray:
+def _undistort(pts: np.ndarray, intr: IntrinsicsResult, R: np.ndarray | None = None,
+               P: np.ndarray | None = None) -> np.ndarray:
     p = pts.reshape(-1, 1, 2).astype(np.float64)
     if intr.model == "fisheye":
         return cv2.fisheye.undistortPoints(p, intr.K, intr.dist.reshape(1, -1), R=R, P=P).reshape(-1, 2)
@@ -42,8 +44,8 @@ def rectify(left: IntrinsicsResult, right: IntrinsicsResult, R: np.ndarray, T: n
     """``stereoRectify`` (or its fisheye twin): R1, R2, P1, P2, Q."""
     size = tuple(left.image_size)
     if left.model == "fisheye" and right.model == "fisheye":
-        R1, R2, P1, P2, Q = cv2.fisheye.stereoRectify(left.K, left.dist, right.K, right.dist, size, R, T.reshape(3, 1),
-                                                      flags=cv2.CALIB_ZERO_DISPARITY)
+        R1, R2, P1, P2, Q = cv2.fisheye.stereoRectify(left.K, left.dist, right.K, right.dist, size, R,
+                                                      T.reshape(3, 1), flags=cv2.CALIB_ZERO_DISPARITY)
         f = min(left.K[1, 1], right.K[1, 1])
         if not 0.25 * f <= P1[1, 1] <= 4 * f:
             # fitted k3/k4 that fold the lens model back inside the image make OpenCV's choice of the new
@@ -54,9 +56,10 @@ def rectify(left: IntrinsicsResult, right: IntrinsicsResult, R: np.ndarray, T: n
                         P1[1, 1], f)
             P1, P2, Q = rectified_projections(f, left.K[0, 2], left.K[1, 2], R2 @ T.ravel())
     else:
-        # a mixed pair: the pinhole function would read fisheye k1..k4 as k1 k2 p1 p2, so it gets no distortion
-        # for the fisheye side. R1, R2 depend only on R, T and stay exact; only the choice of P (the valid
-        # region for alpha=0) ignores that side's distortion. The maps then undistort with each camera's model.
+        # a mixed pair: the pinhole function would read fisheye k1..k4 as k1 k2 p1 p2, so it gets no
+        # distortion for the fisheye side. R1, R2 depend only on R, T and stay exact; only the choice of P
+        # (the valid region for alpha=0) ignores that side's distortion. The maps then undistort with each
+        # camera's model.
         d_l, d_r = (np.zeros(5) if m == "fisheye" and mixed else d
                     for m, d, mixed in ((left.model, left.dist, right.model != "fisheye"),
                                         (right.model, right.dist, left.model != "fisheye")))
@@ -65,7 +68,8 @@ def rectify(left: IntrinsicsResult, right: IntrinsicsResult, R: np.ndarray, T: n
     return {"R1": R1, "R2": R2, "P1": P1, "P2": P2, "Q": Q}
 
 
-def rectified_projections(f: float, cx: float, cy: float, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def rectified_projections(f: float, cx: float, cy: float,
+                          t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """P1, P2, Q of a rectified pair with focal ``f``, principal point (cx, cy) for both cameras and the
     baseline ``t = R2 @ T`` in the rectified frame, in the form ``cv2.stereoRectify`` returns them
     (CALIB_ZERO_DISPARITY): the baseline enters P2 along x (or y for a vertical pair) and Q."""
@@ -87,7 +91,8 @@ def vertical_error(left: IntrinsicsResult, right: IntrinsicsResult, rect: dict, 
     return float(np.mean(np.abs(yl - yr)))
 
 
-def stereo_calibrate(left: IntrinsicsResult, right: IntrinsicsResult, obj: list[np.ndarray], pts_l: list[np.ndarray],
+def stereo_calibrate(left: IntrinsicsResult, right: IntrinsicsResult, obj: list[np.ndarray],
+                     pts_l: list[np.ndarray],
                      pts_r: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, float]:
     """Pairwise extrinsics with the intrinsics fixed: (R, T, rms)."""
     # (1, N, c) layout: cv2.fisheye rejects (N, 1, c), the pinhole functions accept both
@@ -96,8 +101,9 @@ def stereo_calibrate(left: IntrinsicsResult, right: IntrinsicsResult, obj: list[
     b = [x.astype(np.float64).reshape(1, -1, 2) for x in pts_r]
     crit = (cv2.TERM_CRITERIA_COUNT + cv2.TERM_CRITERIA_EPS, 100, 1e-10)
     if left.model == "fisheye" and right.model == "fisheye":
-        rms, *_, R, T = cv2.fisheye.stereoCalibrate(o, a, b, left.K, left.dist, right.K, right.dist, left.image_size,
-                                                    flags=cv2.CALIB_FIX_INTRINSIC, criteria=crit)[:7]
+        rms, *_, R, T = cv2.fisheye.stereoCalibrate(o, a, b, left.K, left.dist, right.K, right.dist,
+                                                    left.image_size, flags=cv2.CALIB_FIX_INTRINSIC,
+                                                    criteria=crit)[:7]
     elif "fisheye" in (left.model, right.model):
         # a mixed pair has no OpenCV function: undistort both sides to normalised coordinates and solve with
         # K = I and no distortion; the RMS comes back in normalised units, scaled to pixels by the mean focal
@@ -126,12 +132,13 @@ def stereo_entry(left: IntrinsicsResult, right: IntrinsicsResult, R: np.ndarray,
             "rms": rms, "rectified_vertical_error": err}
 
 
-def rectified_preview(path: Path, left: IntrinsicsResult, right: IntrinsicsResult, entry: dict, img_l: np.ndarray,
-                      img_r: np.ndarray) -> None:
+def rectified_preview(path: Path, left: IntrinsicsResult, right: IntrinsicsResult, entry: dict,
+                      img_l: np.ndarray, img_r: np.ndarray) -> None:
     """Side-by-side rectified pair with horizontal epipolar lines every 32 px (PNG)."""
     size = tuple(left.image_size)
     views = []
-    for intr, R, P, img in ((left, entry["R1"], entry["P1"], img_l), (right, entry["R2"], entry["P2"], img_r)):
+    for intr, R, P, img in ((left, entry["R1"], entry["P1"], img_l),
+                            (right, entry["R2"], entry["P2"], img_r)):
         if intr.model == "fisheye":
             m1, m2 = cv2.fisheye.initUndistortRectifyMap(intr.K, intr.dist, R, P, size, cv2.CV_32FC1)
         else:

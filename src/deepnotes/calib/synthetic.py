@@ -108,7 +108,8 @@ def make_rig(
     cams = []
     for i, pos in enumerate(positions):
         f = 0.95 * w * (1 + rng.uniform(-0.05, 0.05))
-        K = np.array([[f, 0, w / 2 + rng.uniform(-8, 8)], [0, f * (1 + rng.uniform(-0.004, 0.004)), h / 2 + rng.uniform(-8, 8)],
+        K = np.array([[f, 0, w / 2 + rng.uniform(-8, 8)],
+                      [0, f * (1 + rng.uniform(-0.004, 0.004)), h / 2 + rng.uniform(-8, 8)],
                       [0, 0, 1]])
         if model == "fisheye":
             dist = np.array([rng.uniform(-0.05, 0.05), rng.uniform(-0.02, 0.02), 0.0, 0.0])
@@ -128,9 +129,11 @@ def make_rig(
 
 
 def sample_board_poses(
-    rig: SynthRig, world_R0: np.ndarray, pos0: np.ndarray, n_frames: int, seed: int, depth: tuple[float, float]
+    rig: SynthRig, world_R0: np.ndarray, pos0: np.ndarray, n_frames: int, seed: int,
+    depth: tuple[float, float],
 ) -> None:
-    """Fill ``rig.board_poses`` with ``n_frames`` poses: distance in ``depth`` (m), tilt <= ~55 deg, some cut off."""
+    """Fill ``rig.board_poses`` with ``n_frames`` poses: distance in ``depth`` (m), tilt <= ~55 deg, some
+    partly out of view."""
     rng = seeded_generator(seed + 1)
     b = rig.board
     centre = np.array([(b.cols - 1) * b.square_size / 2, (b.rows - 1) * b.square_size / 2, 0.0])
@@ -191,13 +194,15 @@ def render_view(
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
 
-def true_corners(cam: SynthCamera, board: Board, pose: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, bool]:
+def true_corners(cam: SynthCamera, board: Board,
+                 pose: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, bool]:
     """Projected inner corners (N, 2) and whether all lie inside the image (and in front of the camera)."""
     obj = board_points(board.cols, board.rows, board.square_size)
     pc = (cam.R @ (pose[0] @ obj.T + pose[1][:, None]) + cam.T[:, None]).T
     uv = project(pc, cam.K, cam.dist, cam.model)
     w, h = cam.image_size
-    ok = bool(np.all(pc[:, 2] > 0.05) and np.all((uv[:, 0] > 2) & (uv[:, 0] < w - 3) & (uv[:, 1] > 2) & (uv[:, 1] < h - 3)))
+    inside = (uv[:, 0] > 2) & (uv[:, 0] < w - 3) & (uv[:, 1] > 2) & (uv[:, 1] < h - 3)
+    ok = bool(np.all(pc[:, 2] > 0.05) and np.all(inside))
     return uv, ok
 
 
@@ -229,7 +234,8 @@ def write_dataset(
     nrow = int(np.ceil(len(cams) / ncol))
     bgs = [_background(i, c.image_size, seed) for i, c in enumerate(cams)]
     for k, pose in enumerate(rig.board_poses):
-        views = [render_view(c, rig.board, pose, bg, blur_sigma, noise_std, rng, ss) for c, bg in zip(cams, bgs, strict=False)]
+        views = [render_view(c, rig.board, pose, bg, blur_sigma, noise_std, rng, ss)
+                 for c, bg in zip(cams, bgs, strict=False)]
         if mosaic:
             canvas = np.zeros((nrow * h, ncol * w), np.uint8)
             for i, v in enumerate(views):
@@ -243,14 +249,16 @@ def write_dataset(
                 cv2.imwrite(str(out / "images" / c.name / f"frame_{k:04d}.png"), v)
     names = [c.name for c in cams]
     if mosaic:
-        # a grid with empty cells (3, 5, ... cameras) names each used cell by its crop; a full grid by its layout
+        # a full grid names its cells by its layout; one with empty cells (3, 5, ... cameras) by crops
         crops = None if nrow * ncol == len(names) else [
             [(i % ncol) * w, (i // ncol) * h, w, h] for i in range(len(names))]
-        sources = [Source(type="mosaic", path=out / "fourway", layout=[nrow, ncol], cameras=names, crops=crops)]
+        sources = [Source(type="mosaic", path=out / "fourway", layout=[nrow, ncol], cameras=names,
+                          crops=crops)]
     else:
         sources = [Source(type="folder", path=out / "images" / n, camera=n) for n in names]
     cfg = CalibConfig(
-        board=rig.board, cameras=[Camera(n, c.model) for n, c in zip(names, cams, strict=False)], sources=sources,
+        board=rig.board, cameras=[Camera(n, c.model) for n, c in zip(names, cams, strict=False)],
+        sources=sources,
         rigs=[Rig(name="rig", reference=names[0], cameras=names)],
         stereo=[StereoPair(left=names[0], right=names[1])] if len(names) > 1 else [],
     )

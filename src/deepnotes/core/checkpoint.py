@@ -114,7 +114,8 @@ def _join(obj: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
     return obj
 
 
-def save_checkpoint(path: str | Path, state: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> Path:
+def save_checkpoint(path: str | Path, state: Mapping[str, Any],
+                    meta: Mapping[str, Any] | None = None) -> Path:
     """Save nested ``state`` (tensors anywhere inside dicts/lists/tuples) atomically to ``path``.
 
     ``meta`` is free JSON (model name, config, epoch) readable without loading any tensor.
@@ -141,11 +142,13 @@ def _header(path: str | Path) -> dict[str, Any]:
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
         raise ValueError(f"{path} is not a readable safetensors checkpoint: {exc}") from exc
     if raw is None:
-        raise ValueError(f"{path} is a safetensors file but not a deepnotes checkpoint (no '{_META_KEY}' header)")
+        raise ValueError(f"{path} is a safetensors file but not a deepnotes checkpoint (no '{_META_KEY}' "
+                         "header)")
     return json.loads(raw)
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
+def load_checkpoint(path: str | Path,
+                    device: str | torch.device = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
     """Load ``(state, meta)`` saved by :func:`save_checkpoint`; tensors are placed on ``device``."""
     header = _header(path)
     with safe_open(str(path), framework="pt", device=str(device)) as fh:

@@ -2,8 +2,9 @@
 
 A claim is a statement from the notes plus a function that measures it. The function receives a
 :class:`ClaimContext` (quick or full, seed, device, where to put plots) and returns an :class:`Outcome`:
-the figures it measured and whether the stated condition held. Each topic's ``claims.py`` registers its
-claims with the :func:`claim` decorator; ``deepnotes reproduce`` imports those modules and runs them.
+the figures it measured and whether the stated condition held. Each topic's ``claims.py`` (or ``claims/``
+package) registers its claims with the :func:`claim` decorator; ``deepnotes reproduce`` imports the modules
+that :data:`CLAIM_TOPICS` names and runs them.
 """
 
 from __future__ import annotations
@@ -18,18 +19,24 @@ from typing import Any
 import torch
 
 from deepnotes.core.checkpoint import atomic_write_json
+from deepnotes.core.registry import Registry
 
-# topic id (what users type after --only) -> module whose import registers that topic's claims
-TOPIC_MODULES: dict[str, str] = {
-    "optim": "deepnotes.optim.claims",
-    "stochastic_approx": "deepnotes.optim.claims",
-    "activations": "deepnotes.nn.claims",
-    "upsampling": "deepnotes.nn.claims",
-    "calib": "deepnotes.calib.claims",
-    "video": "deepnotes.video.claims",
-    "peft": "deepnotes.peft.claims",
-    "pose": "deepnotes.pose.claims",
-}
+# topic id (what users type after --only) -> module whose import registers that topic's claims. One
+# registry: `deepnotes topics`, `reproduce --only` and :func:`claim` all read it. A new topic is one line
+# here (its claims module must be importable without running anything).
+CLAIM_TOPICS: Registry[str] = Registry("claim topic")
+for _topic, _module in (
+    ("optim", "deepnotes.optim.claims"),
+    ("stochastic_approx", "deepnotes.optim.claims"),
+    ("activations", "deepnotes.nn.claims"),
+    ("upsampling", "deepnotes.nn.claims"),
+    ("calib", "deepnotes.calib.claims"),
+    ("video", "deepnotes.video.claims"),
+    ("peft", "deepnotes.peft.claims"),
+    ("pose", "deepnotes.pose.claims"),
+):
+    CLAIM_TOPICS.register(_topic, _module)
+TOPIC_MODULES = CLAIM_TOPICS  # the old name (a read-only mapping topic -> module, as before)
 
 
 @dataclass
@@ -111,8 +118,7 @@ _REGISTRY: dict[str, Claim] = {}
 
 def claim(id: str, topic: str, statement: str, condition: str) -> Callable:
     """Register ``fn(ctx) -> Outcome`` as a claim. ``id`` is unique, e.g. ``optim.adam_l2_decay_scaled``."""
-    if topic not in TOPIC_MODULES:
-        raise ValueError(f"unknown topic {topic!r}; valid: {', '.join(TOPIC_MODULES)}")
+    CLAIM_TOPICS.entry(topic)  # an unknown topic: ValueError listing the valid ones
 
     def register(fn: Callable[[ClaimContext], Outcome]) -> Callable[[ClaimContext], Outcome]:
         if id in _REGISTRY and _REGISTRY[id].fn.__qualname__ != fn.__qualname__:
@@ -129,12 +135,12 @@ def load_topics(topics: list[str] | None = None) -> list[str]:
     A module that does not exist yet (a topic not built) is skipped when all topics are asked for and an
     error when named explicitly.
     """
-    names = list(TOPIC_MODULES) if not topics else topics
-    unknown = [t for t in names if t not in TOPIC_MODULES]
+    names = list(CLAIM_TOPICS) if not topics else topics
+    unknown = [t for t in names if t not in CLAIM_TOPICS]
     if unknown:
-        raise ValueError(f"unknown topic(s) {', '.join(unknown)}; valid: {', '.join(TOPIC_MODULES)}")
+        raise ValueError(f"unknown topic(s) {', '.join(unknown)}; valid: {', '.join(CLAIM_TOPICS)}")
     for topic in names:
-        module = TOPIC_MODULES[topic]
+        module = CLAIM_TOPICS[topic]
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
@@ -150,12 +156,13 @@ def registered_claims(topics: list[str] | None = None) -> list[Claim]:
     ``--full`` experiment can be rerun without the rest of its topic.
     """
     topics = topics or []
-    ids = [t for t in topics if t not in TOPIC_MODULES]
+    ids = [t for t in topics if t not in CLAIM_TOPICS]
     # nothing ties an id's prefix to its topic, so with ids every topic's claims are imported
     loaded = load_topics(None if ids or not topics else topics)
     unknown = [i for i in ids if i not in _REGISTRY]
     if unknown:
-        raise ValueError(f"unknown topic(s) or claim id(s) {', '.join(unknown)}; valid: {', '.join(TOPIC_MODULES)} "
-                         "(topics, `deepnotes topics`) or a claim id as the report names it")
-    names = [t for t in topics if t in TOPIC_MODULES] if topics else loaded
+        raise ValueError(f"unknown topic(s) or claim id(s) {', '.join(unknown)}; valid: "
+                         f"{', '.join(CLAIM_TOPICS)} (topics, `deepnotes topics`) or a claim id as the "
+                         "report names it")
+    names = [t for t in topics if t in CLAIM_TOPICS] if topics else loaded
     return [c for c in _REGISTRY.values() if c.topic in names or c.id in ids]

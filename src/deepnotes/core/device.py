@@ -25,7 +25,8 @@ def pick_device(name: str | torch.device | None = "auto") -> torch.device:
     if kind not in VALID:
         raise ValueError(f"unknown device {name!r}; valid: {', '.join(VALID)} (cuda:N also works)")
     if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but torch sees no CUDA device; use --device cpu or auto")
+        raise ValueError("--device cuda was asked for but torch sees no CUDA device; use --device cpu or "
+                         "auto")
     if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("--device mps was asked for but is not available; use --device cpu or auto")
     return torch.device(name)

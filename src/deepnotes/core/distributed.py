@@ -138,7 +138,8 @@ def wrap_ddp(model: nn.Module, device: torch.device, info: DistInfo, sync_bn: bo
         return model
     if device.type == "cuda" and sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return nn.parallel.DistributedDataParallel(model,
+                                               device_ids=[device.index] if device.type == "cuda" else None)
 
 
 class ShardedBatchSampler(Sampler[list[int]]):
@@ -147,8 +148,8 @@ class ShardedBatchSampler(Sampler[list[int]]):
     exactly the samples that one process with batch N*B sees. Training drops the last incomplete batch so
     every rank runs the same number of steps; evaluation keeps everything (ranks take strided shares)."""
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 drop_last: bool = False) -> None:
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, drop_last: bool = False) -> None:
         self.n, self.bs, self.shuffle, self.seed = n, batch_size, shuffle, seed
         self.rank, self.world, self.drop_last, self.epoch = rank, world_size, drop_last, 0
 

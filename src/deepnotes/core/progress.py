@@ -12,7 +12,8 @@ from tqdm.auto import tqdm
 T = TypeVar("T")
 
 
-def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, leave: bool = False) -> Iterator[T]:
+def progress(iterable: Iterable[T], desc: str = "", total: int | None = None,
+             leave: bool = False) -> Iterator[T]:
     """Wrap an iterable with a progress bar on stderr.
 
     Bars show on a terminal; set ``DEEPNOTES_PROGRESS=1`` to force them (e.g. in logs) or ``0`` to hide them.
@@ -26,4 +27,5 @@ def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, le
     # tqdm.auto's class calls iter() on an iterable in its constructor and again when iterated: handed a
     # DataLoader, that made a second loader iterator (with workers: a second set of processes, prefetching)
     # and drew its worker seed from the RNG twice. Given an iterator, it iterates that one only.
-    return iter(tqdm(iter(iterable), desc=desc, total=total, leave=leave, disable=disable, dynamic_ncols=True))
+    bar = tqdm(iter(iterable), desc=desc, total=total, leave=leave, disable=disable, dynamic_ncols=True)
+    return iter(bar)

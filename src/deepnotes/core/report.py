@@ -1,4 +1,4 @@
-"""Run registered claims and write the report: ``report.md``, ``report.html`` (plots embedded), ``results.json``."""
+"""Run registered claims and write ``report.md``, ``report.html`` (plots embedded) and ``results.json``."""
 
 from __future__ import annotations
 
@@ -118,7 +118,8 @@ def reproduce(
     return results
 
 
-def write_report(results: list[ClaimResult], out_dir: Path, quick: bool, seed: int, device: torch.device) -> None:
+def write_report(results: list[ClaimResult], out_dir: Path, quick: bool, seed: int,
+                 device: torch.device) -> None:
     header = {"mode": "quick" if quick else "full", "seed": seed, "device": str(device),
               "torch": torch.__version__, "written": time.strftime("%Y-%m-%d %H:%M:%S")}
     atomic_write_json(out_dir / "results.json", {**header, "claims": [r.as_json(out_dir) for r in results]})
@@ -151,19 +152,24 @@ def _summary(results: list[ClaimResult]) -> tuple[int, int, int]:
     return held, len(results) - held - errors, errors
 
 
+def _overview(results: list[ClaimResult]) -> list[dict[str, Any]]:
+    return [{"claim": r.claim.id, "verdict": _verdict(r), "seconds": round(r.seconds, 1)} for r in results]
+
+
 def _markdown(results: list[ClaimResult], out_dir: Path, header: dict[str, Any]) -> str:
     held, failed, errors = _summary(results)
     parts = [
         "# deepnotes reproduction report\n",
-        f"Mode `{header['mode']}`, seed {header['seed']}, device `{header['device']}`, torch {header['torch']}, "
-        f"written {header['written']}.\n",
+        f"Mode `{header['mode']}`, seed {header['seed']}, device `{header['device']}`, "
+        f"torch {header['torch']}, written {header['written']}.\n",
         f"**{held} held, {failed} did not hold, {errors} errors** out of {len(results)} claims.\n",
-        _md_table([{"claim": r.claim.id, "verdict": _verdict(r), "seconds": round(r.seconds, 1)} for r in results]),
+        _md_table(_overview(results)),
     ]
     for topic in dict.fromkeys(r.claim.topic for r in results):
         parts.append(f"\n## {topic}\n")
         for r in (r for r in results if r.claim.topic == topic):
-            parts.append(f"\n### {r.claim.id}: {_verdict(r)}\n\n{r.claim.statement}\n\n*Condition:* {r.condition}\n")
+            parts.append(f"\n### {r.claim.id}: {_verdict(r)}\n\n{r.claim.statement}\n\n"
+                         f"*Condition:* {r.condition}\n")
             if r.figures:
                 parts.append("\n" + _md_table([{"figure": k, "value": v} for k, v in r.figures.items()]))
             for name, rows in r.tables.items():
@@ -198,19 +204,22 @@ def _html(results: list[ClaimResult], out_dir: Path, header: dict[str, Any]) -> 
     held, failed, errors = _summary(results)
     css_class = {"held": "held", "did not hold": "did", "error": "error"}
     out = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>deepnotes report</title><style>{_CSS}</style>"
-        "</head><body><h1>deepnotes reproduction report</h1>",
-        f"<p>Mode <code>{header['mode']}</code>, seed {header['seed']}, device <code>{html.escape(header['device'])}"
-        f"</code>, torch {header['torch']}, written {header['written']}.</p>",
+        f"<!doctype html><html><head><meta charset='utf-8'><title>deepnotes report</title>"
+        f"<style>{_CSS}</style></head><body><h1>deepnotes reproduction report</h1>",
+        f"<p>Mode <code>{header['mode']}</code>, seed {header['seed']}, "
+        f"device <code>{html.escape(header['device'])}</code>, torch {header['torch']}, "
+        f"written {header['written']}.</p>",
         f"<p><b>{held} held, {failed} did not hold, {errors} errors</b> out of {len(results)} claims.</p>",
-        _html_table([{"claim": r.claim.id, "verdict": _verdict(r), "seconds": round(r.seconds, 1)} for r in results]),
+        _html_table(_overview(results)),
     ]
     for topic in dict.fromkeys(r.claim.topic for r in results):
         out.append(f"<h2>{html.escape(topic)}</h2>")
         for r in (r for r in results if r.claim.topic == topic):
             v = _verdict(r)
-            out.append(f"<section><h3>{html.escape(r.claim.id)}: <span class='{css_class[v]}'>{v}</span></h3>")
-            out.append(f"<p>{html.escape(r.claim.statement)}</p><p><i>Condition:</i> {html.escape(r.condition)}</p>")
+            out.append(f"<section><h3>{html.escape(r.claim.id)}: "
+                       f"<span class='{css_class[v]}'>{v}</span></h3>")
+            out.append(f"<p>{html.escape(r.claim.statement)}</p>"
+                       f"<p><i>Condition:</i> {html.escape(r.condition)}</p>")
             if r.figures:
                 out.append(_html_table([{"figure": k, "value": val} for k, val in r.figures.items()]))
             for name, rows in r.tables.items():

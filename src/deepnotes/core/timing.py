@@ -11,7 +11,8 @@ import torch
 from deepnotes.core.device import synchronize
 
 
-def time_call(fn: Callable[[], object], device: torch.device | str = "cpu", warmup: int = 3, repeat: int = 10) -> float:
+def time_call(fn: Callable[[], object], device: torch.device | str = "cpu", warmup: int = 3,
+              repeat: int = 10) -> float:
     """Median wall time of ``fn()`` in milliseconds, synchronising the device around each call."""
     device = torch.device(device)
     for _ in range(warmup):
@@ -26,8 +27,8 @@ def time_call(fn: Callable[[], object], device: torch.device | str = "cpu", warm
     return statistics.median(times)
 
 
-def time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device | str = "cpu", warmup: int = 2,
-                     rounds: int = 10) -> dict[str, float]:
+def time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device | str = "cpu",
+                     warmup: int = 2, rounds: int = 10) -> dict[str, float]:
     """Median milliseconds of each ``fns[name]()``, timed round-robin (one call of each per round).
 
     Interleaving makes the ratios between entries robust: a slow phase of the machine (other jobs, clock
@@ -78,7 +79,7 @@ def print_kernel_profile(name: str, fn: Callable[[], object], device: torch.devi
 
 
 def count_flops(model: torch.nn.Module, *inputs: torch.Tensor) -> int:
-    """Forward FLOPs of ``model(*inputs)`` counted by ``torch.utils.flop_counter`` (a multiply-add is 2 FLOPs).
+    """Forward FLOPs of ``model(*inputs)`` counted by ``torch.utils.flop_counter`` (a multiply-add: 2 FLOPs).
 
     The counter sees matrix products and convolutions only. A module that computes a convolution from
     elementwise multiply-adds (a depthwise temporal conv written as shifted products) declares what the

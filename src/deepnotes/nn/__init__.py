@@ -1,12 +1,23 @@
 """Neural-network building blocks: activations, upsampling layers and the shared ResNet backbone."""
 
 from deepnotes.nn.activations import ACTIVATIONS, get_activation
-from deepnotes.nn.glu import GEGLU, GLU, FeedForward, GatedFeedForward, ReGLU, SwiGLU, get_feed_forward
+from deepnotes.nn.dropout import dropout, keep_mask
+from deepnotes.nn.glu import (
+    FEED_FORWARDS,
+    GEGLU,
+    GLU,
+    FeedForward,
+    GatedFeedForward,
+    ReGLU,
+    SwiGLU,
+    get_feed_forward,
+)
 from deepnotes.nn.resnet import ResNet
 from deepnotes.nn.upsampling import MaxPool, Upsample
 
 __all__ = [
     "ACTIVATIONS",
+    "FEED_FORWARDS",
     "FeedForward",
     "GEGLU",
     "GLU",
@@ -16,6 +27,8 @@ __all__ = [
     "ResNet",
     "SwiGLU",
     "Upsample",
+    "dropout",
     "get_activation",
     "get_feed_forward",
+    "keep_mask",
 ]

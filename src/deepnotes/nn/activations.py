@@ -59,7 +59,8 @@ def tanh(x: torch.Tensor) -> torch.Tensor:
     """(1 - e^-2x) / (1 + e^-2x) for x >= 0, its odd mirror for x < 0; expm1 keeps precision near 0."""
     zp = -2.0 * _nonneg(x)
     zn = 2.0 * _nonpos(x)
-    return torch.where(x >= 0, -torch.expm1(zp) / (1.0 + torch.exp(zp)), torch.expm1(zn) / (1.0 + torch.exp(zn)))
+    return torch.where(x >= 0, -torch.expm1(zp) / (1.0 + torch.exp(zp)),
+                       torch.expm1(zn) / (1.0 + torch.exp(zn)))
 
 
 @_float32_inside
@@ -230,7 +231,7 @@ class SELU(nn.Module):
 
 
 class GELU(nn.Module):
-    """x Φ(x), Φ the standard normal CDF. ``approximate="tanh"``: 0.5 x (1 + tanh(√(2/π)(x + 0.044715 x³)))."""
+    """x Φ(x), Φ the normal CDF; ``approximate="tanh"``: 0.5 x (1 + tanh(√(2/π)(x + 0.044715 x³)))."""
 
     def __init__(self, approximate: str = "none"):
         super().__init__()
@@ -297,7 +298,8 @@ class _Preset:
     def __call__(self, **kw) -> nn.Module:
         clash = set(kw) & set(self.fixed)
         if clash:
-            raise ValueError(f"{', '.join(sorted(clash))} is fixed by this name; use {self.cls.__name__} directly")
+            raise ValueError(f"{', '.join(sorted(clash))} is fixed by this name; use {self.cls.__name__} "
+                             "directly")
         return self.cls(**self.fixed, **kw)
 
 

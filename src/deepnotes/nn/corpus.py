@@ -40,7 +40,8 @@ def file_docstrings(path: Path) -> list[str]:
     return docs
 
 
-def stdlib_docstrings(max_bytes: int | None = None, val_every: int = 10, stdlib_dir: Path | None = None) -> Corpus:
+def stdlib_docstrings(max_bytes: int | None = None, val_every: int = 10,
+                      stdlib_dir: Path | None = None) -> Corpus:
     """Gather the corpus from the top-level ``*.py`` modules of the standard library.
 
     A module goes to validation when ``crc32(name) % val_every == 0`` (about 1 in ``val_every``).
@@ -74,6 +75,7 @@ def stdlib_docstrings(max_bytes: int | None = None, val_every: int = 10, stdlib_
         if caps[k] is not None:
             data[k] = data[k][: caps[k]]
         if len(data[k]) < 1024:
-            raise ValueError(f"stdlib docstring corpus: the {k} split has only {len(data[k])} bytes from {root}")
+            raise ValueError(f"stdlib docstring corpus: the {k} split has only {len(data[k])} bytes from "
+                             f"{root}")
     as_tensor = {k: torch.frombuffer(bytearray(v), dtype=torch.uint8).clone() for k, v in data.items()}
     return Corpus(as_tensor["train"], as_tensor["val"], used, skipped)

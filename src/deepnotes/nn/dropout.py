@@ -21,7 +21,8 @@ import torch.nn.functional as F
 _LEVELS = 1 << 15
 
 
-def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu") -> torch.Tensor:
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float,
+              device: torch.device | str = "cpu") -> torch.Tensor:
     """Booleans of ``shape``, each True with probability ``1 - round(32768 p) / 32768``, independently."""
     n = int(torch.Size(shape).numel())
     bits = torch.empty((n + 1) // 2, dtype=torch.int32, device=device).random_()  # uniform on [0, 2^31)

@@ -33,7 +33,7 @@ def gated_hidden_size(d_model: int, mult: float = 4.0, multiple_of: int = 1) -> 
 
 
 class FeedForward(nn.Module):
-    """The plain transformer MLP: (..., d_model) -> (..., d_model) through ``hidden`` units of ``activation``."""
+    """The plain transformer MLP: (..., d_model) -> (..., d_model) through ``hidden`` ``activation`` units."""
 
     def __init__(self, d_model: int, hidden: int | None = None, activation: str = "gelu", bias: bool = False,
                  dropout: float = 0.0):

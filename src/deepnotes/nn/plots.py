@@ -14,7 +14,7 @@ from deepnotes.nn.activations import ACTIVATIONS, get_activation  # noqa: E402
 
 def activation_curves(names: list[str] | None = None, lo: float = -5.0, hi: float = 5.0, n: int = 1001
                       ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """name -> (x, f(x), f'(x)); the derivative comes from autograd (for ``step``: its straight-through one)."""
+    """name -> (x, f(x), f'(x)); the derivative from autograd (for ``step``: its straight-through one)."""
     out = {}
     for name in names or list(ACTIVATIONS):
         x = torch.linspace(lo, hi, n, dtype=torch.float64, requires_grad=True)

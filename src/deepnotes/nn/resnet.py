@@ -97,7 +97,8 @@ class ResNet(nn.Module):
         block = BLOCKS[kind]
         self.depth, self.width, self.in_channels = depth, width, in_channels
         stem = [nn.Conv2d(in_channels, width, 7 if stem_stride > 1 else 3, 2 if stem_stride > 1 else 1,
-                          3 if stem_stride > 1 else 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+                          3 if stem_stride > 1 else 1, bias=False),
+                nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
         if stem_stride == 4:
             stem.append(nn.MaxPool2d(3, 2, 1))
         self.stem = nn.Sequential(*stem)

@@ -18,10 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepnotes.core.progress import progress
 from deepnotes.nn.upsampling import Upsample
+from deepnotes.optim import AdamW, cosine_with_warmup
 
 # disjoint photograph sets: the nets never see the test images
-TRAIN_IMAGES = ("camera", "coins", "moon", "brick", "grass", "gravel", "clock", "page", "immunohistochemistry")
+TRAIN_IMAGES = ("camera", "coins", "moon", "brick", "grass", "gravel", "clock", "page",
+                "immunohistochemistry")
 TEST_IMAGES = ("astronaut", "coffee", "cat", "rocket")
 
 
@@ -57,7 +60,7 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, shave: int) -> float:
 
 
 class SRNet(nn.Module):
-    """(N, 1, h, w) -> (N, 1, scale·h, scale·w): bicubic plus a learned residual through ``Upsample(kind)``."""
+    """(N, 1, h, w) -> (N, 1, scale·h, scale·w): bicubic plus a residual learned by ``Upsample(kind)``."""
 
     def __init__(self, kind: str, scale: int, width: int = 32):
         super().__init__()
@@ -89,10 +92,6 @@ def random_crops(images: list[np.ndarray], count: int, size: int, seed: int) -> 
 def train_sr(kind: str, scale: int, crops: torch.Tensor, steps: int, batch: int, seed: int,
              device: torch.device, lr: float = 1e-3, width: int = 32) -> SRNet:
     """Fit an :class:`SRNet` on HR ``crops`` (N, 1, S, S) with MSE (the loss PSNR measures) and AdamW."""
-    from deepnotes.core.progress import progress
-    from deepnotes.optim import AdamW
-    from deepnotes.optim.schedule import cosine_with_warmup
-
     torch.manual_seed(seed)
     net = SRNet(kind, scale, width).to(device)
     opt = AdamW(net.parameters(), lr=lr, weight_decay=0.0)

@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepnotes.core.progress import progress
 from deepnotes.nn.glu import get_feed_forward
+from deepnotes.optim import AdamW, cosine_with_warmup
 
 
 @dataclass
@@ -92,7 +94,8 @@ class TinyLM(nn.Module):
         return sum(p.numel() for b in self.blocks for p in b.ffn.parameters())
 
 
-def batch_windows(data: torch.Tensor, starts: torch.Tensor, context: int) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_windows(data: torch.Tensor, starts: torch.Tensor,
+                  context: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs (B, context) and next-byte targets (B, context) from windows of ``data`` at ``starts``."""
     idx = starts[:, None] + torch.arange(context + 1)
     chunk = data[idx].long()
@@ -100,7 +103,8 @@ def batch_windows(data: torch.Tensor, starts: torch.Tensor, context: int) -> tup
 
 
 @torch.no_grad()
-def evaluate(model: TinyLM, data: torch.Tensor, windows: int, batch: int, seed: int, device: torch.device) -> float:
+def evaluate(model: TinyLM, data: torch.Tensor, windows: int, batch: int, seed: int,
+             device: torch.device) -> float:
     """Mean next-byte cross-entropy (nats) over ``windows`` fixed, seeded windows of ``data``."""
     model.eval()
     ctx = model.cfg.context
@@ -123,10 +127,6 @@ def train_lm(cfg: LMConfig, train: torch.Tensor, val: torch.Tensor, steps: int, 
     Returns ``{"val_loss", "train_loss" (mean of the last 10% of steps), "params", "ffn_params", "curve"}``;
     the curve holds (step, validation loss) at a few points.
     """
-    from deepnotes.core.progress import progress
-    from deepnotes.optim import AdamW
-    from deepnotes.optim.schedule import cosine_with_warmup
-
     torch.manual_seed(seed)
     model = TinyLM(cfg).to(device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and n != "pos"]
@@ -137,7 +137,8 @@ def train_lm(cfg: LMConfig, train: torch.Tensor, val: torch.Tensor, steps: int, 
     g = torch.Generator().manual_seed(seed + 1)  # same batches for every model compared at this seed
     curve, recent = [], []
     for step in progress(range(steps), desc=desc, total=steps):
-        x, y = batch_windows(train, torch.randint(0, len(train) - cfg.context - 1, (batch,), generator=g), cfg.context)
+        starts = torch.randint(0, len(train) - cfg.context - 1, (batch,), generator=g)
+        x, y = batch_windows(train, starts, cfg.context)
         loss = F.cross_entropy(model(x.to(device)).flatten(0, 1), y.to(device).flatten())
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -31,7 +31,7 @@ KINDS = ("nearest", "bilinear", "bicubic", "transposed", "pixelshuffle", "maxunp
 
 
 def pixel_shuffle(x: torch.Tensor, scale: int) -> torch.Tensor:
-    """(N, C·r², H, W) -> (N, C, H·r, W·r): channel c·r² + i·r + j goes to offset (i, j) of each r x r cell."""
+    """(N, C·r², H, W) -> (N, C, H·r, W·r): channel c·r² + i·r + j goes to offset (i, j) of its r x r cell."""
     n, c, h, w = x.shape
     if c % (scale * scale):
         raise ValueError(f"pixel_shuffle: {c} channels are not divisible by scale² = {scale * scale}")
@@ -51,16 +51,17 @@ def pixel_unshuffle(x: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 def max_unpool2d(x: torch.Tensor, indices: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
-    """Scatter ``x`` (N, C, h, w) to positions ``indices`` (same shape, flat in H·W) of a zero (N, C, H, W) map."""
+    """Scatter ``x`` (N, C, h, w) to positions ``indices`` (same shape, flat in H·W) of zeros (N, C, H, W)."""
     if indices.shape != x.shape:
-        raise ValueError(f"max-unpool: indices shape {tuple(indices.shape)} differs from input {tuple(x.shape)}; "
-                         "pass the indices returned by the matching MaxPool")
+        raise ValueError(f"max-unpool: indices shape {tuple(indices.shape)} differs from input "
+                         f"{tuple(x.shape)}; pass the indices returned by the matching MaxPool")
     n, c = x.shape[:2]
     size = output_size[0] * output_size[1]
     flat = indices.reshape(n, c, -1)
     if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= size):
-        raise ValueError(f"max-unpool: indices range [{int(flat.min())}, {int(flat.max())}] does not fit an output "
-                         f"of {output_size[0]}x{output_size[1]}; pass output_size= matching the pooled input")
+        raise ValueError(f"max-unpool: indices range [{int(flat.min())}, {int(flat.max())}] does not fit an "
+                         f"output of {output_size[0]}x{output_size[1]}; pass output_size= matching the "
+                         "pooled input")
     out = x.new_zeros(n, c, size).scatter(2, flat, x.reshape(n, c, -1))
     return out.reshape(n, c, *output_size)
 
@@ -70,7 +71,8 @@ def _torch_default_init(w: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def icnr_(conv: nn.Conv2d, scale: int, init: Callable[[torch.Tensor], None] = _torch_default_init) -> nn.Conv2d:
+def icnr_(conv: nn.Conv2d, scale: int,
+          init: Callable[[torch.Tensor], None] = _torch_default_init) -> nn.Conv2d:
     """ICNR: make the r² sub-pixel kernels of each output channel identical, in place.
 
     ``conv`` maps to ``C·r²`` channels. A base kernel (C, in, k, k) is drawn with ``init`` and repeated so
@@ -86,7 +88,8 @@ def icnr_(conv: nn.Conv2d, scale: int, init: Callable[[torch.Tensor], None] = _t
     conv.weight.copy_(base.repeat_interleave(r2, dim=0))
     if conv.bias is not None:
         bound = 1.0 / math.sqrt(in_ch * kh * kw)
-        bias = torch.empty(out_ch // r2, dtype=conv.bias.dtype, device=conv.bias.device).uniform_(-bound, bound)
+        bias = torch.empty(out_ch // r2, dtype=conv.bias.dtype, device=conv.bias.device)
+        bias.uniform_(-bound, bound)
         conv.bias.copy_(bias.repeat_interleave(r2))
     return conv
 
@@ -123,7 +126,8 @@ class Upsample(nn.Module):
     """One learnable x``scale`` upsampler: (N, in_channels, H, W) -> (N, out_channels, scale·H, scale·W).
 
     ``kernel_size``: of the convolution (odd; default 3) for every kind except ``transposed``, whose default
-    is ``2·scale`` (divisible by the stride; 3 at scale 1). ``maxunpool`` needs ``indices=`` at call time (see module doc).
+    is ``2·scale`` (divisible by the stride; 3 at scale 1). ``maxunpool`` needs ``indices=`` at call time
+    (see the module doc).
     """
 
     def __init__(self, kind: str, in_channels: int, out_channels: int, scale: int = 2,

@@ -16,19 +16,22 @@ The only difference between the two classes is where lambda enters: in Adam the 
 divided by sqrt(v_hat) like the rest of the gradient, so weights with large gradients are barely decayed.
 
 Three interchangeable implementations of the same update: ``foreach=False`` (one tensor at a time),
-``foreach=True`` (torch._foreach_* kernels over all tensors of a device/dtype at once, fewer launches) and
-``fused=True`` (our update function compiled by torch.compile into one pass over memory, see
-:mod:`deepnotes.optim.fused`).
+``foreach=True`` (torch._foreach_* kernels over all tensors of a device/dtype at once, fewer launches),
+both in :mod:`deepnotes.optim.update`, and ``fused=True`` (our update function compiled by torch.compile
+into one pass over memory, see :mod:`deepnotes.optim.fused`). This module holds the optimizer classes,
+which pick one.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from deepnotes.optim.fused import fused_update
+from deepnotes.optim.update import foreach_update, loop_update
 
 
 class Adam(torch.optim.Optimizer):
@@ -80,7 +83,8 @@ class Adam(torch.optim.Optimizer):
             return {}
         grads = [p.grad for p in params]
         if any(g.is_sparse for g in grads):
-            raise RuntimeError("deepnotes Adam/AdamW do not support sparse gradients; use torch.optim.SparseAdam")
+            raise RuntimeError("deepnotes Adam/AdamW do not support sparse gradients; use "
+                               "torch.optim.SparseAdam")
         states = [self.state[p] for p in params]
         keys = ["step", "exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if group["amsgrad"] else [])
         for p, state in zip(params, states, strict=True):
@@ -88,7 +92,7 @@ class Adam(torch.optim.Optimizer):
                 state["step"] = torch.tensor(0.0, dtype=torch.float32)
                 for key in keys[1:]:
                     state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            elif "max_exp_avg_sq" in keys and "max_exp_avg_sq" not in state:  # amsgrad switched on mid-training
+            elif "max_exp_avg_sq" in keys and "max_exp_avg_sq" not in state:  # amsgrad switched on late
                 state["max_exp_avg_sq"] = state["exp_avg_sq"].clone()
         lists = {"params": params, "grads": grads}
         for key in keys:
@@ -108,13 +112,11 @@ class Adam(torch.optim.Optimizer):
                 continue
             _check_hyper(lr=group["lr"], betas=group["betas"], eps=group["eps"],
                          weight_decay=group["weight_decay"])
-            hyper = dict(lr=float(group["lr"]), beta1=float(group["betas"][0]), beta2=float(group["betas"][1]),
-                         eps=float(group["eps"]), weight_decay=float(group["weight_decay"]),
-                         amsgrad=bool(group["amsgrad"]), maximize=bool(group["maximize"]),
-                         decoupled=self.decoupled)
+            beta1, beta2 = (float(b) for b in group["betas"])
+            hyper = dict(lr=float(group["lr"]), beta1=beta1, beta2=beta2, eps=float(group["eps"]),
+                         weight_decay=float(group["weight_decay"]), amsgrad=bool(group["amsgrad"]),
+                         maximize=bool(group["maximize"]), decoupled=self.decoupled)
             if group["fused"]:
-                from deepnotes.optim.fused import fused_update
-
                 fused_update(lists, self.state, self._fused_plans, index, **hyper)
             elif _use_foreach(group["foreach"], lists["params"]):
                 foreach_update(lists, **hyper)
@@ -163,75 +165,3 @@ def _use_foreach(foreach: bool | None, params: list[Tensor]) -> bool:
     if foreach is not None:
         return foreach
     return all(p.device.type not in ("cpu", "meta") for p in params)
-
-
-def _real(t: Tensor) -> Tensor:
-    """Complex tensors are updated as pairs of reals (so |g|^2 is per component, as in torch)."""
-    return torch.view_as_real(t) if t.is_complex() else t
-
-
-def loop_update(lists: dict[str, list[Tensor]], *, lr: float, beta1: float, beta2: float, eps: float,
-                weight_decay: float, amsgrad: bool, maximize: bool, decoupled: bool) -> None:
-    """The update, one parameter tensor at a time (updates ``lists`` in place)."""
-    for i, (p, g) in enumerate(zip(lists["params"], lists["grads"], strict=True)):
-        p, g = _real(p), _real(g)
-        m, v = _real(lists["exp_avg"][i]), _real(lists["exp_avg_sq"][i])
-        step = lists["step"][i]
-        g = -g if maximize else g
-        step += 1
-        if weight_decay != 0:
-            if decoupled:
-                p.mul_(1 - lr * weight_decay)
-            else:
-                g = g.add(p, alpha=weight_decay)
-        m.lerp_(g, 1 - beta1)
-        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        t = step.item()
-        step_size = lr / (1 - beta1**t)
-        bc2_sqrt = (1 - beta2**t) ** 0.5
-        if amsgrad:
-            v_max = _real(lists["max_exp_avg_sq"][i])
-            torch.maximum(v_max, v, out=v_max)
-            v = v_max
-        denom = (v.sqrt() / bc2_sqrt).add_(eps)
-        p.addcdiv_(m, denom, value=-step_size)
-
-
-def _by_device_dtype(lists: dict[str, list[Tensor]]) -> list[dict[str, list[Tensor]]]:
-    """Split the lists so that each foreach call sees tensors of one device and dtype."""
-    buckets: dict[tuple[torch.device, torch.dtype], dict[str, list[Tensor]]] = {}
-    for i, p in enumerate(lists["params"]):
-        bucket = buckets.setdefault((p.device, p.dtype), defaultdict(list))
-        for key, values in lists.items():
-            bucket[key].append(_real(values[i]) if key != "step" else values[i])
-    return list(buckets.values())
-
-
-def foreach_update(lists: dict[str, list[Tensor]], *, lr: float, beta1: float, beta2: float, eps: float,
-                   weight_decay: float, amsgrad: bool, maximize: bool, decoupled: bool) -> None:
-    """The same update with torch._foreach_* ops: each line is one kernel over all tensors of a bucket."""
-    for b in _by_device_dtype(lists):
-        params, m, v, steps = b["params"], b["exp_avg"], b["exp_avg_sq"], b["step"]
-        grads = torch._foreach_neg(b["grads"]) if maximize else b["grads"]
-        torch._foreach_add_(steps, 1)
-        if weight_decay != 0:
-            if decoupled:
-                torch._foreach_mul_(params, 1 - lr * weight_decay)
-            elif maximize:  # grads is already our own copy
-                torch._foreach_add_(grads, params, alpha=weight_decay)
-            else:
-                grads = torch._foreach_add(grads, params, alpha=weight_decay)
-        torch._foreach_lerp_(m, grads, 1 - beta1)
-        torch._foreach_mul_(v, beta2)
-        torch._foreach_addcmul_(v, grads, grads, 1 - beta2)
-        del grads
-        ts = [s.item() for s in steps]
-        neg_step_size = [-lr / (1 - beta1**t) for t in ts]
-        bc2_sqrt = [(1 - beta2**t) ** 0.5 for t in ts]
-        if amsgrad:
-            torch._foreach_maximum_(b["max_exp_avg_sq"], v)
-            v = b["max_exp_avg_sq"]
-        denom = torch._foreach_sqrt(v)
-        torch._foreach_div_(denom, bc2_sqrt)
-        torch._foreach_add_(denom, eps)
-        torch._foreach_addcdiv_(params, m, denom, neg_step_size)

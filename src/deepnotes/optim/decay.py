@@ -26,7 +26,8 @@ class DecayResult:
     rms_v: dict[str, np.ndarray]  # optimizer name -> (G,) mean sqrt(v_hat) at the end
 
 
-def _run(cls: type[Adam], noise: torch.Tensor, lr: float, weight_decay: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _run(cls: type[Adam], noise: torch.Tensor, lr: float,
+         weight_decay: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Final weights (G, R) and sqrt of bias-corrected v for ``noise`` of shape (T, G, R)."""
     w = torch.nn.Parameter(torch.ones(noise.shape[1:], dtype=noise.dtype))
     opt = cls([w], lr=lr, weight_decay=weight_decay)
@@ -39,8 +40,8 @@ def _run(cls: type[Adam], noise: torch.Tensor, lr: float, weight_decay: float) -
     return w.detach(), v_hat.sqrt()
 
 
-def effective_decay(sigmas: np.ndarray, steps: int, replicates: int, lr: float = 1e-2, weight_decay: float = 0.05,
-                    seed: int = 0) -> DecayResult:
+def effective_decay(sigmas: np.ndarray, steps: int, replicates: int, lr: float = 1e-2,
+                    weight_decay: float = 0.05, seed: int = 0) -> DecayResult:
     """kappa for Adam and AdamW at each sigma (float64, ``replicates`` weights per sigma)."""
     gen = torch.Generator().manual_seed(seed)
     sig = torch.as_tensor(sigmas, dtype=torch.float64).view(1, -1, 1)

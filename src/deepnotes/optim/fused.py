@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 from torch._utils import _unflatten_dense_tensors
 
-from deepnotes.optim.adam import _real, loop_update
+from deepnotes.optim.update import loop_update, real_view
 
 
 def _moments(p: Tensor, g: Tensor, m: Tensor, v: Tensor, sign: Tensor, l2: Tensor, shrink: Tensor,
@@ -111,8 +111,9 @@ class _Pack:
     def intact(self, lists: Mapping[str, list[Tensor]]) -> bool:
         """True while the optimizer state still holds our views and they share one step count."""
         lo, hi = torch.aminmax(self.flat["step"])  # differs only if someone wrote into a step counter
-        return lo.item() == hi.item() and all(all(map(operator.is_, [lists[key][i] for i in self.members], views))
-                                              for key, views in self.views.items())
+        return lo.item() == hi.item() and all(
+            all(map(operator.is_, [lists[key][i] for i in self.members], views))
+            for key, views in self.views.items())
 
 
 @dataclass
@@ -158,7 +159,7 @@ def _make_plan(lists: dict[str, list[Tensor]], state: Mapping[Tensor, dict], key
 def fused_update(lists: dict[str, list[Tensor]], state: Mapping[Tensor, dict], plans: dict[int, _Plan],
                  group: int, *, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
                  amsgrad: bool, maximize: bool, decoupled: bool) -> None:
-    """Same contract as :func:`deepnotes.optim.adam.loop_update`, plus the optimizer's ``state`` (the
+    """Same contract as :func:`deepnotes.optim.update.loop_update`, plus the optimizer's ``state`` (the
     per-parameter dicts, where pack views are installed) and ``plans``, the layouts kept between steps
     (keyed by param-group index ``group``)."""
     keys = _state_keys(amsgrad)
@@ -193,8 +194,8 @@ def fused_update(lists: dict[str, list[Tensor]], state: Mapping[Tensor, dict], p
         fn(p, pack.flat["grads"], *(pack.flat[key] for key in keys), scalars(t, p.device, p.dtype))
         torch._foreach_copy_(params, pack.param_views)
     _update_alone(plan.alone, lists, fn, scalars, keys, hyper=dict(
-        lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
-        decoupled=decoupled))
+        lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+        maximize=maximize, decoupled=decoupled))
 
 
 def _update_alone(alone: list[int], lists: dict[str, list[Tensor]], fn, scalars, keys: tuple[str, ...],
@@ -218,7 +219,7 @@ def _update_alone(alone: list[int], lists: dict[str, list[Tensor]], fn, scalars,
         groups.setdefault((t, lists["params"][i].device, lists["params"][i].dtype), []).append(i)
     for (t, device, dtype), members in groups.items():
         h = scalars(t, device, dtype)
-        rows = [[_real(lists[k][i]).view(-1) for k in columns] for i in members]
+        rows = [[real_view(lists[k][i]).view(-1) for k in columns] for i in members]
         whole = len(rows) - len(rows) % CHUNK
         for start in range(0, whole, CHUNK):
             with _no_duck_shapes():
@@ -252,6 +253,6 @@ def _no_duck_shapes():
     guards on the equality and recompiles for each new pattern of equal sizes among the CHUNK tensors."""
     from torch.fx.experimental import _config
 
-    if not hasattr(_config, "use_duck_shape"):  # a private switch; without it, equal sizes only cost recompiles
+    if not hasattr(_config, "use_duck_shape"):  # a private switch; without it equal sizes cost recompiles
         return contextlib.nullcontext()
     return _config.patch(use_duck_shape=False)

@@ -9,7 +9,8 @@ import torch
 
 def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
                        min_factor: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up from 0 over ``warmup_steps``, then cosine decay to ``min_factor`` x lr at ``total_steps``."""
+    """Linear warm-up from 0 over ``warmup_steps``, then cosine decay to ``min_factor`` x lr at
+    ``total_steps``."""
     if total_steps <= 0:
         raise ValueError(f"total_steps must be positive, got {total_steps}")
     warmup_steps = max(0, min(warmup_steps, total_steps - 1))

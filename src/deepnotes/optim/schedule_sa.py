@@ -70,7 +70,8 @@ def harmonic(c: float = 1.0) -> Power:
 
 
 def check_robbins_monro(schedule: Schedule) -> None:
-    """Raise ValueError naming the broken condition when ``schedule`` cannot give Robbins-Monro convergence."""
+    """Raise ValueError naming the broken condition when ``schedule`` cannot give Robbins-Monro
+    convergence."""
     problems = []
     if not schedule.sum_diverges:
         problems.append("sum a_k < inf (steps shrink so fast that the iterate can stall before the root; "
@@ -79,8 +80,9 @@ def check_robbins_monro(schedule: Schedule) -> None:
         problems.append("sum a_k^2 = inf (the noise never averages out, the iterate keeps jittering; "
                         "use a decreasing c/k^a with a > 1/2)")
     if problems:
-        raise ValueError(f"step schedule {schedule} breaks the Robbins-Monro conditions: {'; '.join(problems)}. "
-                         "To run it anyway: require_convergence=False (CLI: --allow-nonconvergent).")
+        raise ValueError(f"step schedule {schedule} breaks the Robbins-Monro conditions: "
+                         f"{'; '.join(problems)}. To run it anyway: require_convergence=False (CLI: "
+                         "--allow-nonconvergent).")
 
 
 _POWER = re.compile(r"^\s*(?P<c>[0-9.eE+-]+)?\s*/\s*k(\s*\^\s*(?P<a>[0-9.eE+-]+))?\s*$")

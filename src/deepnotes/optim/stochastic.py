@@ -38,7 +38,8 @@ class IncrementalMean:
         if self.mean is None:
             self.mean, self._lost = np.zeros_like(x), np.zeros_like(x)
         elif x.shape != self.mean.shape:
-            raise ValueError(f"sample {self.count + 1} has shape {x.shape}, earlier samples {self.mean.shape}")
+            raise ValueError(f"sample {self.count + 1} has shape {x.shape}, earlier samples "
+                             f"{self.mean.shape}")
         self.count += 1
         increment = (x - self.mean) / self.dtype.type(self.count)
         if not self.compensated:
@@ -60,7 +61,8 @@ class IncrementalMean:
 
 @dataclass
 class Trace:
-    """Result of an iteration: final ``theta`` and the iterates at the steps ``ks`` (``thetas[i]`` after ks[i])."""
+    """Result of an iteration: final ``theta`` and the iterates at the steps ``ks`` (``thetas[i]`` after
+    step ``ks[i]``)."""
 
     theta: np.ndarray
     ks: np.ndarray

@@ -1,5 +1,5 @@
-"""Claims of the nn topics; importing this module registers them (topics ``activations`` and ``upsampling``)."""
+"""Claims of the nn topics (``activations`` and ``upsampling``); importing this package registers them."""
 
 from __future__ import annotations
 
-from deepnotes.nn import claims_activations, claims_upsampling  # noqa: F401  (registration on import)
+from deepnotes.nn.claims import activations, upsampling  # noqa: F401  (registration on import)

@@ -12,6 +12,9 @@ from torch import nn
 
 from deepnotes.core.claims import ClaimContext, Outcome, claim
 from deepnotes.nn.activations import get_activation
+from deepnotes.nn.corpus import stdlib_docstrings
+from deepnotes.nn.tiny_lm import LMConfig, train_lm
+from deepnotes.optim import AdamW
 
 DEPTH_ACTS = ("sigmoid", "tanh", "relu", "gelu")
 # each activation with the initialisation its literature recommends: Glorot for the saturating ones,
@@ -31,7 +34,8 @@ def _init_linear(layer: nn.Linear, init: str) -> None:
         nn.init.zeros_(layer.bias)
 
 
-def layer_gradient_norms(act: str, init: str, depth: int, width: int, seed: int, device: torch.device) -> list[float]:
+def layer_gradient_norms(act: str, init: str, depth: int, width: int, seed: int,
+                         device: torch.device) -> list[float]:
     """Weight-gradient norm of every layer of a ``depth``-layer MLP (width x width hidden layers) at init.
 
     One cross-entropy step on a random batch (10 classes). Returns ``depth`` norms, first layer first.
@@ -54,11 +58,11 @@ def layer_gradient_norms(act: str, init: str, depth: int, width: int, seed: int,
 @claim(
     "activations.vanishing_gradients",
     "activations",
-    "In a 20-layer MLP at initialisation, the gradient reaching the first layer vanishes by orders of magnitude "
-    "with sigmoid and tanh, but not with ReLU or GELU.",
-    "ratio = |grad W_1| / |grad W_19| (first vs last hidden layer, geometric mean over seeds), each activation "
-    "with its recommended init (Xavier for sigmoid/tanh, He for ReLU/GELU): sigmoid and tanh < 1e-2, "
-    "ReLU and GELU > 1e-1",
+    "In a 20-layer MLP at initialisation, the gradient reaching the first layer vanishes by orders of "
+    "magnitude with sigmoid and tanh, but not with ReLU or GELU.",
+    "ratio = |grad W_1| / |grad W_19| (first vs last hidden layer, geometric mean over seeds), each "
+    "activation with its recommended init (Xavier for sigmoid/tanh, He for ReLU/GELU): sigmoid and tanh "
+    "< 1e-2, ReLU and GELU > 1e-1",
 )
 def vanishing_gradients(ctx: ClaimContext) -> Outcome:
     import matplotlib.pyplot as plt
@@ -66,9 +70,11 @@ def vanishing_gradients(ctx: ClaimContext) -> Outcome:
     from deepnotes.nn.plots import plot_activations
 
     depth, width, seeds = 20, ctx.pick(128, 512), ctx.pick(3, 10)
-    flush = torch.set_flush_denormal(True)  # sigmoid gradients reach 1e-30: denormal arithmetic is 100x slower
+    # sigmoid gradients reach 1e-30, where denormal arithmetic is 100x slower
+    flush = torch.set_flush_denormal(True)
     try:
-        norms = {(a, i): [layer_gradient_norms(a, i, depth, width, ctx.seed + s, ctx.device) for s in range(seeds)]
+        norms = {(a, i): [layer_gradient_norms(a, i, depth, width, ctx.seed + s, ctx.device)
+                          for s in range(seeds)]
                  for a in DEPTH_ACTS for i in INITS}
     finally:
         if flush:
@@ -87,7 +93,8 @@ def vanishing_gradients(ctx: ClaimContext) -> Outcome:
     fig, axes = plt.subplots(1, len(INITS), figsize=(12, 3.4), sharey=True)
     for ax, init in zip(axes, INITS, strict=False):
         for a in DEPTH_ACTS:
-            mean_log = [sum(math.log10(max(n[k], 1e-300)) for n in norms[(a, init)]) / seeds for k in range(depth)]
+            mean_log = [sum(math.log10(max(n[k], 1e-300)) for n in norms[(a, init)]) / seeds
+                        for k in range(depth)]
             ax.plot(range(1, depth + 1), mean_log, marker=".", label=a)
         ax.set_title(f"init: {init}")
         ax.set_xlabel("layer")
@@ -97,10 +104,10 @@ def vanishing_gradients(ctx: ClaimContext) -> Outcome:
     ctx.save_plot(plot_activations(), "functions-and-derivatives")
     return Outcome(
         figures, held, tables={"first/last hidden-layer gradient ratio": table},
-        notes=("The ratio depends on the init as much as on the activation: under Xavier, tanh stays near its "
-               "linear regime and keeps its gradient; under torch's default Linear init (variance 1/(3 fan_in)) "
-               "every activation vanishes. Sigmoid vanishes under every init (sigma' <= 1/4, outputs not "
-               "zero-centred)."),
+        notes=("The ratio depends on the init as much as on the activation: under Xavier, tanh stays near "
+               "its linear regime and keeps its gradient; under torch's default Linear init (variance "
+               "1/(3 fan_in)) every activation vanishes. Sigmoid vanishes under every init (sigma' <= 1/4, "
+               "outputs not zero-centred)."),
     )
 
 
@@ -118,10 +125,9 @@ def dead_fractions(act: str, lr: float, steps: int, seed: int, device: torch.dev
     ``dead``: units whose derivative f'(z) is below 1e-3 in magnitude on every held-out input (no gradient
     can flow back through them). ``negative``: units whose pre-activation is <= 0 on every input.
     """
-    from deepnotes.optim import AdamW
-
     x, y = _teacher_data(seed, 4096, 16)
-    x_train, y_train, x_val, y_val = x[:3072].to(device), y[:3072].to(device), x[3072:].to(device), y[3072:].to(device)
+    x_train, y_train = x[:3072].to(device), y[:3072].to(device)
+    x_val, y_val = x[3072:].to(device), y[3072:].to(device)
     torch.manual_seed(seed)
     layers = nn.ModuleList(nn.Linear(16 if i == 0 else width, width) for i in range(depth)).to(device)
     acts = [get_activation(act) for _ in layers]
@@ -152,8 +158,8 @@ def dead_fractions(act: str, lr: float, steps: int, seed: int, device: torch.dev
         (dz,) = torch.autograd.grad(a(zg).sum(), zg)
         dead.append((dz.abs() < 1e-3).all(dim=0))
         negative.append((z <= 0).all(dim=0))
-    return {"dead": torch.cat(dead).float().mean().item(), "negative": torch.cat(negative).float().mean().item(),
-            "val_mse": val}
+    return {"dead": torch.cat(dead).float().mean().item(),
+            "negative": torch.cat(negative).float().mean().item(), "val_mse": val}
 
 
 @claim(
@@ -161,8 +167,8 @@ def dead_fractions(act: str, lr: float, steps: int, seed: int, device: torch.dev
     "activations",
     "Trained at a high learning rate, many ReLU units die (output 0 and receive no gradient on every input); "
     "LeakyReLU and GELU keep theirs alive.",
-    "4x128 MLP, AdamW lr 1e-2 (high) vs 1e-3 (control): dead fraction at high lr for ReLU > 0.1 and > 2x that "
-    "of LeakyReLU and of GELU",
+    "4x128 MLP, AdamW lr 1e-2 (high) vs 1e-3 (control): dead fraction at high lr for ReLU > 0.1 and > 2x "
+    "that of LeakyReLU and of GELU",
 )
 def dying_relu(ctx: ClaimContext) -> Outcome:
     acts = ("relu", "leaky_relu", "gelu")
@@ -177,10 +183,11 @@ def dying_relu(ctx: ClaimContext) -> Outcome:
                          "pre-activation <= 0 everywhere": round(mean["negative"], 3),
                          "val MSE": round(mean["val_mse"], 4)})
     relu = figures["dead_relu_high_lr"]
-    held = relu > 0.1 and relu > 2 * figures["dead_leaky_relu_high_lr"] and relu > 2 * figures["dead_gelu_high_lr"]
+    held = (relu > 0.1 and relu > 2 * figures["dead_leaky_relu_high_lr"]
+            and relu > 2 * figures["dead_gelu_high_lr"])
     return Outcome(figures, held, tables={"dead units after training": rows},
-                   notes=("LeakyReLU units can sit on their negative side everywhere ('pre-activation <= 0') but "
-                          "still pass 1% of the gradient, so they are never dead and can recover."))
+                   notes=("LeakyReLU units can sit on their negative side everywhere ('pre-activation <= 0') "
+                          "but still pass 1% of the gradient, so they are never dead and can recover."))
 
 
 @claim(
@@ -193,9 +200,6 @@ def dying_relu(ctx: ClaimContext) -> Outcome:
 )
 def swiglu_vs_gelu(ctx: ClaimContext) -> Outcome:
     import matplotlib.pyplot as plt
-
-    from deepnotes.nn.corpus import stdlib_docstrings
-    from deepnotes.nn.tiny_lm import LMConfig, train_lm
 
     corpus = stdlib_docstrings(max_bytes=ctx.pick(150_000, None))
     d, layers, context = ctx.pick(64, 128), ctx.pick(2, 4), ctx.pick(64, 128)
@@ -225,5 +229,5 @@ def swiglu_vs_gelu(ctx: ClaimContext) -> Outcome:
     ax.legend()
     ctx.save_plot(fig, "val-loss")
     held = figures["val_loss_swiglu"] < figures["val_loss_gelu"]
-    return Outcome(figures, held, notes=f"{corpus.files} stdlib modules; {d=}, {layers=}, {context=}, {steps=}, "
-                   f"{batch=}, seeds={seeds}; skipped files: {corpus.skipped or 'none'}")
+    return Outcome(figures, held, notes=f"{corpus.files} stdlib modules; {d=}, {layers=}, {context=}, "
+                   f"{steps=}, {batch=}, seeds={seeds}; skipped files: {corpus.skipped or 'none'}")

@@ -1,5 +1,5 @@
-"""Claims of topics ``optim`` (claims_adam) and ``stochastic_approx`` (claims_sa); importing registers both."""
+"""Claims of topics ``optim`` (:mod:`.adam`) and ``stochastic_approx`` (:mod:`.sa`), registered on import."""
 
 from __future__ import annotations
 
-from deepnotes.optim import claims_adam, claims_sa  # noqa: F401  (registration happens on import)
+from deepnotes.optim.claims import adam, sa  # noqa: F401  (registration happens on import)

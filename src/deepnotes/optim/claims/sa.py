@@ -28,10 +28,12 @@ def _rm_errors(schedule: Schedule, steps: int, replicates: int, seed: int, recor
 @claim(
     id="stochastic_approx.incremental_mean_equals_batch",
     topic="stochastic_approx",
-    statement="The incremental mean m_k = m_{k-1} + (x_k - m_{k-1})/k, kept in O(1) memory, equals the batch mean.",
-    condition="Relative difference to the float64 batch mean below 1e-12 for the float64 incremental mean and "
-              "below 1e-6 for the float32 one with compensated (Kahan) increments, on samples 1e3 + lognormal. "
-              "The plain float32 recursion is reported too: it loses increments below half an ulp.",
+    statement="The incremental mean m_k = m_{k-1} + (x_k - m_{k-1})/k, kept in O(1) memory, equals the "
+              "batch mean.",
+    condition="Relative difference to the float64 batch mean below 1e-12 for the float64 incremental mean "
+              "and below 1e-6 for the float32 one with compensated (Kahan) increments, on samples "
+              "1e3 + lognormal. The plain float32 recursion is reported too: it loses increments below half "
+              "an ulp.",
 )
 def incremental_mean(ctx: ClaimContext) -> Outcome:
     n = ctx.pick(100_000, 2_000_000)
@@ -69,12 +71,12 @@ def incremental_mean(ctx: ClaimContext) -> Outcome:
 @claim(
     id="stochastic_approx.rm_converges_constant_stalls",
     topic="stochastic_approx",
-    statement="With sum a_k = inf and sum a_k^2 < inf, Robbins-Monro converges on noisy observations; a constant "
-              "step stalls at a noise floor.",
-    condition="Root of g(t) = t - 2 under N(0,1) noise, RMS error over replicates: for 1/k and 1/k^0.7 the error at "
-              "the last step is < 1/5 of the error at 1/100 of the steps; for constant a in {0.1, 0.02} the last "
-              "error is within 25% of the predicted floor sqrt(a / (2 - a)) and > 1/2 of the error at 1/10 of "
-              "the steps.",
+    statement="With sum a_k = inf and sum a_k^2 < inf, Robbins-Monro converges on noisy observations; a "
+              "constant step stalls at a noise floor.",
+    condition="Root of g(t) = t - 2 under N(0,1) noise, RMS error over replicates: for 1/k and 1/k^0.7 the "
+              "error at the last step is < 1/5 of the error at 1/100 of the steps; for constant a in "
+              "{0.1, 0.02} the last error is within 25% of the predicted floor sqrt(a / (2 - a)) and > 1/2 "
+              "of the error at 1/10 of the steps.",
 )
 def rm_converges(ctx: ClaimContext) -> Outcome:
     steps, reps = ctx.pick(20_000, 200_000), ctx.pick(400, 2000)
@@ -109,9 +111,10 @@ def rm_converges(ctx: ClaimContext) -> Outcome:
     id="stochastic_approx.error_rate_k_minus_half",
     topic="stochastic_approx",
     statement="The Robbins-Monro error decays like k^-1/2.",
-    condition="a_k = 1/k on g(t) = t - 2 (slope 1, so c*g' = 1 > 1/2): fitted log-log slope of RMS error vs k over "
-              "the second half of the decades within [-0.6, -0.4]. Reported alongside: c = 0.25 (c*g' < 1/2, "
-              "predicted slope -0.25), 1/k^0.7 (predicted -0.35) and Kiefer-Wolfowitz (predicted -1/3).",
+    condition="a_k = 1/k on g(t) = t - 2 (slope 1, so c*g' = 1 > 1/2): fitted log-log slope of RMS error vs "
+              "k over the second half of the decades within [-0.6, -0.4]. Reported alongside: c = 0.25 "
+              "(c*g' < 1/2, predicted slope -0.25), 1/k^0.7 (predicted -0.35) and Kiefer-Wolfowitz "
+              "(predicted -1/3).",
 )
 def error_rate(ctx: ClaimContext) -> Outcome:
     steps, reps = ctx.pick(20_000, 200_000), ctx.pick(400, 2000)
@@ -128,12 +131,14 @@ def error_rate(ctx: ClaimContext) -> Outcome:
     rng = seeded_generator(ctx.seed + 20)
     kw_steps = ctx.pick(5_000, 50_000)
     kw_record = np.unique(np.logspace(0, np.log10(kw_steps), 40).astype(int))
-    trace = kiefer_wolfowitz(lambda t, k: ((t - ROOT) ** 2).sum(-1) + NOISE * rng.standard_normal(t.shape[:-1]),
-                             np.zeros((reps, 1)), Power(0.5, 1), Power(1, 1 / 6), kw_steps, record=kw_record)
+    trace = kiefer_wolfowitz(
+        lambda t, k: ((t - ROOT) ** 2).sum(-1) + NOISE * rng.standard_normal(t.shape[:-1]),
+        np.zeros((reps, 1)), Power(0.5, 1), Power(1, 1 / 6), kw_steps, record=kw_record)
     kw_err = np.sqrt(((trace.thetas[..., 0] - ROOT) ** 2).mean(axis=1))
     kw_fit = kw_record >= np.sqrt(kw_steps)
     figures["slope[Kiefer-Wolfowitz]"] = loglog_slope(kw_record[kw_fit], kw_err[kw_fit])
-    ax.loglog(kw_record, kw_err, label=f"KW 0.5/k, c_k=k^-1/6: slope {figures['slope[Kiefer-Wolfowitz]']:.2f}")
+    kw_slope = figures["slope[Kiefer-Wolfowitz]"]
+    ax.loglog(kw_record, kw_err, label=f"KW 0.5/k, c_k=k^-1/6: slope {kw_slope:.2f}")
     ax.loglog(record, NOISE / np.sqrt(record), "k:", label="sigma / sqrt(k)")
     ax.set_xlabel("step k")
     ax.set_ylabel("RMS error")
@@ -141,4 +146,5 @@ def error_rate(ctx: ClaimContext) -> Outcome:
     ax.legend(fontsize=8)
     ctx.save_plot(fig, "rates")
     held = -0.6 <= figures["slope[1/k]"] <= -0.4
-    return Outcome(figures=figures, held=held, notes=f"{reps} replicates; slopes fitted for k >= sqrt(steps).")
+    return Outcome(figures=figures, held=held,
+                   notes=f"{reps} replicates; slopes fitted for k >= sqrt(steps).")
