@@ -81,6 +81,17 @@ def flags_given(ctx: typer.Context, values: Mapping[str, Any]) -> dict[str, Any]
     return given
 
 
+def resume_folder(config_file: Path | None, out: Path | str | None, resume: bool) -> Path | None:
+    """The run folder a ``--resume`` continues, whose stored config is the base layer: ``--out``, or the
+    ``out`` key of the ``--config`` file; None when not resuming."""
+    if not resume:
+        return None
+    if out is None and config_file is not None:
+        with user_errors():
+            out = read_config_file(config_file).get("out")
+    return Path(out) if out is not None else None
+
+
 def resolve_config(cls: type, ctx: typer.Context, config_file: Path | None, flags: Mapping[str, Any],
                    resume_from: Path | None = None, defaults: Mapping[str, Any] | None = None) -> Any:
     """The config a train verb runs with: ``cls``'s defaults < ``defaults`` (the verb's own) < the run

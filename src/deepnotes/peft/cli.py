@@ -12,8 +12,14 @@ from pathlib import Path
 
 import typer
 
-from deepnotes.core.cli import CONFIG_OPTION_HELP, deprecated, positive, resolve_config, user_errors
-from deepnotes.core.config import read_config_file
+from deepnotes.core.cli import (
+    CONFIG_OPTION_HELP,
+    deprecated,
+    positive,
+    resolve_config,
+    resume_folder,
+    user_errors,
+)
 from deepnotes.core.registry import str_enum
 from deepnotes.peft.config import PretrainConfig, TrainConfig
 from deepnotes.peft.data.tasks import TASKS
@@ -27,16 +33,6 @@ _ARCH = str_enum("Arch", ARCHS)
 _SIZE = str_enum("Size", tuple(SIZES))
 _METHOD = METHODS.choices()
 _TASK = str_enum("Task", TASKS)
-
-
-def _resume_base(config: Path | None, out: Path | None, resume: bool) -> Path | None:
-    """The run folder whose stored config a --resume starts from (--out, or out: in the --config file)."""
-    if not resume:
-        return None
-    if out is None and config is not None:
-        with user_errors():
-            out = read_config_file(config).get("out")
-    return Path(out) if out is not None else None
 
 
 @app.command("pretrain")
@@ -68,7 +64,7 @@ def pretrain_cmd(
     from deepnotes.peft.pretrain import run_pretraining, stored_pretrain_config
 
     flags = {k: v for k, v in locals().items() if k in PretrainConfig.__dataclass_fields__}
-    base = _resume_base(config, out, resume)
+    base = resume_folder(config, out, resume)
     # the stored settings sit below --config and the flags (the folder's config.json is the model's)
     stored = stored_pretrain_config(base) if base else None
     cfg = resolve_config(PretrainConfig, ctx, config, flags, defaults=stored)
@@ -112,7 +108,7 @@ def train_cmd(
     from deepnotes.peft.train import fine_tune
 
     flags = {k: v for k, v in locals().items() if k in TrainConfig.__dataclass_fields__}
-    cfg = resolve_config(TrainConfig, ctx, config, flags, resume_from=_resume_base(config, out, resume))
+    cfg = resolve_config(TrainConfig, ctx, config, flags, resume_from=resume_folder(config, out, resume))
     if eval_every is not None:  # the old name of --save-every (it counted steps; --eval-every counts epochs)
         deprecated("--eval-every", "--save-every")
         if save_every is not None and save_every != eval_every:

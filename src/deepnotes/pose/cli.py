@@ -7,8 +7,15 @@ from pathlib import Path
 
 import typer
 
-from deepnotes.core.cli import CONFIG_OPTION_HELP, fail, positive, resolve_config, size_option, user_errors
-from deepnotes.core.config import read_config_file
+from deepnotes.core.cli import (
+    CONFIG_OPTION_HELP,
+    fail,
+    positive,
+    resolve_config,
+    resume_folder,
+    size_option,
+    user_errors,
+)
 from deepnotes.core.registry import str_enum
 from deepnotes.pose.heads import HEADS
 
@@ -96,20 +103,10 @@ def train(
     flags = {k: v for k, v in locals().items() if k in RunConfig.__dataclass_fields__}
     flags["input_size"] = size_option(input_size, "--input-size")
     flags["heatmap_size"] = size_option(heatmap_size, "--heatmap-size")
-    rc = resolve_config(RunConfig, ctx, config, flags, resume_from=_resume_base(ctx, config, out, resume))
+    rc = resolve_config(RunConfig, ctx, config, flags, resume_from=resume_folder(config, out, resume))
     with user_errors():
         run_train(rc.train, rc.val, rc.out, rc.model_config(), rc.train_config(), pick_device(rc.device),
                   images=rc.images, val_images=rc.val_images, resume=resume, log=typer.echo)
-
-
-def _resume_base(ctx: typer.Context, config: Path | None, out: Path | None, resume: bool) -> Path | None:
-    """The run folder whose stored config a --resume starts from (--out, or out: in the --config file)."""
-    if not resume:
-        return None
-    if out is None and config is not None:
-        with user_errors():
-            out = read_config_file(config).get("out")
-    return Path(out) if out is not None else None
 
 
 @app.command("eval")

@@ -50,11 +50,11 @@ class TrainConfig:
     eval_every: int = 1  # validate every N epochs (and after the last)
 
 
-@dataclass
-class RunConfig:
-    """Every setting of ``deepnotes pose train``: each field is a key of its ``--config`` file and, except
-    ``stages`` and ``deconv_channels`` (file only), a flag (underscores become dashes); the run folder's
-    config.json stores it resolved."""
+@dataclass(kw_only=True)
+class RunConfig(TrainConfig):
+    """Every setting of ``deepnotes pose train``: the :class:`TrainConfig` fields and the ones below. Each is
+    a key of its ``--config`` file and, except ``stages`` and ``deconv_channels`` (file only), a flag
+    (underscores become dashes); the run folder's config.json stores it resolved."""
 
     train: str
     val: str
@@ -71,16 +71,6 @@ class RunConfig:
     width: int = 16
     stages: int = 3
     deconv_channels: int | None = None  # None: 4 x width
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: float = 1.0
-    seed: int = 0
-    workers: int = 0
-    augment: bool = True
-    freeze_bn: bool = False
-    eval_every: int = 1
     device: str = "auto"
 
     def model_config(self) -> PoseConfig:

@@ -13,8 +13,7 @@ from typing import Any
 
 import typer
 
-from deepnotes.core.cli import CONFIG_OPTION_HELP, resolve_config, user_errors
-from deepnotes.core.config import read_config_file
+from deepnotes.core.cli import CONFIG_OPTION_HELP, resolve_config, resume_folder, user_errors
 from deepnotes.core.registry import choice_value, str_enum
 from deepnotes.video.config import TrainConfig, square_size
 from deepnotes.video.data.decode import VideoReadError
@@ -160,11 +159,7 @@ def train_cmd(
 
 def train_config(ctx: typer.Context, config: Path | None, flags: dict[str, Any]) -> TrainConfig:
     """TrainConfig defaults < OUT/config.json (with --resume) < --config FILE < the flags typed."""
-    out = flags["out"]
-    if flags["resume"] and out is None and config is not None:  # the run folder named by the file
-        with user_errors():
-            out = read_config_file(config).get("out")
-    stored = out if flags["resume"] and out else None
+    stored = resume_folder(config, flags["out"], flags["resume"])
     return resolve_config(TrainConfig, ctx, config, flags, resume_from=stored)
 
 
