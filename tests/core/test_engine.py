@@ -103,3 +103,10 @@ def test_two_processes_with_unreadable_items_take_one_process_steps(tmp_path):
         assert m1["train_loss"] == pytest.approx(m2["train_loss"], abs=1e-6)
         assert m1["train_skipped"] == m2["train_skipped"] and m1["val_mse"] == pytest.approx(m2["val_mse"])
     assert json.loads((tmp_path / "two" / "config.json").read_text())["world_size"] == 2
+
+
+def test_a_task_whose_data_ends_early_is_an_error_not_an_endless_loop(tmp_path, monkeypatch):
+    real = Toy.batches
+    monkeypatch.setattr(Toy, "batches", lambda self, period, first: list(real(self, period, first))[:3])
+    with pytest.raises(RuntimeError, match="gave 3 batches for a period of 12 steps"):
+        run(tmp_path / "short", 4)

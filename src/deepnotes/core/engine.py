@@ -325,6 +325,9 @@ class Trainer:
             if self._out_of_time():
                 self.stopped_early = self.step < schedule.total_steps
                 break
+        if self.step < first + n and not self.stopped_early:  # else the next period would start here again
+            raise RuntimeError(f"{task.label}: batches() gave {self.step - first} batches for a period of "
+                               f"{n} steps; the schedule's steps per epoch must match the data")
         self.losses += all_reduce_sum(torch.tensor(step_losses, dtype=torch.float64), self.info).tolist()
         self._end_period(period, sums, trained, skipped, time.perf_counter() - t0)
 
