@@ -190,3 +190,17 @@ def test_render_draws_boxes_and_timeline(videos):
     x1, y1 = (inst.boxes[0][:2] * 2).astype(int)
     assert not np.array_equal(out[inst.start, y1, x1 + 3], np.repeat(v.frames[inst.start], 2, 0)[y1, x1 + 3])
     assert out[inst.start, 128 + 5].any() and not out[0, :128].std() == 0
+
+
+def test_sliding_windows_read_what_the_run_modality_needs():
+    """A two-stream run's windows carry flow computed on the fly; an RGB run's are the frames themselves."""
+    from deepnotes.video.config import TrainConfig
+    from deepnotes.video.two_stream.dataset import TwoStreamLoader
+    from deepnotes.video.untrimmed.detect import window_loader
+
+    def frames(record, indices):
+        return None
+
+    two = TrainConfig(model="two_stream", train="t.txt", out="o", modality="two_stream")
+    assert isinstance(window_loader(two, frames), TwoStreamLoader)
+    assert window_loader(TrainConfig(model="tsn", train="t.txt", out="o"), frames) is frames

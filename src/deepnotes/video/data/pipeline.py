@@ -22,17 +22,19 @@ from deepnotes.video.data.dataset import RGBLoader, VideoDataset
 from deepnotes.video.data.lists import ListError, VideoRecord, read_classes
 from deepnotes.video.data.sampling import ClipSampler
 from deepnotes.video.data.transforms import Compose, eval_transform, train_transform
-from deepnotes.video.two_stream.dataset import two_stream_loader, two_stream_transform
+from deepnotes.video.two_stream.dataset import TwoStreamLoader, two_stream_loader, two_stream_transform
 
 
 @dataclass(frozen=True)
 class Modality:
     """``loader(cfg)``: the frame loader of :class:`VideoDataset` (``loader(record, indices)`` -> (T, H, W, C)
     uint8); ``transform(cfg, train, crops, label_map)``: the clip transform (training: one view; testing:
-    (crops, T, C, H, W))."""
+    (crops, T, C, H, W)); ``on_frames(cfg, frames_loader)``: the loader over frames already in memory (the
+    sliding windows of untrimmed detection; two-stream adds the flow computed on the fly)."""
 
     loader: Callable[[TrainConfig], Callable]
     transform: Callable[..., Compose]
+    on_frames: Callable[[Any, Callable], Callable] = lambda _cfg, frames: frames
 
 
 class CachedLoader:
@@ -72,10 +74,15 @@ def two_stream_frames(cfg: TrainConfig) -> Callable:
     return two_stream_loader(cfg, rgb_loader(cfg))
 
 
+def two_stream_on_frames(cfg: Any, frames: Callable) -> TwoStreamLoader:
+    """In-memory RGB frames plus the flow computed on the fly between them."""
+    return TwoStreamLoader(frames, None, cfg.new_length, cfg.flow_bound, cfg.flow_method)
+
+
 MODALITIES: Registry[Modality] = Registry("modality")
 MODALITIES.register("rgb", Modality(rgb_loader, rgb_transform))
 # one crop and flip shared by RGB and flow; flow values follow them (a flip negates x)
-MODALITIES.register("two_stream", Modality(two_stream_frames, two_stream_transform))
+MODALITIES.register("two_stream", Modality(two_stream_frames, two_stream_transform, two_stream_on_frames))
 
 
 def sampler_of(cfg: TrainConfig) -> ClipSampler:

@@ -21,9 +21,9 @@ from deepnotes.core import pick_device
 from deepnotes.video.config import TrainConfig
 from deepnotes.video.data.decode import read_video
 from deepnotes.video.data.lists import VideoRecord
+from deepnotes.video.data.pipeline import MODALITIES
 from deepnotes.video.data.synth import write_mp4
 from deepnotes.video.training import load_run, make_dataset
-from deepnotes.video.two_stream.dataset import TwoStreamLoader
 from deepnotes.video.untrimmed.actors import ACTOR_NET_FILE, actor_net_boxes, load_actor_net, motion_boxes
 from deepnotes.video.untrimmed.localize import FrameDetection, LocalizeConfig, Scorer, detect_segments
 from deepnotes.video.untrimmed.render import render_detections, write_frames
@@ -69,9 +69,7 @@ def run_scorer(model: torch.nn.Module, meta: dict[str, Any], device: torch.devic
 
 def window_loader(cfg, frames_loader: ArrayLoader):
     """The loader a run's modality needs on top of in-memory frames (two-stream adds on-the-fly flow)."""
-    if getattr(cfg, "modality", "rgb") == "two_stream":
-        return TwoStreamLoader(frames_loader, None, cfg.new_length, cfg.flow_bound, cfg.flow_method)
-    return frames_loader
+    return MODALITIES[getattr(cfg, "modality", "rgb")].on_frames(cfg, frames_loader)
 
 
 def video_fps(path: str | Path, default: float = 10.0) -> float:
