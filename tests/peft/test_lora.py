@@ -296,8 +296,11 @@ def test_peft_seq_cls_folder_loads_though_one_saved_head_name_is_absent(tmp_path
         theirs.base_model.model.score.modules_to_save["default"].weight.mul_(2.0)
     theirs.save_pretrained(tmp_path)
     assert "classifier" in json.loads((tmp_path / "adapter_config.json").read_text())["modules_to_save"]
-    with pytest.warns(UserWarning, match=r"modules_to_save entries \['classifier'\] match no module"):
+    # peft's later releases add more head names ("pre_classifier"): every absent one is named, "score" is used
+    absent = r"modules_to_save entries \[[^]]*'classifier'[^]]*\] match no module"
+    with pytest.warns(UserWarning, match=absent) as w:
         ours = load_adapter(make(), tmp_path)
+    assert not any("'score'" in str(x.message) for x in w)
     torch.testing.assert_close(ours(input_ids=ids).logits, theirs.eval()(input_ids=ids).logits,
                                atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match=r"modules_to_save \['nothing'\] matches no module"):
