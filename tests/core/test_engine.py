@@ -110,3 +110,14 @@ def test_a_task_whose_data_ends_early_is_an_error_not_an_endless_loop(tmp_path, 
     monkeypatch.setattr(Toy, "batches", lambda self, period, first: list(real(self, period, first))[:3])
     with pytest.raises(RuntimeError, match="gave 3 batches for a period of 12 steps"):
         run(tmp_path / "short", 4)
+
+
+def test_a_task_must_say_what_its_data_and_loss_are():
+    from deepnotes.core.engine import TrainTask
+
+    class NoLoss(TrainTask):
+        def batches(self, period, first_step):
+            return []
+
+    with pytest.raises(TypeError, match="loss"):
+        NoLoss()

@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -106,7 +107,7 @@ class StepOutput:
     terms: dict[str, float] | None = None
 
 
-class TrainTask:
+class TrainTask(ABC):
     """What a trainer supplies to :class:`Trainer`. Set the attributes, override the hooks.
 
     Attributes: ``model`` (the module to train and save), ``optimizer``, ``scheduler`` (stepped once per
@@ -131,14 +132,14 @@ class TrainTask:
     min_items: int = 1
     label: str = "train"
 
+    @abstractmethod
     def batches(self, period: int, first_step: int) -> Iterable[Any]:
         """This rank's batches from global step ``first_step`` (0-based) on, for 1-based ``period``; the
         engine takes as many as the period has steps."""
-        raise NotImplementedError  # every task defines its data
 
+    @abstractmethod
     def loss(self, net: nn.Module, batch: Any) -> StepOutput:
         """Forward ``batch`` through ``net`` (the DDP-wrapped model) and return the loss."""
-        raise NotImplementedError  # every task defines its objective
 
     def items(self, batch: Any) -> int:
         """Usable items of ``batch`` on this rank (0: nothing could be read)."""
