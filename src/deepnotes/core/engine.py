@@ -170,7 +170,8 @@ class TrainTask(ABC):
         return {}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        pass
+        """Restore what :meth:`state` returned (tasks without state of their own ignore it)."""
+        del state
 
     def record(self, entry: dict[str, Any]) -> dict[str, Any]:
         """Extra fields for a period's record (rank 0)."""
