@@ -17,6 +17,8 @@ RUNS = {
     "video_models.py": (["--depth", "10", "--width", "16", "--size", "32", "--frames", "4", "--batch", "1",
                          "--repeat", "1"], ["goal tdn:", "ratio naive/ours", "ratio conv/ours"]),
     "calib_pipeline.py": (["--frames", "6"], ["time ratio deepnotes/plain"]),
+    "decode.py": (["--seconds", "4", "--size", "64,96", "--fps", "10", "--repeat", "1"],
+                  ["ratio seek/decode-all"]),
     "flow.py": (["--videos", "1", "--frames", "4", "--size", "32", "--workers", "2"], ["per flow field"]),
     "optim_step.py": (["--params", "1e5", "--width", "64", "--repeat", "2"], ["goal ours-fused"]),
     "peft_step.py": (["--layers", "1", "--width", "64", "--vocab", "100", "--batch", "1", "--seq", "8",

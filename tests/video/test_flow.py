@@ -180,3 +180,42 @@ def test_flow_dataset_stacks_segments_and_skips_broken_folders(flow_videos, tmp_
         FlowLoader().num_frames(VideoRecord(out / "v/nothing", 0, 5, "flow_list.txt:9"))
     with pytest.raises(VideoReadError, match="bound 20.0"):
         FlowLoader(bound=10.0).num_frames(VideoRecord(out / "v/clip0", 0, 7, "flow_list.txt:1"))
+
+
+def test_flow_of_absolute_and_climbing_paths_is_written_under_out_only(flow_videos, tmp_path):
+    """Videos are read where the list points (absolute, or '..' out of the list's folder); their flow goes
+    under --out by a name derived from the line, never beside the video, and pairs with the RGB list."""
+    from deepnotes.video.data.lists import read_list
+    from deepnotes.video.two_stream.dataset import pair_flow_lists
+    from deepnotes.video.two_stream.flow import flow_dir_name
+
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    elsewhere = flow_videos / "v"  # outside the list's folder
+    lst = lists / "l.txt"
+    lst.write_text(f"{elsewhere / 'clip0.mp4'} 0\n{_climb(lists, elsewhere / 'clip1.mp4')} 1\n")
+    before = sorted(p.name for p in elsewhere.iterdir())
+    out = tmp_path / "flow"
+    report = extract_list(lst, out, method="farneback", workers=1, formats=("npz",), show_progress=False)
+    assert not report.failed and len(report.written) == 2
+    assert sorted(p.name for p in elsewhere.iterdir()) == before  # nothing written beside the videos
+    names = [flow_dir_name(v) for v in report.written]
+    assert all(n.startswith("external/") for n in names)
+    assert [n.rsplit("/", 1)[1] for n in names] == ["clip0", "clip1"] and names[0] != names[1]
+    for name in names:
+        folder = (out / name).resolve()
+        assert folder.is_relative_to(out.resolve()) and flow_info(folder)["frames"] == 7
+    rows = (out / "flow_list.txt").read_text().splitlines()
+    assert rows == [f"{names[0]} 7 0", f"{names[1]} 7 1"]
+    pairs = pair_flow_lists(read_list(lst), read_list(out / "flow_list.txt", kind="rawframes"))
+    assert len(pairs) == 2
+    # names from odd lines stay inside out
+    for line in ("/..", "../..", "/a/b/..", "../../etc/passwd"):
+        assert not flow_dir_name(line).startswith(("/", "..")) and ".." not in flow_dir_name(line).split("/")
+
+
+def _climb(start, target) -> str:
+    """``target`` written relative to ``start`` with ``..`` steps."""
+    import os
+
+    return os.path.relpath(target, start)

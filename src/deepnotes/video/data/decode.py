@@ -1,17 +1,29 @@
 """Reading frames: PyAV first, OpenCV as fallback; frames folders with an image template.
 
+PyAV decodes with frame and slice threads. A sparse sample that reaches past :data:`SEEK_MIN_FRAMES` seeks to
+the keyframe before each wanted frame (:mod:`deepnotes.video.data.seek`) and returns the frames a full decode
+gives at the same indices; when seeking cannot be trusted for a file, it decodes from the start.
+
 Every reader returns RGB ``uint8`` arrays of shape (T, H, W, 3) and raises :class:`VideoReadError` for a
 corrupt, empty or unreadable file, so callers can skip the sample (training) or report it (eval).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from deepnotes.video.data.seek import cached_frame_index, decode_seeking
+
 DEFAULT_TEMPLATE = "img_{:05d}.jpg"  # mmaction2's raw-frame naming, 1-based
+# a sample whose last frame is this far in is read by seeking to the keyframe before each wanted frame;
+# closer to the start, decoding from frame 0 costs about as much as reading the packet index
+SEEK_MIN_FRAMES = 100
+
+log = logging.getLogger("deepnotes.video")
 
 
 class VideoReadError(RuntimeError):
@@ -25,17 +37,44 @@ class VideoReadError(RuntimeError):
 def _pyav_frames(path: Path, wanted: set[int] | None) -> list[tuple[int, np.ndarray]]:
     import av
 
+    if wanted and max(wanted) >= SEEK_MIN_FRAMES:
+        try:
+            with av.open(str(path)) as container:
+                return _pyav_seeking(path, container, _threaded(container), wanted)
+        except Exception as exc:  # SeekFailed, or a demuxer/decoder error: the plain decode below decides
+            log.debug("seeking in %s failed (%s); decoding from the start", path, exc)
+    with av.open(str(path)) as container:
+        return _pyav_sequential(container, _threaded(container), wanted)
+
+
+def _threaded(container):
+    """The first video stream, set to decode with frame and slice threads (several frames at once)."""
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return stream
+
+
+def _pyav_sequential(container, stream, wanted: set[int] | None) -> list[tuple[int, np.ndarray]]:
+    """Decode from the start up to the last wanted frame (all frames when ``wanted`` is None)."""
     out, frame, i = [], None, -1
     last = max(wanted) if wanted else None
-    with av.open(str(path)) as container:
-        for i, frame in enumerate(container.decode(video=0)):
-            if wanted is None or i in wanted:
-                out.append((i, frame.to_ndarray(format="rgb24")))
-            if last is not None and i >= last:
-                break
-        if frame is not None and (not out or out[-1][0] != i):  # keep the last frame for clamping
+    for i, frame in enumerate(container.decode(stream)):
+        if wanted is None or i in wanted:
             out.append((i, frame.to_ndarray(format="rgb24")))
+        if last is not None and i >= last:
+            break
+    if frame is not None and (not out or out[-1][0] != i):  # keep the last frame for clamping
+        out.append((i, frame.to_ndarray(format="rgb24")))
     return out
+
+
+def _pyav_seeking(path: Path, container, stream, wanted: set[int]) -> list[tuple[int, np.ndarray]]:
+    """The wanted frames by seeking to the keyframe before each (:mod:`.seek`); indices past the end get
+    the last frame (for clamping, as the sequential decode gives it)."""
+    index = cached_frame_index(path, container, stream)
+    n = len(index)
+    targets = sorted({i for i in wanted if i < n} | ({n - 1} if max(wanted) >= n else set()))
+    return sorted(decode_seeking(container, stream, index, targets).items())
 
 
 def _cv2_frames(path: Path, wanted: set[int] | None) -> list[tuple[int, np.ndarray]]:
@@ -78,16 +117,18 @@ def _decode(path: Path, wanted: set[int] | None) -> list[tuple[int, np.ndarray]]
 
 
 def count_frames(path: str | Path) -> int:
-    """Number of frames, from the container header when it has one, else by decoding."""
+    """Number of frames: from the container header when it has one (mp4), else from the packets (Matroska,
+    MPEG-TS: the frame index seeking uses, read without decoding), else by decoding."""
     path = Path(path)
     try:
         import av
 
         with av.open(str(path)) as container:
-            n = container.streams.video[0].frames
+            stream = container.streams.video[0]
+            n = stream.frames or len(cached_frame_index(path, container, stream))
         if n > 0:
             return int(n)
-    except Exception:  # header unreadable: the full decode below gives the real error or count
+    except Exception:  # header and packets unreadable: the full decode below gives the real error or count
         pass
     return len(_decode(path, None))
 

@@ -3,8 +3,10 @@
 * video list: ``path label`` per line (``path`` may contain spaces; the label is the last field);
 * raw-frame list: ``frame_dir total_frames label`` per line (frames named by a template inside ``frame_dir``).
 
-Paths are relative to ``root`` (default: the list's own folder) and must stay inside it. Every error names
-the list file and line, so a user can fix the line.
+Paths are read as mmaction2 reads them: an absolute path as it is, a relative one joined onto ``root``
+(default: the list's own folder) — :func:`deepnotes.core.paths.resolve_listed`. A list is the user's, so
+reading what it names is the user's call; only writing is confined (to ``--out``). Every error names the list
+file and line, so a user can fix the line.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepnotes.core import resolve_inside
+from deepnotes.core.paths import resolve_listed
 
 LIST_FORMATS = ("auto", "video", "rawframes")  # auto: detect_format decides per list
 
@@ -26,13 +28,15 @@ class VideoRecord:
     """One annotated sample.
 
     ``path``: video file, or frames folder when ``total_frames`` is given (raw-frame lists);
-    ``source``: ``list_file:line`` for messages.
+    ``source``: ``list_file:line`` for messages; ``entry``: the path as the line wrote it (names derived
+    from it, such as a flow folder's, follow the list rather than where ``--root`` pointed).
     """
 
     path: Path
     label: int
     total_frames: int | None = None
     source: str = ""
+    entry: str = ""
 
     @property
     def is_frames(self) -> bool:
@@ -120,17 +124,14 @@ def read_list(list_path: str | Path, root: str | Path | None = None, num_classes
             raise ListError(f"{where}: label {label} is negative; labels are class indices 0, 1, ...")
         if num_classes is not None and label >= num_classes:
             raise ListError(f"{where}: label {label} is outside the class range [0, {num_classes})")
-        try:
-            path = resolve_inside(base, parts[0].strip())
-        except ValueError as exc:
-            hint = ("absolute paths must lie inside --root; give --root a folder that holds them"
-                    if Path(parts[0].strip()).is_absolute()
-                    else "give --root the folder the paths are relative to")
-            raise ListError(f"{where}: {exc}; {hint}") from None
+        entry = parts[0].strip()
+        path = resolve_listed(base, entry)
         if check_files and not (path.is_dir() if total is not None else path.is_file()):
+            how = ("an absolute path" if Path(entry).is_absolute()
+                   else f"paths are relative to {base}; set --root")
             raise ListError(f"{where}: {'frames folder' if total else 'video'} {path} does not exist "
-                            f"(paths are relative to {base}; set --root){_more_numbers_hint(parts[0])}")
-        records.append(VideoRecord(path, label, total, where))
+                            f"({how}){_more_numbers_hint(parts[0])}")
+        records.append(VideoRecord(path, label, total, where, entry))
     if not records:
         raise ListError(f"{list_path} has no samples")
     return records

@@ -1,5 +1,6 @@
-"""`deepnotes video flow`: optical flow extraction for the temporal stream. :func:`register` adds the verb to
-the video app (:mod:`deepnotes.video.cli`)."""
+"""`deepnotes video flow`: optical flow extraction for the temporal stream; `deepnotes video fuse`: late
+fusion of two runs' score dumps. :func:`register` adds the verbs to the video app
+(:mod:`deepnotes.video.cli`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import typer
 
 from deepnotes.core.cli import fail, user_errors
 from deepnotes.core.registry import choice_value, str_enum
+from deepnotes.video.models.two_stream import parse_fusion
 from deepnotes.video.two_stream.flow import DEFAULT_BOUND, FORMATS, METHODS, FlowUnavailable, extract_list
+from deepnotes.video.two_stream.fuse import fuse_files
 
 FlowMethod = str_enum("FlowMethod", METHODS)
 
@@ -61,6 +64,44 @@ def flow_cmd(
         fail(f"every video failed ({len(report.failed)}): no flow was written")
 
 
+def fusion_weights(text: str) -> str:
+    """A parse-time check of ``--weights w1,w2``: two non-negative numbers with a positive sum."""
+    try:
+        parse_fusion(f"weighted:{text}")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc).replace("weighted:", "")) from None
+    return text
+
+
+def fuse_cmd(
+    first: Path = typer.Argument(..., help="a score dump of `video eval --dump` (.jsonl or .npz), e.g. an "
+                                 "RGB run's"),
+    second: Path = typer.Argument(..., help="a dump of the same list in the same order, e.g. a flow run's"),
+    weights: str = typer.Option("1,1.5", "--weights", callback=fusion_weights,
+                                help="w1,w2: fused = (w1 p1 + w2 p2) / (w1 + w2); the default is "
+                                "two-stream's RGB,flow weighting"),
+    out: Path = typer.Option(None, "--out", help="write the fused scores as a dump (.jsonl or .npz)"),
+) -> None:
+    """Late-fuse two runs' per-video scores; print top-1, top-5 and mean class accuracy of each and of the
+    fusion (on the videos both could read)."""
+    w = parse_fusion(f"weighted:{weights}")[1]
+    with user_errors():
+        res = fuse_files(first, second, w, out)
+    rows = [(res["first"]["dump"], res["first"]), (res["second"]["dump"], res["second"]),
+            (f"fusion {w[0]:g}:{w[1]:g}", res["fusion"])]
+    width = max(len(name) for name, _ in rows)
+    typer.echo(f"{'':{width}s}  {'top1':>6s}  {'top5':>6s}  {'mean class acc':>14s}  videos")
+    for name, m in rows:
+        typer.echo(f"{name:{width}s}  {m['top1']:6.4f}  {m['top5']:6.4f}  {m['mean_class_acc']:14.4f}  "
+                   f"{m['n']}")
+    skipped = res["fusion"]["unreadable"]
+    if skipped:
+        typer.echo(f"{skipped} video(s) unreadable in one of the dumps: not scored", err=True)
+    if out is not None:
+        typer.echo(f"fused scores: {out}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``flow`` to the video app."""
+    """Add ``flow`` and ``fuse`` to the video app."""
     app.command("flow")(flow_cmd)
+    app.command("fuse")(fuse_cmd)

@@ -18,6 +18,7 @@ when complete, so a folder with ``flow.json`` inside is done; it is skipped next
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -213,8 +214,19 @@ class ExtractReport:
 
 
 def flow_dir_name(video: str) -> str:
-    """Folder of a video's flow: its relative path without extension (``a/b.mp4`` -> ``a/b``)."""
-    return str(Path(video).with_suffix(""))
+    """Folder of a video's flow under ``--out``, from the list line's path.
+
+    A plain relative path keeps its layout without the extension (``a/b.mp4`` -> ``a/b``). An absolute path
+    or one that climbs with ``..`` cannot be mirrored under ``--out``: its flow goes to
+    ``external/<hash>/<name>``, the hash of the path as written keeping two ``clip.mp4`` from different
+    folders apart, the name kept last so the two-stream pairing (by file name) still matches it.
+    """
+    path = Path(video)
+    if not path.is_absolute() and ".." not in path.parts:
+        return str(path.with_suffix(""))
+    digest = hashlib.sha1(str(video).encode("utf-8")).hexdigest()[:12]
+    stem = path.with_suffix("").name
+    return f"external/{digest}/{stem if stem not in ('', '.', '..') else 'video'}"
 
 
 def extract_video(video_path: Path, out_dir: Path, method: str = "dis", bound: float = DEFAULT_BOUND,
@@ -280,28 +292,30 @@ def extract_list(list_file: Path, out: Path, root: Path | None = None, method: s
     """Extract the flow of every video in a ``path label`` list into ``out``, ``workers`` videos at a time in
     worker processes (0 or 1: in this process, as one worker would only add its start-up).
 
-    Writes ``out/flow_list.txt`` (``flow_dir num_flow_frames label`` for every video that has flow, in list
-    order) and ``out/flow_report.json`` (written, skipped as done, failed with the reason). Videos already
-    done are skipped, so re-running after an interruption resumes.
+    Videos are read where the list says (an absolute path as it is, a relative one under ``root``, default
+    the list's folder); every folder is written under ``out`` (:func:`flow_dir_name`, never beside the
+    video). Writes ``out/flow_list.txt`` (``flow_dir num_flow_frames label`` for every video that has flow,
+    in list order) and ``out/flow_report.json`` (written, skipped as done, failed with the reason). Videos
+    already done are skipped, so re-running after an interruption resumes.
     """
     make_flow_fn(method)  # fail now, before any work, when the method is unavailable
     if bound <= 0:
         raise ValueError(f"--bound must be positive, got {bound}")
     list_file, out = Path(list_file), Path(out)
-    root = Path(root) if root is not None else list_file.parent
-    base = root.resolve()
-    # (name relative to root, label); missing files are reported per video below, not a list error
-    items = [(str(r.path.relative_to(base)), r.label)
-             for r in read_list(list_file, root, kind="video", check_files=False)]
+    # missing files are reported per video below, not a list error; videos are read where the list says
+    # (absolute, or relative to root), and every folder is written under out (resolve_inside)
+    records = read_list(list_file, root, kind="video", check_files=False)
+    items = [(r.entry, r.label) for r in records]
     out.mkdir(parents=True, exist_ok=True)
     report = ExtractReport()
     todo = []
-    for video, _ in items:
+    for record in records:
+        video = record.entry
         dst = resolve_inside(out, flow_dir_name(video))
-        if _is_done(dst, base / video, method, bound):  # same video file, same settings: nothing to redo
+        if _is_done(dst, record.path, method, bound):  # same video file, same settings: nothing to redo
             report.skipped_done.append(video)
         else:
-            todo.append((video, str(base / video), str(dst), method, bound, tuple(formats)))
+            todo.append((video, str(record.path), str(dst), method, bound, tuple(formats)))
     seconds, frames = 0.0, 0
     if workers <= 1:
         for video, info, err in progress(map(_extract_one, todo), desc=f"flow ({method})", total=len(todo)):
