@@ -23,6 +23,10 @@ RUNS = {
     "optim_step.py": (["--params", "1e5", "--width", "64", "--repeat", "2"], ["goal ours-fused"]),
     "peft_step.py": (["--layers", "1", "--width", "64", "--vocab", "100", "--batch", "1", "--seq", "8",
                       "--repeat", "1", "--warmup", "1"], ["ours LoRA unmerged", "peft LoRA unmerged"]),
+    "pretrained_init.py": (["--depth", "10", "--width", "8", "--frames", "4", "--size", "32", "--long", "8"],
+                           ["relative gap to the 2D network"]),
+    "pretrained_scene.py": (["--epochs", "1", "--pretrain-epochs", "1", "--n-per-class", "2", "--size", "16",
+                             "--segments", "2"], ["epoch  scratch top1  pretrained top1"]),
     "pose_heads.py": (["--input-size", "128,96", "--heatmap-size", "32,24", "--batch-size", "1",
                        "--width", "8", "--deconv-channels", "16", "--repeat", "1"], ["rle"]),
 }

@@ -8,7 +8,7 @@ import torch
 
 from deepnotes.core.claims import registered_claims
 from deepnotes.video.claims import kernels, motion_cost, recognition
-from deepnotes.video.experiments import FULL
+from deepnotes.video.experiments import FULL, Setup
 from deepnotes.video.models import MODELS, MODELS_3D
 from deepnotes.video.models.tam import TAM
 from deepnotes.video.two_stream.flow import compute_flow, write_flow
@@ -83,3 +83,22 @@ def test_claim_model_lists_come_from_the_registry():
     assert "i3d_full" not in recognition.ALL and "i3d_full" in recognition.VARIANTS_3D
     assert kernels.MODELS_3D == MODELS_3D and {"tsm", "tam", "i3d"} <= set(recognition.ALL)
     assert set(motion_cost.MODULES) == set(MODELS.names(family="2d", temporal=True))
+
+
+def test_order_blindness_is_zero_for_tsn_and_not_for_a_temporal_model(monkeypatch):
+    """The exact part of the order claim: average consensus cannot see a reversed clip, a shift can (once
+    the residual branches are live: at initialisation their last BatchNorm is zero, so every model starts
+    order-blind)."""
+    build = recognition.model_for
+
+    def live(name, setup):
+        model = build(name, setup)
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                torch.nn.init.ones_(m.weight)
+        return model
+
+    monkeypatch.setattr(recognition, "model_for", live)
+    setup = Setup(size=16, segments=4, depth=10, width=8)
+    assert recognition.order_blindness(setup) < 1e-5
+    assert recognition.order_blindness(setup, "tsm") > 1e-3

@@ -12,10 +12,15 @@ from deepnotes.nn.glu import (
     SwiGLU,
     get_feed_forward,
 )
+from deepnotes.nn.pretrained import IMAGENET_MEAN, IMAGENET_STD, LoadReport, load_resnet
 from deepnotes.nn.resnet import ResNet
 from deepnotes.nn.upsampling import MaxPool, Upsample
 
 __all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "LoadReport",
+    "load_resnet",
     "ACTIVATIONS",
     "FEED_FORWARDS",
     "FeedForward",

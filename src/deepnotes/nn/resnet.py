@@ -3,6 +3,12 @@
 Temporal modules (TSM, TEA, ...) plug into its residual blocks: every block exposes ``conv1`` (the first
 conv of the residual branch, where TSM-style shifts go) and the backbone lists its blocks in
 ``blocks()``, so a video model can wrap or replace them without copying the network.
+
+Parameter names are our own (``stem.0`` conv, ``stem.1`` BN, ``stages.<i>.<j>.conv<k>.0`` / ``.1``,
+``stages.<i>.<j>.downsample.0`` / ``.1``); :mod:`deepnotes.nn.pretrained` maps torchvision's, timm's,
+Hugging Face transformers' and mmcv's names onto them. Each conv + BN pair is a :class:`ConvBN`, so
+:func:`core_layers` finds it again after a video model wrapped it (``conv1`` inside a temporal module) or
+inflated it to 3D: the weights of any such model are named as in the plain 2D network.
 """
 
 from __future__ import annotations
@@ -23,8 +29,13 @@ DEPTHS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
 }
 
 
-def conv_bn(cin: int, cout: int, k: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout))
+class ConvBN(nn.Sequential):
+    """A conv without bias then BatchNorm (``[0]`` conv, ``[1]`` BN): a plain ``Sequential`` whose type marks
+    it as one of the backbone's own layers (see :func:`core_layers`)."""
+
+
+def conv_bn(cin: int, cout: int, k: int, stride: int = 1) -> ConvBN:
+    return ConvBN(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout))
 
 
 class BasicBlock(nn.Module):
@@ -137,3 +148,29 @@ class ResNet(nn.Module):
         for stage in self.stages:
             x = stage(x)
         return x
+
+
+def _conv_bn_in(module: nn.Module | None) -> ConvBN | None:
+    """``module`` itself when it is a :class:`ConvBN`, else the first one inside it (a temporal module's
+    wrapper holds the block's own conv + BN); None for an identity shortcut."""
+    if module is None:
+        return None
+    return next((m for m in module.modules() if isinstance(m, ConvBN)), None)
+
+
+def core_layers(net: nn.Module) -> dict[str, nn.Module]:
+    """The ResNet's own layers by their plain 2D names (``stem.0``, ``stem.1``, ``stages.0.0.conv1.0``,
+    ``stages.0.0.conv1.1``, ..., ``stages.<i>.<j>.downsample.0``), whatever wraps or replaces them since.
+
+    ``net`` is a :class:`ResNet` or anything with its ``stem`` and ``stages`` (a video model's backbone
+    with temporal modules around each ``conv1``, an inflated 3D body whose convs are now Conv3d or (2+1)D
+    pairs). Loading and inflating pretrained weights walk this mapping.
+    """
+    layers = {"stem.0": net.stem[0], "stem.1": net.stem[1]}
+    for i, stage in enumerate(net.stages):
+        for j, block in enumerate(stage):
+            for name in ("conv1", "conv2", "conv3", "downsample"):
+                unit = _conv_bn_in(getattr(block, name, None))
+                if unit is not None:
+                    layers[f"stages.{i}.{j}.{name}.0"], layers[f"stages.{i}.{j}.{name}.1"] = unit[0], unit[1]
+    return layers

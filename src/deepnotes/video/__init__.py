@@ -13,6 +13,8 @@ from deepnotes.video.data.pipeline import MODALITIES, make_dataset
 from deepnotes.video.evaluation import evaluate, evaluate_loader, load_run, predict
 from deepnotes.video.models import MODELS, ModelConfig, build_model, model_cost
 from deepnotes.video.training import VideoTask, train
+from deepnotes.video.zoo import import_mmaction
 
 __all__ = ["MODALITIES", "MODELS", "ModelConfig", "TrainConfig", "VideoTask", "build_model", "evaluate",
-           "evaluate_loader", "load_run", "make_dataset", "model_cost", "predict", "synth_dataset", "train"]
+           "evaluate_loader", "import_mmaction", "load_run", "make_dataset", "model_cost", "predict",
+           "synth_dataset", "train"]

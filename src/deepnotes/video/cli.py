@@ -1,7 +1,8 @@
 """`deepnotes video ...` verbs (thin: parse, then call the library).
 
-synth, train, eval, predict and models are here; ``flow`` comes from :mod:`deepnotes.video.two_stream.cli`,
-``detect`` and ``train-actors`` from :mod:`deepnotes.video.untrimmed.cli` (each registers on ``app``).
+synth, train, eval, predict, import-mmaction and models are here; ``flow`` comes from
+:mod:`deepnotes.video.two_stream.cli`, ``detect`` and ``train-actors`` from
+:mod:`deepnotes.video.untrimmed.cli` (each registers on ``app``).
 Choices are enums (listed in --help, refused at parse time); sizes are ``H,W`` (one number: square).
 """
 
@@ -30,6 +31,7 @@ from deepnotes.video.two_stream import cli as two_stream_cli
 from deepnotes.video.two_stream.cli import positive
 from deepnotes.video.two_stream.flow import METHODS
 from deepnotes.video.untrimmed import cli as untrimmed_cli
+from deepnotes.video.zoo import ZOO_MODELS, import_mmaction
 
 app = typer.Typer(no_args_is_help=True, help="Action recognition: synth, train, eval, predict, flow, detect.")
 
@@ -41,6 +43,7 @@ Crop = str_enum("Crop", CROPS)
 ListFormat = str_enum("ListFormat", LIST_FORMATS)
 FlowMethod = str_enum("FlowMethod", METHODS)
 SynthKind = str_enum("SynthKind", (*KINDS, *EXTRA_KINDS))
+ZooModel = str_enum("ZooModel", ZOO_MODELS)
 D = {f.name: f.default for f in fields(TrainConfig)}  # the defaults --help shows (TrainConfig's own)
 TWO = "Two-stream (--model two_stream)"  # the --help panel of the flags only two-stream reads
 Opt = typer.Option
@@ -109,6 +112,8 @@ def train_cmd(
     val: Path = Opt(None, "--val", help="validation list, evaluated every --eval-every epochs"),
     root: Path = Opt(None, "--root", help="folder the list paths are relative to (default: the list's)"),
     classes: Path = Opt(None, "--classes", help="class names, one per line (default: classes.txt there)"),
+    num_classes: int = Opt(None, "--num-classes", min=1, help="number of classes without a class list "
+                           "(default: the largest label + 1, said); labels >= it are an error"),
     flip: bool = Opt(D["flip"], "--flip/--no-flip", help="random horizontal flip in training"),
     flip_map: Path = Opt(None, "--flip-map", help="JSON {label: label after flip} (default: flip_map.json)"),
     list_format: ListFormat = Opt(D["list_format"], "--list-format"),
@@ -129,6 +134,9 @@ def train_cmd(
     width: int = Opt(D["width"], "--width", min=1, help="channels of the first ResNet stage"),
     stem_stride: int = Opt(None, "--stem-stride", min=1, help="1, 2 or 4 (default by input size)"),
     dropout: float = Opt(D["dropout"], "--dropout", callback=fraction),
+    pretrained: Path = Opt(None, "--pretrained", help="2D ResNet weights to start from: a torchvision/timm "
+                           ".pth, a .safetensors or a transformers save_pretrained folder (inflated for "
+                           "i3d, r2plus1d); the depth and width must match"),
     eval_every: int = Opt(D["eval_every"], "--eval-every", min=1,
                           help="validate every N epochs (and after the last)"),
     freeze_bn: bool = Opt(D["freeze_bn"], "--freeze-bn", help="BatchNorm keeps its running statistics"),
@@ -173,10 +181,12 @@ def eval_cmd(
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     workers: int = Opt(2, "--workers", min=0, help="loader worker processes; 0 = in this process"),
     device: str = typer.Option("auto", "--device"),
+    dump: Path = Opt(None, "--dump", help="write every video's class scores, in list order, to FILE: .jsonl "
+                     "(one JSON object per video) or .npz (arrays); unreadable videos have null scores"),
 ) -> None:
     """Top-1, top-5 and mean class accuracy; writes RUN/eval/LIST.json and a confusion-matrix plot."""
     with user_errors(VideoReadError):
-        res = evaluate(run, list_path, root, clips, crops, batch_size, workers, device)
+        res = evaluate(run, list_path, root, clips, crops, batch_size, workers, device, dump)
     typer.echo(f"top1 {res['top1']:.4f}  top5 {res['top5']:.4f}  mean class acc {res['mean_class_acc']:.4f}  "
                f"({res['n']} videos, {clips} clip(s) x {crops} crop(s))")
     if res["skipped"]:
@@ -184,6 +194,8 @@ def eval_cmd(
         for p in res["skipped_paths"]:
             typer.echo(f"  {p}", err=True)
     typer.echo(f"confusion matrix: {res['confusion_plot']}")
+    if dump is not None:
+        typer.echo(f"per-video scores: {res['dump']}")
 
 
 @app.command("predict")
@@ -200,6 +212,23 @@ def predict_cmd(
         top = predict(run, video, clips, crops, topk, device)
     for name, score in top:
         typer.echo(f"{score:.4f}  {name}")
+
+
+@app.command("import-mmaction")
+def import_mmaction_cmd(
+    ckpt: Path = typer.Argument(..., help="an mmaction2 TSN or TSM ResNet checkpoint (.pth, its state_dict)"),
+    model: ZooModel = Opt(..., "--model", help="the checkpoint's recogniser"),
+    out: Path = Opt(..., "--out", help="run folder to write, for video eval and predict"),
+    classes: Path = Opt(None, "--classes", help="class names, one per line (default: 0..K-1)"),
+    segments: int = Opt(8, "--segments", min=1, help="frames per clip (TSM: as it was trained)"),
+    input_size: str = Opt("224", "--input-size", callback=square("--input-size"),
+                          help="network input H,W (square; mmaction2's test crop is 224)"),
+) -> None:
+    """Turn an mmaction2 TSN/TSM checkpoint (read with weights_only=True) into a run folder."""
+    with user_errors():
+        info = import_mmaction(ckpt, choice_value(model), out, classes, segments, input_size)
+    typer.echo(f"imported {info['keys']} tensors: {info['model']} ResNet-{info['depth']}, "
+               f"{info['num_classes']} classes, {segments} segments -> {out}")
 
 
 @app.command("models")

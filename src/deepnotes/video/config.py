@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from deepnotes.core.config import build_config, parse_hw
+from deepnotes.nn.pretrained import IMAGENET_MEAN, IMAGENET_STD
 
 # what a run's config.json stores beside the fields: the run's facts, not settings anyone asked for (its
 # ``classes`` holds the class names the run trained on, a value the field takes)
@@ -18,7 +19,7 @@ BOOKKEEPING = ("world_size",)
 # field -> the smallest value it takes (the flags check the same at parse time)
 AT_LEAST = {"epochs": 1, "batch_size": 1, "segments": 1, "frame_interval": 1, "eval_every": 1, "workers": 0,
             "depth": 1, "width": 1, "stem_stride": 1, "start_index": 0, "new_length": 1, "weight_decay": 0,
-            "warmup_epochs": 0}
+            "warmup_epochs": 0, "num_classes": 1}
 POSITIVE = ("lr", "flow_bound")
 
 
@@ -31,6 +32,8 @@ class TrainConfig:
     root: str | None = None  # paths in the lists are relative to this (default: each list's folder)
     # class names: a file with one per line, or the list (default: classes.txt next to the train list)
     classes: str | list[str] | None = None
+    # K classes when there is no class list (default: the largest label + 1, said); labels >= K are an error
+    num_classes: int | None = None
     flip_map: str | None = None  # JSON {label: label after horizontal flip} (default: flip_map.json there)
     flip: bool = True
     list_format: str = "auto"  # video, rawframes, auto
@@ -52,6 +55,13 @@ class TrainConfig:
     width: int = 64
     stem_stride: int | None = None  # None: 4 for inputs >= 112, 2 for >= 48, else 1
     dropout: float = 0.5
+    # 2D ResNet weights to start from (torchvision/timm .pth, .safetensors, a transformers save_pretrained
+    # folder): the backbone for 2D models, inflated for I3D and R(2+1)D (deepnotes.video.models.pretrained)
+    pretrained: str | None = None
+    # input normalisation, RGB on the 0-1 scale (config-file keys; ImageNet's, what pretrained weights and
+    # every earlier run use); stored in the checkpoint's data meta for eval and predict
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
     eval_every: int = 1  # validate every k epochs (and always after the last)
     freeze_bn: bool = False  # BN uses running statistics (makes DDP match one process exactly on CPU)
     cache: bool = False  # keep decoded videos in memory (small datasets)
@@ -86,6 +96,12 @@ class TrainConfig:
                 raise ValueError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if len(value) != 3 or not all(isinstance(v, int | float) for v in value):
+                raise ValueError(f"{name} must be three numbers (R, G, B on the 0-1 scale), got {value!r}")
+        if min(self.std) <= 0:
+            raise ValueError(f"std must be positive, got {self.std!r}")
 
     def resolved_stem_stride(self) -> int:
         if self.stem_stride is not None:

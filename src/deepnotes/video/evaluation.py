@@ -21,16 +21,19 @@ from deepnotes.core.distributed import DistInfo, all_reduce_sum, gather_lists
 from deepnotes.video.data import count_frame_files, make_loader
 from deepnotes.video.data.lists import VideoRecord, read_list
 from deepnotes.video.data.pipeline import eval_config, make_dataset
+from deepnotes.video.dumps import ScoreDump, dump_format, write_dump
 from deepnotes.video.metrics import confusion, plot_confusion, summarize, topk_correct
 from deepnotes.video.models import build_from_config
 
 
 @torch.no_grad()
 def evaluate_loader(model: nn.Module, loader, num_classes: int, device: torch.device,
-                    info: DistInfo = DistInfo(), desc: str = "eval") -> dict[str, Any]:
+                    info: DistInfo = DistInfo(), desc: str = "eval",
+                    scores: dict[int, np.ndarray] | None = None) -> dict[str, Any]:
     """Scores averaged over views after softmax; returns metrics, the confusion matrix and skipped paths.
     Clips are (N, C, T, H, W) or (N, V, C, T, H, W) with V views. Under DDP each rank evaluates its share
-    and the counts are summed, so every rank returns the metrics of the whole list."""
+    and the counts are summed, so every rank returns the metrics of the whole list. ``scores``, when given,
+    receives each scored video's (K,) probabilities under its dataset index (this rank's videos)."""
     model.eval()
     conf = torch.zeros(num_classes, num_classes, dtype=torch.long)
     top5, loss_sum, skipped = 0, 0.0, []
@@ -44,6 +47,8 @@ def evaluate_loader(model: nn.Module, loader, num_classes: int, device: torch.de
             probs = F.softmax(model(clips.flatten(0, 1)), 1).view(n, v, -1).mean(1)
         else:
             probs = F.softmax(model(clips), 1)
+        if scores is not None:
+            scores.update(zip(batch.indices, probs.double().cpu().numpy(), strict=True))
         loss_sum += F.nll_loss(probs.clamp_min(1e-12).log(), labels, reduction="sum").item()
         top5 += topk_correct(probs, labels, 5)
         conf += confusion(probs.argmax(1), labels, num_classes).cpu()
@@ -70,24 +75,41 @@ def load_run(run_dir: str | Path, device: torch.device) -> tuple[nn.Module, dict
 
 
 def evaluate(run_dir: str | Path, list_path: str | Path, root: str | Path | None = None, clips: int = 1,
-             crops: int = 1, batch_size: int = 8, workers: int = 2, device: str = "auto") -> dict[str, Any]:
-    """Evaluate a run on a list; writes ``RUN/eval/<list>.json`` and ``<list>-confusion.png``.
-    Unreadable videos are reported (count and paths), not fatal."""
+             crops: int = 1, batch_size: int = 8, workers: int = 2, device: str = "auto",
+             dump: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate a run on a list; writes ``RUN/eval/<list>.json`` and ``<list>-confusion.png``, and with
+    ``dump`` every video's class scores in list order (:mod:`deepnotes.video.dumps`: ``.jsonl`` or ``.npz``).
+    Unreadable videos are reported (count and paths; in the dump, a row without scores), not fatal."""
+    if dump is not None:
+        dump_format(dump)  # a wrong suffix fails before the evaluation, not after it
     dev = pick_device(device)
     model, meta = load_run(run_dir, dev)
     classes = meta["classes"]
     cfg = eval_config(meta["model"], meta["data"], workers=workers)
     records = read_list(list_path, root, len(classes), cfg.list_format)
     ds = make_dataset(cfg, records, False, num_clips=clips, crops=crops)
-    res = evaluate_loader(model, make_loader(ds, batch_size, False, workers), len(classes), dev)
+    per_video: dict[int, np.ndarray] = {}
+    res = evaluate_loader(model, make_loader(ds, batch_size, False, workers), len(classes), dev,
+                          scores=per_video)
     out_dir = Path(run_dir) / "eval"
     name = Path(list_path).stem
     plot = plot_confusion(np.array(res["confusion"]), classes, out_dir / f"{name}-confusion.png",
                           f"{meta['model']} on {name}")
     res["confusion_plot"] = str(plot)
     res.update(list=str(list_path), views={"clips": clips, "crops": crops})
+    if dump is not None:
+        res["dump"] = str(write_dump(dump, score_dump(records, per_video, len(classes))))
     atomic_write_json(out_dir / f"{name}.json", res)
     return res
+
+
+def score_dump(records: list[VideoRecord], scores: dict[int, np.ndarray], num_classes: int) -> ScoreDump:
+    """Every record in order with its (K,) scores; a record without scores (unreadable) gets a NaN row and
+    the ``unreadable`` flag."""
+    missing = np.full(num_classes, np.nan)
+    return ScoreDump([str(r.path) for r in records], np.array([r.label for r in records], np.int64),
+                     np.stack([scores.get(i, missing) for i in range(len(records))]).reshape(-1, num_classes),
+                     np.array([i not in scores for i in range(len(records))]))
 
 
 def predict(run_dir: str | Path, video: str | Path, clips: int = 1, crops: int = 1, topk: int = 5,

@@ -23,13 +23,14 @@ from torch import nn
 from deepnotes.core import RunDir, pick_device, seed_everything
 from deepnotes.core.distributed import DistInfo
 from deepnotes.core.engine import Schedule, StepOutput, Trainer, TrainTask, check_fresh, distributed
+from deepnotes.nn.pretrained import LoadReport
 from deepnotes.optim import AdamW, cosine_with_warmup
 from deepnotes.video.config import TrainConfig
 from deepnotes.video.data import Batch, make_loader, set_epoch
 from deepnotes.video.data.lists import read_list
 from deepnotes.video.data.pipeline import class_names, data_meta, flip_map, make_dataset
 from deepnotes.video.evaluation import evaluate, evaluate_loader, load_run, predict
-from deepnotes.video.models import MODELS, build_model
+from deepnotes.video.models import MODELS, build_model, init_from_2d
 
 log = logging.getLogger("deepnotes.video")
 
@@ -70,7 +71,9 @@ class VideoTask(TrainTask):
         self.cfg, self.info, self.device = cfg, info, device
         records = read_list(cfg.train, cfg.root, kind=cfg.list_format)
         self.classes = class_names(cfg, records)
-        self.model = build_model(cfg.model, len(self.classes), **model_options(cfg)).to(device)
+        self.model = build_model(cfg.model, len(self.classes), **model_options(cfg))
+        self.pretrained = self._pretrained()
+        self.model.to(device)
         self._data()
         steps = len(self.train_loader)
         self.optimizer = AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr)
@@ -82,6 +85,18 @@ class VideoTask(TrainTask):
         self.config = {**cfg.to_dict(), "classes": self.classes}
         self.seed, self.freeze_bn = cfg.seed, cfg.freeze_bn
         self._placeholder: Batch | None = None
+
+    def _pretrained(self) -> LoadReport | None:
+        """Start the model from ``--pretrained`` 2D weights (not when resuming a checkpoint: it has them)."""
+        cfg = self.cfg
+        if cfg.pretrained is None or (cfg.resume and RunDir(cfg.out).has_checkpoint()):
+            return None
+        try:
+            return init_from_2d(self.model, cfg.pretrained)
+        except ValueError as exc:
+            hint = ("; --stem-stride 1 builds a 3x3 stem, pretrained ResNets have a 7x7 one: pass "
+                    "--stem-stride 2 or 4") if "stem.0.weight" in str(exc) else ""
+            raise ValueError(f"--pretrained {exc}{hint}") from None
 
     def _data(self) -> None:
         cfg, info, k = self.cfg, self.info, len(self.classes)
@@ -167,4 +182,6 @@ def train(cfg: TrainConfig, log_fn: Callable[[str], None] | None = None) -> list
     check_fresh(RunDir(cfg.out), cfg.resume)
     with distributed(pick_device(cfg.device)) as (info, device):
         task = VideoTask(cfg, info, device)
+        if task.pretrained is not None and info.rank == 0 and log_fn is not None:
+            log_fn(f"pretrained: {task.pretrained.summary()}")
         return Trainer(task, cfg.out, info, device, resume=cfg.resume, log_fn=log_fn).fit()

@@ -32,11 +32,14 @@ def top1(ctx: ClaimContext, kind: str, model: str) -> float:
     return metrics[-1]["top1"]
 
 
-def train_run(ctx: ClaimContext, model: str, train_list, val_list, out, **kw) -> list[dict]:
-    """Train ``model`` in-process (no worker processes, frames cached) on the claim's device and seed; ``kw``
-    are further :class:`TrainConfig` fields. Returns the per-epoch records."""
+def train_run(ctx: ClaimContext, model: str, train_list, val_list, out, seed: int | None = None,
+              **kw) -> list[dict]:
+    """Train ``model`` in-process (no worker processes, frames cached) on the claim's device and ``seed``
+    (the claim's when None); ``kw`` are further :class:`TrainConfig` fields. Returns the per-epoch
+    records."""
     cfg = TrainConfig(model=model, train=str(train_list), val=val_list and str(val_list), out=str(out),
-                      workers=0, cache=True, device=str(ctx.device), seed=ctx.seed, **kw)
+                      workers=0, cache=True, device=str(ctx.device), seed=ctx.seed if seed is None else seed,
+                      **kw)
     return train(cfg)
 
 

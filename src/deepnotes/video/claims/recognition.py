@@ -7,8 +7,11 @@ import numpy as np
 import torch
 
 from deepnotes.core import Outcome, claim
+from deepnotes.core.notes import Paper, Source
+from deepnotes.core.timing import count_flops, time_call
+from deepnotes.core.verdict import Test, floor_reason, ratios
 from deepnotes.video.claims.common import setup_of, top1
-from deepnotes.video.experiments import costs, reference
+from deepnotes.video.experiments import costs, model_for, reference, threads
 from deepnotes.video.models import MODELS
 
 # the models the claims train: TSN (the 2D baseline, blind to order) and every temporal 2D and 3D model of
@@ -37,12 +40,39 @@ def _bar(ctx, rows, name):
     ctx.save_plot(fig, name)
 
 
+NOTE_LONG_TERM = "单帧过backbone,最后的feature 进行 temporal max/average poolin"
+TSM_PAPER = "Lin, Gan & Han, TSM: Temporal Shift Module for Efficient Video Understanding, ICCV 2019"
+
+
+@torch.no_grad()
+def order_blindness(setup, model_name: str = "tsn") -> float:
+    """max |logits(clip) - logits(clip reversed in time)| / max |logits| of a freshly built model: TSN's
+    average consensus over segments cannot see the order (0 up to float rounding)."""
+    torch.manual_seed(0)
+    model = model_for(model_name, setup).eval()
+    x = torch.randn(2, 3, setup.segments, setup.size, setup.size)
+    a, b = model(x), model(x.flip(2))
+    return float((a - b).abs().max() / a.abs().max().clamp_min(1e-12))
+
+
 @claim("video.order_needs_temporal_modeling", "video",
        "Average consensus over frames (TSN) is blind to order: on data whose classes differ only in temporal "
        "order it stays at the pair-confusion ceiling, while TSM/TEA/STM/TDN/TAM and 3D networks learn the "
        "order; on appearance-only data TSN is as good as the temporal models.",
-       "motion: TSN top-1 <= 0.60 (ceiling 0.50) and every temporal and 3D model >= 0.80; "
-       "scene: TSN top-1 >= best temporal model - 0.05")
+       tests=(
+           Test("tsn_order_blind", "max |TSN logits(clip) - logits(clip reversed)| / max |logits|", "<", 1e-5,
+                method="exact"),
+           Test("order_gap", "motion (order-only) data: min over temporal 2D and 3D models of top-1 minus "
+                "TSN's top-1 (one training each)", ">", 0.2),
+           Test("scene_gap", "scene (appearance-only) data: TSN's top-1 minus the best temporal model's",
+                ">", -0.05),
+       ),
+       origin="note",
+       source=Source("motion", NOTE_LONG_TERM, "Problem of long-term modelling: each frame goes through the "
+                     "backbone alone and the final features are combined by temporal max/average pooling"),
+       paper=Paper(TSM_PAPER, "Something-Something V1 (order-sensitive) comparison: TSN with 8 frames far "
+                   "below TSM with 8 frames at the same FLOPs; on Kinetics (scene-based) the gap is small",
+                   "ResNet-50, ImageNet-pretrained, 8 frames"))
 def order_needs_temporal_modeling(ctx) -> Outcome:
     scene_models = ctx.pick(("tsn", "tsm"), ALL)
     rows = []
@@ -50,25 +80,57 @@ def order_needs_temporal_modeling(ctx) -> Outcome:
         rows.append({"model": m, "motion_top1": top1(ctx, "motion", m),
                      "scene_top1": top1(ctx, "scene", m) if m in scene_models else None})
     by = {r["model"]: r for r in rows}
-    others_motion = [by[m]["motion_top1"] for m in ALL if m != "tsn"]
-    best_scene_other = max(by[m]["scene_top1"] for m in scene_models if m != "tsn")
-    held = (by["tsn"]["motion_top1"] <= 0.60 and min(others_motion) >= 0.80
-            and by["tsn"]["scene_top1"] >= best_scene_other - 0.05)
+    scene = {m: by[m]["scene_top1"] for m in scene_models}
+    samples = {"tsn_order_blind": order_blindness(setup_of(ctx)),
+               "order_gap": [min(by[m]["motion_top1"] for m in ALL if m != "tsn") - by["tsn"]["motion_top1"]],
+               "scene_gap": [scene["tsn"] - max(v for m, v in scene.items() if m != "tsn")]}
+    floor = {"scene_gap": floor_reason(scene, "top-1", ceiling=1.0),
+             "order_gap": floor_reason({m: by[m]["motion_top1"] for m in ALL}, "top-1", ceiling=1.0)}
     _bar(ctx, rows, "top1")
     figures = {f"motion_top1_{r['model']}": r["motion_top1"] for r in rows}
-    figures.update({f"scene_top1_{m}": by[m]["scene_top1"] for m in scene_models})
+    figures.update({f"scene_top1_{m}": v for m, v in scene.items()})
     s = setup_of(ctx)
     notes = (f"Synthetic data, {s.n_per_class} training / {s.val_per_class} validation videos per class, "
              f"{s.frames} frames of {s.size}x{s.size}; clips of {s.segments} TSN segments; ResNet-{s.depth} "
-             f"width {s.width} (2D and inflated 3D), {s.epochs} epochs AdamW; last-epoch top-1, centre view.")
-    return Outcome(figures, held, tables={"val top-1 per model": rows}, notes=notes)
+             f"width {s.width} (2D and inflated 3D), {s.epochs} epochs AdamW; last-epoch top-1, centre view. "
+             "One training per model and data set (the costliest part of the report): the accuracy gaps "
+             "have n = 1 and cannot be decided; TSN's blindness to order is exact.")
+    return Outcome(figures, samples, floor=floor, tables={"val top-1 per model": rows}, notes=notes)
+
+
+def _interleaved_latency(names: list[str], setup, rounds: int) -> dict[str, list[float]]:
+    """Per model, ms per clip in each of ``rounds`` interleaved rounds (batch of 2 clips, one thread; see
+    :func:`deepnotes.video.experiments.costs` for why a batch of 2)."""
+    models = {n: model_for(n, setup).eval() for n in names}
+    x = torch.randn(2, 3, setup.segments, setup.size, setup.size)
+    out: dict[str, list[float]] = {n: [] for n in names}
+    with torch.no_grad(), threads(1):
+        for m in models.values():
+            m(x)
+        for _ in range(rounds):
+            for n, m in models.items():
+                out[n].append(time_call(lambda m=m: m(x), "cpu", warmup=0, repeat=1) / 2)
+    return out
 
 
 @claim("video.cost_2d_vs_3d", "video",
        "2D temporal modules add little to TSN's cost, while 3D networks are heavy: more parameters, more "
        "FLOPs, slower inference at equal input.",
-       "at the larger input: every 2D temporal model within 1.3x TSN's FLOPs, and I3D and R(2+1)D each above "
-       "1.5x TSN's FLOPs and CPU latency")
+       tests=(
+           Test("flops_2d", "max over temporal 2D models of FLOPs / TSN's FLOPs (ResNet-18, 8 frames)", "<",
+                1.3, method="exact"),
+           Test("flops_3d", "min over I3D and R(2+1)D of FLOPs / TSN's FLOPs", ">", 1.5, method="exact"),
+           Test("latency_3d", "min over I3D and R(2+1)D of CPU latency / TSN's, per interleaved round", ">",
+                1.5, scale="log"),
+       ),
+       origin="note",
+       source=Source("3d", "3Dbased 的网络参数量大,计算开销大,训练的 scheduler 更长,inference latency "
+                     "明显慢于 2Dbased 的方法。",
+                     "3D-based networks have many parameters and a large computational cost, train on longer "
+                     "schedules, and their inference latency is clearly slower than 2D-based methods'."),
+       paper=Paper(TSM_PAPER, "TSM adds zero FLOPs and parameters to TSN (the shift is free); in its "
+                   "comparison tables the 3D networks (I3D, ECO, non-local I3D) cost several times TSN/TSM's "
+                   "FLOPs per clip", "ResNet-50 backbones, 8-32 frames, 224x224"))
 def cost_2d_vs_3d(ctx) -> Outcome:
     setup = setup_of(ctx)
     big = ctx.pick(reference(setup, depth=18, width=16, size=56, segments=8, stem_stride=2),
@@ -76,21 +138,27 @@ def cost_2d_vs_3d(ctx) -> Outcome:
     cpu = torch.device("cpu")
     rows = [{**r, "motion_top1": top1(ctx, "motion", r["model"])}
             for r in costs(list(ALL), setup, cpu, ctx.pick(5, 20))]
-    # the fully inflated I3D is costed (not trained) next to ResNet3d's pattern
-    big_rows = costs([*ALL, *VARIANTS_3D], big, cpu, rounds=ctx.pick(3, 10))
-    by = {r["model"]: r for r in big_rows}
-    tsn = by["tsn"]
-    ratio = {m: (by[m]["flops"] / tsn["flops"], by[m]["latency_ms"] / tsn["latency_ms"]) for m in by}
-    held = (all(ratio[m][0] <= 1.3 for m in TEMPORAL_2D)
-            and all(ratio[m][0] > 1.5 and ratio[m][1] > 1.5 for m in ("i3d", "r2plus1d")))
-    for r in big_rows:
-        r["flops_vs_tsn"], r["latency_vs_tsn"] = ratio[r["model"]]
-    figures = {f"flops_ratio_{m}": ratio[m][0] for m in by}
-    figures.update({f"latency_ratio_{m}": ratio[m][1] for m in by})
+    names = [*ALL, *VARIANTS_3D]  # the fully inflated I3D is costed (not trained) next to ResNet3d's pattern
+    x = torch.zeros(1, 3, big.segments, big.size, big.size)
+    flops = {n: count_flops(model_for(n, big).eval(), x) for n in names}
+    lat = _interleaved_latency(names, big, ctx.pick(7, 20))
+    flop_ratio = {n: flops[n] / flops["tsn"] for n in names}
+    lat_ratio = {n: ratios(lat[n], lat["tsn"]) for n in names}
+    samples = {"flops_2d": max(flop_ratio[m] for m in TEMPORAL_2D),
+               "flops_3d": min(flop_ratio[m] for m in ("i3d", "r2plus1d")),
+               "latency_3d": [min(a, b) for a, b in zip(lat_ratio["i3d"], lat_ratio["r2plus1d"],
+                                                        strict=True)]}
+    big_rows = [{"model": n, "gflops": round(flops[n] / 1e9, 3), "flops_vs_tsn": round(flop_ratio[n], 3),
+                 "median_ms": round(float(np.median(lat[n])), 2),
+                 "latency_vs_tsn": round(float(np.exp(np.mean(np.log(lat_ratio[n])))), 3)} for n in names]
+    figures = {f"flops_ratio_{m}": flop_ratio[m] for m in names}
+    figures.update({f"latency_ratio_{m}": float(np.exp(np.mean(np.log(lat_ratio[m])))) for m in names})
     trained_size = f"ResNet-{setup.depth} w{setup.width}, {setup.segments}x{setup.size}x{setup.size} clip"
     larger = f"ResNet-{big.depth} w{big.width}, {big.segments}x{big.size}x{big.size} clip, CPU"
     tables = {f"trained size: {trained_size}": rows, f"larger: {larger}": big_rows}
-    notes = ("Latency: median over repeats, per clip of a batch of 2, inference, 1 thread, on the CPU of "
-             "this machine (shared: absolute times are noisy, ratios are what to read). C3D has its own "
-             "plain architecture, so its size is not comparable one to one.")
-    return Outcome(figures, held, tables=tables, notes=notes)
+    notes = ("Latency: per clip of a batch of 2, inference, 1 thread, models interleaved round by round on "
+             "the "
+             "CPU of this machine (shared: absolute times are noisy; the per-round ratios are what is "
+             "tested, a geometric mean with its interval). C3D has its own plain architecture, so its size "
+             "is not comparable one to one.")
+    return Outcome(figures, samples, tables=tables, notes=notes)

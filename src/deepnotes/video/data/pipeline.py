@@ -9,6 +9,7 @@ modality its clips need (``MODELS.info(name)["modality"]``); add one with ``MODA
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from deepnotes.video.data.lists import ListError, VideoRecord, read_classes
 from deepnotes.video.data.sampling import ClipSampler
 from deepnotes.video.data.transforms import Compose, eval_transform, train_transform
 from deepnotes.video.two_stream.dataset import TwoStreamLoader, two_stream_loader, two_stream_transform
+
+log = logging.getLogger("deepnotes.video")
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,11 @@ def rgb_loader(cfg: TrainConfig) -> Callable:
 
 def rgb_transform(cfg: TrainConfig, train: bool, crops: int = 1,
                   label_map: dict[int, int] | None = None) -> Compose:
+    # the run's input normalisation (ImageNet's statistics unless the config says otherwise; stored in the
+    # checkpoint's data meta, so eval and predict normalise as training did)
     if train:
-        return train_transform(cfg.input_size, cfg.crop, cfg.flip, label_map)
-    return eval_transform(cfg.input_size, crops)
+        return train_transform(cfg.input_size, cfg.crop, cfg.flip, label_map, cfg.mean, cfg.std)
+    return eval_transform(cfg.input_size, crops, cfg.mean, cfg.std)
 
 
 def two_stream_frames(cfg: TrainConfig) -> Callable:
@@ -100,13 +105,32 @@ def make_dataset(cfg: TrainConfig, records: list[VideoRecord], train: bool, num_
 
 def class_names(cfg: TrainConfig, records: list[VideoRecord]) -> list[str]:
     """``cfg.classes`` (the names, or a file of them), else ``classes.txt`` beside the train list, else
-    "0".."K-1" (K = max label + 1)."""
+    "0".."K-1" with K = ``cfg.num_classes`` (``--num-classes``) or, without it, the largest label + 1 — an
+    inference that is said (a warning naming the list line of the largest label), never silent. A class list
+    and ``--num-classes`` that disagree are an error; labels >= K are refused by ``read_list``, naming the
+    line."""
+    names = _listed_class_names(cfg)
+    k = cfg.num_classes
+    if names is not None:
+        if k is not None and k != len(names):
+            raise ListError(f"--num-classes {k} but the class list names {len(names)} classes; drop one of "
+                            "them or make them agree")
+        return names
+    if k is None:
+        top = max(records, key=lambda r: r.label)
+        k = top.label + 1
+        log.warning("no classes.txt: %d classes inferred from the largest label %d at %s; pass "
+                    "--num-classes or a class list", k, top.label, top.source)
+    return [str(i) for i in range(k)]
+
+
+def _listed_class_names(cfg: TrainConfig) -> list[str] | None:
+    """The names ``cfg.classes`` gives (a list, or a file), else those of ``classes.txt`` beside the train
+    list, else None."""
     if isinstance(cfg.classes, list | tuple):
         return [str(c) for c in cfg.classes]
     path = Path(cfg.classes) if cfg.classes else Path(cfg.train).parent / "classes.txt"
-    if cfg.classes or path.is_file():
-        return read_classes(path)
-    return [str(i) for i in range(max(r.label for r in records) + 1)]
+    return read_classes(path) if cfg.classes or path.is_file() else None
 
 
 def flip_map(cfg: TrainConfig, num_classes: int) -> dict[int, int]:
@@ -140,7 +164,7 @@ def data_meta(cfg: TrainConfig) -> dict[str, Any]:
     """What eval/predict need to sample and transform clips the way training did (checkpoint meta)."""
     return {k: getattr(cfg, k) for k in ("segments", "sampling", "frame_interval", "input_size", "modality",
                                          "frame_template", "start_index", "list_format", "seed", "new_length",
-                                         "flow_method", "flow_bound")}
+                                         "flow_method", "flow_bound", "mean", "std")}
 
 
 def eval_config(model: str, data: dict[str, Any], **overrides: Any) -> TrainConfig:

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from deepnotes.nn.pretrained import IMAGENET_MEAN, IMAGENET_STD
+
 CROPS = ("multiscale", "resized", "center")  # the training crops of train_transform
 
 
@@ -137,6 +137,9 @@ class HorizontalFlip:
 
 
 class Normalize:
+    """``(clip - mean) / std`` per channel, on RGB in [0, 1] (default: ImageNet's statistics, what every
+    video run has used; a run stores its own in the checkpoint's data meta)."""
+
     def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
         self.mean = torch.tensor(mean).view(1, -1, 1, 1)
         self.std = torch.tensor(std).view(1, -1, 1, 1)

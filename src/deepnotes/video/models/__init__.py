@@ -43,6 +43,8 @@ from deepnotes.video.models import i3d  # noqa: F401  (i3d and i3d_full)
 from deepnotes.video.models import r2plus1d  # noqa: F401
 from deepnotes.video.models import two_stream  # noqa: F401
 # isort: on
+# after the model files: it imports two_stream, which must register after the single-stream models
+from deepnotes.video.models.pretrained import init_from_2d
 
 # the lists of the families, read from the registry once every model above is in it
 TEMPORAL_2D = tuple(MODELS.names(family="2d", temporal=True))
@@ -65,4 +67,4 @@ def model_cost(model: torch.nn.Module, frames: int | None = None, size: int | No
 
 __all__ = ["CONFIGS", "FAMILIES", "MODELS", "MODELS_3D", "TEMPORAL_2D", "VARIANTS_3D", "ModelConfig",
            "Recognizer", "Recognizer2D", "Recognizer3D", "asdict", "build_from_config", "build_model",
-           "model_cost"]
+           "init_from_2d", "model_cost"]

@@ -105,3 +105,15 @@ def previous_minus_now(x: torch.Tensor, t: int,
 def reduced(channels: int, ratio: int) -> int:
     """Bottleneck width of an attention branch, never below 2 (tiny networks have few channels)."""
     return max(channels // ratio, 2)
+
+
+@torch.no_grad()
+def kaiming_convs_unit_bns(module: nn.Module) -> None:
+    """The init TEA's and TDN's released code give their modules: every conv (1D or 2D) Kaiming-normal with
+    fan-out and ReLU gain, every BatchNorm gamma 1 and beta 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv1d | nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

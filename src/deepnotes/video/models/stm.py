@@ -4,6 +4,10 @@ CSTM: a channel-wise temporal conv (k=3) then a channel-wise 3x3 spatial conv. C
 feature differences ``conv3x3(x[t+1]) - x[t]`` (motion encoded at feature level, no optical flow),
 expand back. STM adds the two; here in residual form, ``x + CSTM(x) + CMM(x)`` (each branch ending in
 BN), so the module plugs in after any block's first conv without losing the frame's own features.
+
+On a pretrained backbone (``video train --pretrained``): STM's authors released no code, so the choice is
+ours: the BN ending each branch starts with gamma 0, so STM starts as the 2D network it was loaded from
+and each branch grows from there (its gamma gets a gradient at once); the other weights keep their init.
 """
 
 from __future__ import annotations
@@ -25,6 +29,12 @@ class STMModule(nn.Module):
         self.squeeze = pointwise_bn(channels, r)
         self.transform = nn.Conv2d(r, r, 3, padding=1, bias=False)
         self.expand = pointwise_bn(r, channels)
+
+    @torch.no_grad()
+    def init_pretrained(self, backbone: nn.Module) -> None:
+        """Both branches start as nothing (their last BN's gamma 0): the block computes what the 2D did."""
+        nn.init.zeros_(self.cstm[2].weight)
+        nn.init.zeros_(self.expand[1].weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         motion = next_minus_now(self.squeeze(x), self.t, self.transform)

@@ -5,6 +5,11 @@ gives a per-frame importance map that rescales the features; the global branch (
 time steps of each channel, softmax) gives each clip and channel its own temporal kernel of size K,
 which then convolves the rescaled features over time, channel by channel. The kernels adapt to the
 clip, unlike a 3D conv's fixed weights; the last ones are kept in ``last_kernel`` for inspection.
+
+On a pretrained backbone (``video train --pretrained``) the module starts as ``TAM.init_weights`` of
+mmaction2's TANet (``mmaction/models/common/tam.py``, the authors' port) does: Conv1d Kaiming-normal
+(fan-out), BatchNorm1d gamma 1 and beta 0, Linear normal with std 0.001 (so the global branch's kernels
+start near the uniform 1/K average of the K neighbours).
 """
 
 from __future__ import annotations
@@ -29,6 +34,18 @@ class TAM(nn.Module):
                                   nn.ReLU(inplace=True), nn.Linear(alpha * t, kernel, bias=False),
                                   nn.Softmax(-1))
         self.last_kernel: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def init_pretrained(self, backbone: nn.Module) -> None:
+        """mmaction2's ``TAM.init_weights``: Conv1d Kaiming-normal, BN 1/0, Linear N(0, 0.001)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv1d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm1d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.001)
 
     def extra_flops(self, args: tuple, output: torch.Tensor) -> int:
         """The adaptive temporal convolution (k multiply-adds per output value); the branches are counted."""

@@ -12,6 +12,12 @@ depthwise 3x3 first), each taken at three scales (the raw difference, a 3x3 conv
 position and channel; the two directions' attentions are averaged and the output is ``x + x * A``,
 A in (-0.5, 0.5). (That code also shifts channels as TSM does after this module; this TDN does not, so
 the difference modules alone carry its temporal modelling.)
+
+On a pretrained backbone (``video train --pretrained``), as TDN's released code (``ops/tdn_net.py``,
+``ops/base_module.py``): L-TDM's convs Kaiming-normal (fan-out) and BNs gamma 1, beta 0; S-TDM's encoder
+from the pretrained stem conv averaged over its RGB input channels and repeated over the difference
+channels (the code's ``conv1_5`` rule), cut to our encoder's centre 3x3. Its BN keeps gamma 0: S-TDM
+starts at zero where that code adds its difference stream at weight 0.5 from the first step.
 """
 
 from __future__ import annotations
@@ -29,7 +35,13 @@ from deepnotes.video.models.base import (
     unfold,
     zero_bn,
 )
-from deepnotes.video.models.ops import next_minus_now, pointwise_bn, previous_minus_now, reduced
+from deepnotes.video.models.ops import (
+    kaiming_convs_unit_bns,
+    next_minus_now,
+    pointwise_bn,
+    previous_minus_now,
+    reduced,
+)
 from deepnotes.video.models.registry import MODELS
 
 
@@ -40,6 +52,17 @@ class ShortTermTDM(nn.Module):
         super().__init__()
         self.encode = nn.Sequential(nn.Conv2d(2 * in_channels, width, 3, stride=2, padding=1, bias=False),
                                     zero_bn(width))
+
+    @torch.no_grad()
+    def init_pretrained(self, backbone: nn.Module) -> None:
+        """The encoder from the (pretrained) stem conv: averaged over input channels, repeated over the
+        difference channels, its centre k x k; the zero BN keeps the branch at zero."""
+        stem, enc = backbone.stem[0].weight, self.encode[0].weight  # (w, C, K, K), (w, 2C, k, k)
+        if stem.shape[0] != enc.shape[0]:
+            return
+        k, big = enc.shape[-1], stem.shape[-1]
+        lo = (big - k) // 2
+        enc.copy_(stem.mean(1, keepdim=True)[..., lo:lo + k, lo:lo + k].expand_as(enc))
 
     def forward(self, clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         t, h, w = clip.shape[2:]
@@ -66,6 +89,10 @@ class LongTermTDM(nn.Module):
         self.full = nn.Sequential(nn.Conv2d(r, r, 3, padding=1, bias=False), nn.BatchNorm2d(r))
         self.coarse = nn.Sequential(nn.Conv2d(r, r, 3, padding=1, bias=False), nn.BatchNorm2d(r))
         self.expand = pointwise_bn(r, channels)
+
+    def init_pretrained(self, backbone: nn.Module) -> None:
+        """TDN's code: convs Kaiming-normal (fan-out), BNs gamma 1 and beta 0."""
+        kaiming_convs_unit_bns(self)
 
     def logits(self, d: torch.Tensor) -> torch.Tensor:
         """Difference maps (M, r, H, W) at three scales (themselves, a 3x3 conv, a 3x3 conv at half resolution

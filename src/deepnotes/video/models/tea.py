@@ -7,6 +7,12 @@ in (-1, 1), as the paper writes it; output ``x + x * A`` so motion-sensitive cha
 groups; the first passes through, the second gets a temporal (channel-wise, k=3) and a spatial
 (channel-wise 3x3) conv, the third and fourth add the previous group's output first (Res2Net-style),
 so later groups see a longer time range. Both sit after each block's first conv.
+
+On a pretrained backbone (``video train --pretrained``) the modules start as TEA's released code starts
+them (``MEModule`` and ``ShiftModule`` in its ``tea50_8f.py``): ME's convs Kaiming-normal (fan-out) and its
+BNs gamma 1, beta 0; MTA's temporal convs as the identity (the code's ``'fixed'`` mode). That code's MTA
+spatial convs are Res2Net's ImageNet 3x3 convs; our ResNet has none, so ours keep their identity init and
+MTA starts as a pass-through.
 """
 
 from __future__ import annotations
@@ -15,7 +21,14 @@ import torch
 from torch import nn
 
 from deepnotes.video.models.base import ModelConfig, Recognizer2D, insert_after_conv1, resnet
-from deepnotes.video.models.ops import TemporalConv, dw3x3, next_minus_now, pointwise_bn, reduced
+from deepnotes.video.models.ops import (
+    TemporalConv,
+    dw3x3,
+    kaiming_convs_unit_bns,
+    next_minus_now,
+    pointwise_bn,
+    reduced,
+)
 from deepnotes.video.models.registry import MODELS
 
 
@@ -27,6 +40,10 @@ class MotionExcitation(nn.Module):
         self.squeeze = pointwise_bn(channels, r)
         self.transform = dw3x3(r)
         self.expand = pointwise_bn(r, channels)
+
+    def init_pretrained(self, backbone: nn.Module) -> None:
+        """TEA's code: every conv Kaiming-normal (fan-out, ReLU gain), every BN gamma 1 and beta 0."""
+        kaiming_convs_unit_bns(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = next_minus_now(self.squeeze(x), self.t, self.transform).mean((2, 3), keepdim=True)
