@@ -1,8 +1,16 @@
-"""LoRA training step and inference latency: deepnotes.peft against HF peft on the same GPT-2.
+"""LoRA training step and inference latency: deepnotes.peft against HF peft on the same GPT-2, Qwen2 or
+LLaMA (transformers' own model code, random weights).
 
     python benchmarks/peft_step.py --device cpu --layers 6 --width 384 --batch 8 --seq 128
     python benchmarks/peft_step.py --device cuda --layers 12 --width 768 --batch 8 --seq 512 --bf16
     python benchmarks/peft_step.py --device cpu --layers 12 --width 64 --vocab 1000 --batch 1 --seq 16
+    python benchmarks/peft_step.py --arch qwen2 --device cpu --layers 4 --width 256 --vocab 2000 --batch 4 \
+        --seq 64 --kv-heads 2
+
+``--arch qwen2`` / ``llama``: heads of 64 dimensions, ``--kv-heads`` key/value heads (grouped-query attention
+when fewer than the heads), an MLP of ``--intermediate`` (default 8/3 of the width, as LLaMA); LoRA goes on
+``--targets`` (default: the architecture's default targets of ``peft train``: every attention and MLP
+projection).
 
 The last one is a CPU stand-in for a GPU run: the model is so small that the step time is the host's time
 (Python, dispatch, autograd), which is also what bounds a GPT-2 124M step on an H200 in eager mode.
@@ -20,17 +28,42 @@ import argparse
 import contextlib
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 
 from deepnotes.core import pick_device
 from deepnotes.core.timing import print_kernel_profile, time_interleaved
+from deepnotes.peft.methods.targets import LAYOUTS
+
+LLAMA_LIKE = {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "llama": (LlamaConfig, LlamaForCausalLM)}
 
 
 def build(args, device):
     torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=args.layers, n_embd=args.width, n_head=args.width // 64, vocab_size=args.vocab,
-                     n_positions=max(1024, args.seq), resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-    return GPT2LMHeadModel(cfg).to(device)
+    heads = args.width // 64
+    if args.arch == "gpt2":
+        cfg = GPT2Config(n_layer=args.layers, n_embd=args.width, n_head=heads, vocab_size=args.vocab,
+                         n_positions=max(1024, args.seq), resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+        return GPT2LMHeadModel(cfg).to(device)
+    config_cls, model_cls = LLAMA_LIKE[args.arch]
+    cfg = config_cls(num_hidden_layers=args.layers, hidden_size=args.width, num_attention_heads=heads,
+                     num_key_value_heads=args.kv_heads or heads, vocab_size=args.vocab,
+                     intermediate_size=args.intermediate or 8 * args.width // 3,
+                     max_position_embeddings=max(1024, args.seq), tie_word_embeddings=args.arch == "qwen2")
+    return model_cls(cfg).to(device)
+
+
+def first_norm(model):
+    """The first block's first norm: what the "backward floor" row trains."""
+    if isinstance(model, GPT2LMHeadModel):
+        return model.transformer.h[0].ln_1
+    return model.model.layers[0].input_layernorm
 
 
 def peak(device, fn):
@@ -42,17 +75,31 @@ def peak(device, fn):
     return torch.cuda.max_memory_allocated(device) / 2**30
 
 
+def describe(args) -> str:
+    heads = args.width // 64
+    if args.arch == "gpt2":
+        return f"GPT-2 {args.layers}x{args.width}"
+    return (f"{args.arch} {args.layers}x{args.width} ({heads} heads, {args.kv_heads or heads} key/value "
+            f"heads, MLP {args.intermediate or 8 * args.width // 3})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", choices=("gpt2", *LLAMA_LIKE), default="gpt2")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--layers", type=int, default=6)
-    ap.add_argument("--width", type=int, default=384, help="GPT-2 n_embd, a multiple of 64 (heads of 64)")
+    ap.add_argument("--width", type=int, default=384, help="model width, a multiple of 64 (heads of 64)")
+    ap.add_argument("--kv-heads", type=int, default=None, help="qwen2 / llama: key/value heads (default: "
+                    "as many as query heads)")
+    ap.add_argument("--intermediate", type=int, default=None, help="qwen2 / llama: MLP width (default 8/3 "
+                    "of the width)")
     ap.add_argument("--vocab", type=int, default=50257)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--r", type=int, default=8)
     ap.add_argument("--dropout", type=float, default=0.05)
-    ap.add_argument("--targets", default="c_attn,c_proj,c_fc")
+    ap.add_argument("--targets", default=None, help="LoRA targets, comma-separated (default: the "
+                    "architecture's defaults of `peft train`)")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
     ap.add_argument("--compile", action="store_true",
                     help="torch.compile every model's forward (train steps only; no memory or inference "
@@ -64,9 +111,11 @@ def main() -> None:
                     "(CUDA)")
     args = ap.parse_args()
     if args.width < 64 or args.width % 64:
-        ap.error(f"--width {args.width}: must be a positive multiple of 64 (GPT-2 heads of 64 dimensions)")
+        ap.error(f"--width {args.width}: must be a positive multiple of 64 (heads of 64 dimensions)")
+    if args.kv_heads is not None and (args.width // 64) % args.kv_heads:
+        ap.error(f"--kv-heads {args.kv_heads}: must divide the {args.width // 64} heads")
     device = pick_device(args.device)
-    targets = args.targets.split(",")
+    targets = args.targets.split(",") if args.targets else list(LAYOUTS[args.arch].lora)
     x = torch.randint(0, args.vocab, (args.batch, args.seq), device=device)
     amp = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if args.bf16 else contextlib.nullcontext
     fused = {"fused": True}  # torch's fused AdamW on every device, so the optimizer is not what differs
@@ -99,7 +148,7 @@ def main() -> None:
     def peft_lora(dropout):
         return peft.get_peft_model(build(args, device), peft.LoraConfig(
             r=args.r, lora_alpha=2 * args.r, lora_dropout=dropout, target_modules=targets,
-            fan_in_fan_out=True))
+            fan_in_fan_out=args.arch == "gpt2"))  # GPT-2's Conv1D stores its weight input-first
 
     def ours_lora(dropout):
         return dpeft.apply(build(args, device), dpeft.LoraConfig(r=args.r, alpha=2 * args.r, dropout=dropout,
@@ -108,7 +157,7 @@ def main() -> None:
     def floor_model():
         model = build(args, device)
         model.requires_grad_(False)
-        model.transformer.h[0].ln_1.requires_grad_(True)
+        first_norm(model).requires_grad_(True)
         return model
 
     makers = {"train step: full fine-tuning": lambda: build(args, device),
@@ -120,7 +169,7 @@ def main() -> None:
     if args.compile:  # fused kernels instead of one launch per op: the LoRA branch's extra ops mostly vanish
         train = {name: step_fn(make(), compiled=True) for name, make in makers.items()}
         step = time_interleaved(train, device, args.warmup, args.repeat)
-        print(f"# GPT-2 {args.layers}x{args.width}, batch {args.batch}x{args.seq}, LoRA r={args.r}, "
+        print(f"# {describe(args)}, batch {args.batch}x{args.seq}, LoRA r={args.r}, "
               f"torch.compile, device {device}{', bf16' if args.bf16 else ''}")
         for name, ms in step.items():
             print(f"{name:45s} {ms:9.1f}  ({ms / step['train step: full fine-tuning']:.2f}x full)")
@@ -163,7 +212,7 @@ def main() -> None:
     rows = [(name, ms, peaks[name]) for name, ms in step.items()]
     inf = time_interleaved(infer, device, args.warmup, args.repeat)
 
-    print(f"# GPT-2 {args.layers}x{args.width}, vocab {args.vocab}, batch {args.batch}x{args.seq}, "
+    print(f"# {describe(args)}, vocab {args.vocab}, batch {args.batch}x{args.seq}, "
           f"LoRA r={args.r} on {targets}, device {device}{', bf16' if args.bf16 else ''}")
     print(f"{'what':45s} {'ms':>9s} {'peak GiB':>9s}")
     for name, ms, gib in rows:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deepnotes.peft.data.encode import MAX_LEN, collate, context_length, encode, target_tokens
+from deepnotes.peft.data.encode import MAX_LEN, collate, context_length, encode, separator, target_tokens
 from deepnotes.peft.data.tasks import Example
 
 
@@ -20,7 +20,7 @@ def generate_texts(model, tokenizer, sources: list[str], max_new_tokens: int = 4
     for i in range(0, len(sources), batch_size):
         chunk = sources[i : i + batch_size]
         rows = [tokenizer(s, add_special_tokens=False)["input_ids"][:MAX_LEN]
-                + ([] if encdec else [tokenizer.bos_token_id]) for s in chunk]
+                + ([] if encdec else [separator(tokenizer)]) for s in chunk]
         n = max(map(len, rows))
         limit = context_length(model)
         new_tokens = max_new_tokens if encdec or not limit else max(1, min(max_new_tokens, limit - n))

@@ -5,8 +5,15 @@ Key names are peft's: the model path prefixed with ``base_model.model.`` and the
 ``modules_to_save`` is stored under its own path). ``peft.PeftModel.from_pretrained`` loads our LoRA
 folders and :func:`load_adapter` loads peft's. Prompt tuning, and the plain (folded) prefix of a decoder-only
 model, use peft's ``prompt_embeddings`` key and ``task_type``, so those folders load both ways too; the
-bottleneck adapters, prefixes still holding their MLP and our multi-site encoder-decoder prefixes (peft has
-none of these) keep the same two-file layout with our own keys.
+bottleneck adapters, prefixes still holding their MLP and our encoder-decoder prefixes (peft has none of
+these: its seq2seq prefix table gives several layers the same block) keep the same two-file layout with our
+own keys.
+
+Every folder names its base as peft's Auto classes read it: ``task_type`` (``CAUSAL_LM`` for a model that
+generates from a decoder alone, ``SEQ_2_SEQ_LM`` for an encoder-decoder one, else null),
+``base_model_name_or_path`` (the folder or hub name the model was loaded from, ``config._name_or_path``,
+unless the caller names it) and ``revision``, so ``peft.AutoPeftModelForCausalLM.from_pretrained(folder)``
+builds the base and the adapter in one call.
 """
 
 from __future__ import annotations
@@ -37,11 +44,33 @@ def adapter_tensors(model: nn.Module, name: str | None = None) -> tuple[dict, di
     return method.save(model, config, name)
 
 
-def save_adapter(model: nn.Module, directory: str | Path, name: str | None = None) -> Path:
-    """Write adapter ``name`` (default: the active one) to ``directory`` in peft's layout; returns it."""
+def task_type(model: nn.Module) -> str | None:
+    """peft's ``task_type`` of ``model``: ``CAUSAL_LM`` / ``SEQ_2_SEQ_LM`` for a generating model (what the
+    Auto classes need), None for others (a classifier: peft's task types would add heads of their own)."""
+    can_generate = getattr(model, "can_generate", None)
+    if can_generate is None or not can_generate():
+        return None
+    return "SEQ_2_SEQ_LM" if getattr(model.config, "is_encoder_decoder", False) else "CAUSAL_LM"
+
+
+def base_fields(model: nn.Module, base_model: str | None = None, revision: str | None = None) -> dict:
+    """``task_type``, ``base_model_name_or_path`` and ``revision`` of ``model`` for adapter_config.json."""
+    source = base_model or getattr(getattr(model, "config", None), "_name_or_path", None) or None
+    return {"task_type": task_type(model), "base_model_name_or_path": None if source is None else str(source),
+            "revision": revision}
+
+
+def save_adapter(model: nn.Module, directory: str | Path, name: str | None = None,
+                 base_model: str | Path | None = None, revision: str | None = None) -> Path:
+    """Write adapter ``name`` (default: the active one) to ``directory`` in peft's layout; returns it.
+
+    ``base_model``: the folder or hub name to record as the base (default: where ``model`` was loaded from,
+    ``model.config._name_or_path``); ``revision``: the base's hub revision, if any."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config, tensors = adapter_tensors(model, name)
+    fields = base_fields(model, None if base_model is None else str(base_model), revision)
+    config = {**config, **{k: v for k, v in fields.items() if config.get(k) is None}}
     blob = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata={"format": "pt"})
     atomic_write_bytes(directory / WEIGHTS_NAME, blob)
     atomic_write_json(directory / CONFIG_NAME, config)

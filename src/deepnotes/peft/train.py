@@ -6,8 +6,9 @@ folder, the learning rate and the whole method config, and the process count), `
 every ``save_every`` steps: ``epoch`` = passes over the training examples, ``step``, ``train_loss``, ``lr``,
 ``seconds``), ``checkpoint.safetensors`` (only the trained parameters, optimizer and schedule state, the
 data-order generator and every process's dropout RNG, so ``--resume`` continues exactly as if the run had not
-stopped, prefix tuning's MLP included), ``adapter/`` (peft layout; ``full``: none) and ``results.json``
-(test scores).
+stopped, prefix tuning's MLP included), ``adapter/`` (peft layout naming the base folder, plus the
+tokenizer, so ``peft.AutoPeftModelForCausalLM.from_pretrained(run / "adapter")`` loads it; ``full``: none) and
+``results.json`` (test scores).
 
 ``train`` also runs under ``torchrun --nproc_per_node N`` (``batch_size`` is per process): every process
 draws the same global batch of ``batch_size * N`` examples and trains on its share, the engine weighs each
@@ -163,7 +164,7 @@ def fine_tune(cfg: TrainConfig, resume: bool = False, log_fn: Callable[[str], No
     with distributed(pick_device(cfg.device)) as (info, dev):
         seed_everything(cfg.seed)
         model, tok = load_base(cfg.model, dev)
-        method_cfg = method_config(cfg.method, model, **(cfg.method_config or {}))
+        method_cfg = method_config(cfg.method, model, **cfg.method_options())
         if method_cfg is not None:
             apply(model, method_cfg)
         report = trainable_parameters(model)
@@ -176,8 +177,9 @@ def fine_tune(cfg: TrainConfig, resume: bool = False, log_fn: Callable[[str], No
             return {}
         seconds = time.perf_counter() - t0
         METHODS[cfg.method].finish(model)
-        if method_cfg is not None:
+        if method_cfg is not None:  # with the tokenizer: AutoPeftModel* and AutoTokenizer read the folder
             save_adapter(model, run.path / "adapter")
+            tok.save_pretrained(run.path / "adapter")
         skipped += test_skipped
         result = _results(model, tok, data, test, cfg.batch_size, {
             "trainable": report.trainable, "total": report.total, "trainable_percent": report.percent,

@@ -1,5 +1,5 @@
 """Examples to token ids and padded batches (the loss masks the source; decoder-only models read
-``source <s> target </s>``)."""
+``source <s> target </s>``, ``<s>`` being the end token for tokenizers without a start token)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,12 @@ def context_length(model: nn.Module) -> int | None:
     """Positions the model can attend over (GPT-2 ``n_positions``, BART ``max_position_embeddings``)."""
     cfg = model.config
     return getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+
+
+def separator(tokenizer) -> int:
+    """The token between source and target for a decoder-only model: the tokenizer's ``<s>``, or its end
+    token where it has no start token (Qwen's tokenizers)."""
+    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
 
 
 def encode(tokenizer, examples: list[Example], encdec: bool, max_len: int = MAX_LEN,
@@ -41,7 +47,7 @@ def encode(tokenizer, examples: list[Example], encdec: bool, max_len: int = MAX_
         if encdec:
             out.append({"input_ids": src, "labels": tgt, "truncated": truncated})
         else:
-            ids = src + [tokenizer.bos_token_id] + tgt
+            ids = src + [separator(tokenizer)] + tgt
             out.append({"input_ids": ids, "labels": [-100] * (len(src) + 1) + tgt, "truncated": truncated})
     return out
 

@@ -1,7 +1,8 @@
 """Bottleneck adapters (Houlsby et al. 2019; Pfeiffer et al. 2021; parallel: He et al. 2022).
 
-An adapter is ``x -> up(act(down(x)))`` with ``down: d -> d / reduction_factor``; ``up`` starts at zero
-so a fresh adapter changes nothing. Placement, found by module names (GPT-2, BART, LLaMA-style):
+An adapter is ``x -> up(act(down(x)))`` with ``down: d -> bottleneck`` (``d / reduction_factor`` unless
+``bottleneck`` is given); ``up`` starts at zero so a fresh adapter changes nothing. Placement, found by module
+names (per architecture in :mod:`~deepnotes.peft.methods.targets`: GPT-2, BART, LLaMA / Qwen2 / Mistral, T5):
 
 - houlsby: after the attention output projection(s) and after the feed-forward output projection, each
   as ``y + adapter(y)`` before the block's residual add;
@@ -21,11 +22,8 @@ from torch import nn
 
 from deepnotes.peft.methods.base import PEFT_PREFIX, PeftMethod, Tensors, config_overrides, set_child
 from deepnotes.peft.methods.lora.layer import in_out_features
+from deepnotes.peft.methods.targets import placement
 
-ATTN_OUT = re.compile(r".*\.(attn|self_attn|encoder_attn|attention|crossattention)"
-                      r"\.(c_proj|out_proj|o_proj)$")
-FFN_IN = re.compile(r".*\.(mlp\.c_fc|fc1|mlp\.up_proj)$")
-FFN_OUT = re.compile(r".*\.(mlp\.c_proj|fc2|mlp\.down_proj)$")
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
 
 
@@ -35,6 +33,7 @@ class AdapterConfig:
 
     ``kind``: ``"houlsby"`` (after attention and after the feed-forward), ``"pfeiffer"`` (after the
     feed-forward only) or ``"parallel"`` (``FFN(x) + scale * adapter(x)``, He et al. 2022).
+    ``bottleneck``: the adapter's hidden width; None: the wrapped layer's width / ``reduction_factor``.
     The up projection starts at zero, so a fresh adapter is the identity.
     """
 
@@ -42,6 +41,7 @@ class AdapterConfig:
     reduction_factor: int = 16
     activation: str = "relu"
     scale: float = 1.0
+    bottleneck: int | None = None
     method: str = "adapter"
 
     def __post_init__(self) -> None:
@@ -49,6 +49,12 @@ class AdapterConfig:
             raise ValueError(f"AdapterConfig.kind must be houlsby, pfeiffer or parallel, got {self.kind!r}")
         if self.reduction_factor < 1:
             raise ValueError(f"AdapterConfig.reduction_factor must be >= 1, got {self.reduction_factor}")
+        if self.bottleneck is not None and self.bottleneck < 1:
+            raise ValueError(f"AdapterConfig.bottleneck must be >= 1, got {self.bottleneck}")
+
+    def hidden(self, dim: int) -> int:
+        """The bottleneck width for a layer of width ``dim``."""
+        return self.bottleneck if self.bottleneck is not None else max(1, dim // self.reduction_factor)
 
     def to_peft(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -64,11 +70,10 @@ class AdapterConfig:
 class Bottleneck(nn.Module):
     """``(..., d) -> (..., d)``: ``up(act(down(x)))``, zero at initialisation."""
 
-    def __init__(self, dim: int, reduction_factor: int, activation: str, like: torch.Tensor) -> None:
+    def __init__(self, dim: int, hidden: int, activation: str, like: torch.Tensor) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"adapter activation {activation!r} unknown; valid: {', '.join(ACTIVATIONS)}")
-        hidden = max(1, dim // reduction_factor)
         self.down = nn.Linear(dim, hidden, device=like.device, dtype=like.dtype)
         self.act = ACTIVATIONS[activation]()
         self.up = nn.Linear(hidden, dim, device=like.device, dtype=like.dtype)
@@ -101,10 +106,13 @@ class AdapterLayer(nn.Module):
     def adapter_names(self) -> list[str]:
         return list(self.adapters.keys())
 
+    @property
+    def weight(self) -> torch.Tensor:  # read by model code through the wrapped attribute (T5's ``wo``)
+        return self.base_layer.weight
+
     def add_adapter(self, name: str, config: AdapterConfig, parallel: bool) -> None:
         dim = in_out_features(self.base_layer)[1]
-        self.adapters[name] = Bottleneck(dim, config.reduction_factor, config.activation,
-                                         self.base_layer.weight)
+        self.adapters[name] = Bottleneck(dim, config.hidden(dim), config.activation, self.base_layer.weight)
         self.parallel[name] = parallel
         self.scale[name] = config.scale
         if self.active_adapter is None:
@@ -129,13 +137,14 @@ class AdapterLayer(nn.Module):
 def inject_adapters(model: nn.Module, config: AdapterConfig, name: str) -> list[str]:
     """Insert adapters called ``name`` (in place); returns the wrapped module paths."""
     names = [n for n, _ in model.named_modules() if ".base_layer" not in n and ".adapters." not in n]
-    ffn_out = [n for n in names if FFN_OUT.match(n)]
-    ffn_in = [n for n in names if FFN_IN.match(n)]
-    attn_out = [n for n in names if ATTN_OUT.match(n)]
+    attn_re, ffn_in_re, ffn_out_re = (re.compile(p) for p in placement(model))
+    ffn_out = [n for n in names if ffn_out_re.fullmatch(n)]
+    ffn_in = [n for n in names if ffn_in_re.fullmatch(n)]
+    attn_out = [n for n in names if attn_re.fullmatch(n)]
     if not ffn_out or (config.kind == "parallel" and len(ffn_in) != len(ffn_out)):
         raise ValueError(
             f"cannot place {config.kind} adapters in {type(model).__name__}: no feed-forward layers named "
-            "like mlp.c_fc/mlp.c_proj, fc1/fc2 or mlp.up_proj/mlp.down_proj; "
+            "like mlp.c_fc/mlp.c_proj, fc1/fc2, mlp.up_proj/mlp.down_proj or DenseReluDense.wi/wo; "
             f"modules: {', '.join(names[:40])}"
         )
     sites = ffn_out + (attn_out if config.kind == "houlsby" else [])
@@ -184,5 +193,5 @@ METHOD = PeftMethod(
     config=AdapterConfig, lr=5e-3,
     default_config=lambda _model, opts: AdapterConfig(**config_overrides(AdapterConfig, opts, "adapter")),
     inject=inject_adapters, trainable=trainable, save=save, model_keys=model_keys, peft_type="BOTTLENECK",
-    wrappers=(AdapterLayer,),
+    wrappers=(AdapterLayer,), knobs={"bottleneck": "bottleneck"},
 )

@@ -7,8 +7,8 @@ A method is one module under ``deepnotes/peft/methods/`` that builds a :class:`P
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -70,7 +70,9 @@ class PeftMethod:
       switches them);
     - ``merge_layers(model)``: the layers that fold the update into their weights (``None``: cannot merge);
       ``unload(model)``: remove the wrappers again;
-    - ``finish(model)``: after training, before saving (prefix tuning folds its MLP into the table).
+    - ``finish(model)``: after training, before saving (prefix tuning folds its MLP into the table);
+    - ``knobs``: ``{peft train option: config field}``, the method's settings ``peft train`` takes as flags
+      and top-level config keys (``--r`` -> ``r``; ``--prefix-length`` -> ``num_virtual_tokens``).
     """
 
     config: type | None
@@ -86,3 +88,4 @@ class PeftMethod:
     merge_layers: Callable[[nn.Module], list[nn.Module]] | None = None
     unload: Callable[[nn.Module], None] = nothing
     finish: Callable[[nn.Module], None] = nothing
+    knobs: Mapping[str, str] = field(default_factory=dict)

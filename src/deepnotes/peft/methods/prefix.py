@@ -4,14 +4,22 @@ Every attention layer of a chosen *site* gets ``P`` extra key/value vectors in f
 handed to the transformers model as a pre-filled cache (``DynamicCache``; ``EncoderDecoderCache`` for
 encoder-decoder models), so the model code itself is untouched and ``generate()`` works:
 
-- GPT-2 (decoder-only): the prefix fills the self-attention cache; positions of real tokens start at P
-  (the model counts the cached prefix as past). ``generate()`` passes positions counted from the padding
-  mask; the hook shifts them by P so training and generation agree.
+- decoder-only models (GPT-2, LLaMA, Qwen2, Mistral): the prefix fills the self-attention cache; positions
+  of real tokens start at P (the model counts the cached prefix as past; rotary models rotate the real
+  keys only, the prefix keys are stored as trained). ``generate()`` passes positions counted from the padding
+  mask; the hook shifts them by P so training and generation agree. With grouped-query attention the prefix
+  has one key/value per key/value head (``num_key_value_heads``), as the cache holds them.
 - BART: ``decoder`` fills the decoder's self-attention cache; ``cross`` fills the cross-attention cache
   whose "not yet computed" flag is left unset, so the model appends the encoder's keys/values behind
   the prefix; ``encoder``: the encoder's self-attention layers receive a cache too (BART's encoder
   passes keyword arguments down to its attention). The encoder padding mask gets P leading ones and is
   shared by the encoder's self-attention and the decoder's cross-attention, which both see P + S keys.
+- T5: ``decoder`` only (its encoder stack takes no cache); the sites a family allows are listed in
+  :mod:`~deepnotes.peft.methods.targets`.
+
+The cache is the one the model itself would build (``DynamicCache(config=model.config)``; for
+encoder-decoder models an ``EncoderDecoderCache`` of two), handed over under the keyword the installed
+transformers takes (``cache``; ``past_key_values`` before 5.x).
 
 Training uses the MLP reparameterisation ``table = MLP(E)`` (E: P x d); :func:`fold_prefix` replaces
 the MLP by the table it produces, so inference stores and computes only the table.
@@ -27,6 +35,7 @@ import torch
 from torch import nn
 
 from deepnotes.peft.methods.base import PeftMethod, Tensors, config_overrides
+from deepnotes.peft.methods.targets import model_type, prefix_sites
 
 
 @dataclass
@@ -77,13 +86,26 @@ def cache_argument(model: nn.Module) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
+def _first(config: Any, *names: str) -> Any:
+    """The first of ``names`` that ``config`` sets (None: none)."""
+    return next((v for v in (getattr(config, n, None) for n in names) if v is not None), None)
+
+
 def model_shape(model: nn.Module, site: str) -> tuple[int, int, int]:
-    """(layers, heads, model width) of the attention at ``site`` from the HF config."""
+    """(layers, key/value heads, head dimension) of the attention at ``site`` from the HF config.
+
+    Grouped-query attention caches ``num_key_value_heads`` heads, not ``num_attention_heads``; the head
+    dimension is ``head_dim`` (or T5's ``d_kv``) where the config has one, else width / heads."""
     c = model.config
     if c.is_encoder_decoder:
         part = "encoder" if site == "encoder" else "decoder"
-        return getattr(c, f"{part}_layers"), getattr(c, f"{part}_attention_heads"), c.d_model
-    return c.num_hidden_layers, c.num_attention_heads, c.hidden_size
+        layers = _first(c, f"{part}_layers", "num_decoder_layers" if part == "decoder" else "num_layers",
+                        "num_layers")
+        heads = _first(c, f"{part}_attention_heads", "num_heads")
+        return layers, heads, _first(c, "d_kv", "head_dim") or c.d_model // heads
+    heads = c.num_attention_heads
+    kv_heads = _first(c, "num_key_value_heads") or heads
+    return c.num_hidden_layers, kv_heads, _first(c, "head_dim") or c.hidden_size // heads
 
 
 def encoder_length(kwargs: dict) -> int:
@@ -96,11 +118,14 @@ def encoder_length(kwargs: dict) -> int:
 
 
 class PrefixTable(nn.Module):
-    """The prefix of one site: ``(P, layers * 2 * width)``, directly or as ``MLP(embedding)``."""
+    """The prefix of one site: ``(P, layers * 2 * width)`` with ``width = heads * head_dim`` (key/value
+    heads), directly or as ``MLP(embedding)`` (peft's layout: its ``token_dim`` is this width)."""
 
-    def __init__(self, config: PrefixConfig, layers: int, heads: int, width: int, like: torch.Tensor) -> None:
+    def __init__(self, config: PrefixConfig, layers: int, heads: int, head_dim: int,
+                 like: torch.Tensor) -> None:
         super().__init__()
-        self.layers, self.heads, self.width = layers, heads, width
+        width = heads * head_dim
+        self.layers, self.heads, self.head_dim = layers, heads, head_dim
         p, out = config.num_virtual_tokens, layers * 2 * width
         kw = {"device": like.device, "dtype": like.dtype}
         if config.projection:
@@ -131,7 +156,7 @@ class PrefixTable(nn.Module):
         """``(layers, 2, heads, P, head_dim)``."""
         t = self.table()
         p = t.shape[0]
-        return t.view(p, self.layers, 2, self.heads, self.width // self.heads).permute(1, 2, 3, 0, 4)
+        return t.view(p, self.layers, 2, self.heads, self.head_dim).permute(1, 2, 3, 0, 4)
 
 
 class PrefixTuning(nn.Module):
@@ -187,8 +212,10 @@ class PrefixTuning(nn.Module):
         batch, length = (ids.shape[0], ids.shape[1]) if ids is not None else embeds.shape[:2]
         cache = kwargs.get(self.cache_arg)
         if cache is None or cache.get_seq_length() == 0:
-            if cache is None:
-                cache = EncoderDecoderCache(DynamicCache(), DynamicCache()) if self.encdec else DynamicCache()
+            if cache is None:  # the cache the model would build itself (sliding-window layers included)
+                config = module.config
+                cache = (EncoderDecoderCache(DynamicCache(config=config), DynamicCache(config=config))
+                         if self.encdec else DynamicCache(config=config))
                 kwargs[self.cache_arg] = cache
             if self.encdec:
                 if "decoder" in self.tables:
@@ -247,6 +274,12 @@ def install_prefix(model: nn.Module, config: PrefixConfig) -> PrefixTuning:
     """Attach ``model.prefix_tuning`` and register its hooks; only the prefix trains."""
     if hasattr(model, "prefix_tuning"):
         raise ValueError("this model already has prefix tuning; one prefix per model")
+    allowed = prefix_sites(model)
+    if model.config.is_encoder_decoder and not set(config.sites) <= set(allowed):
+        bad = [s for s in config.sites if s not in allowed]
+        family = model_type(model) or type(model).__name__
+        raise ValueError(f"PrefixConfig.sites: {family} has no prefix site {bad[0]!r}; "
+                         f"valid: {', '.join(allowed)}")
     if model.config.is_encoder_decoder and "cross" in config.sites and "encoder" not in config.sites:
         # the encoder mask is shared by encoder self-attention and cross-attention (both see P + S keys)
         raise ValueError("PrefixConfig.sites: 'cross' needs 'encoder' too (they share the padding mask)")
@@ -260,9 +293,9 @@ def install_prefix(model: nn.Module, config: PrefixConfig) -> PrefixTuning:
     return pt
 
 
-def default_config(_model: nn.Module, opts: dict[str, Any]) -> PrefixConfig:
-    """10 virtual tokens through an MLP of width 256."""
-    return PrefixConfig(**{"num_virtual_tokens": 10, "hidden_size": 256,
+def default_config(model: nn.Module, opts: dict[str, Any]) -> PrefixConfig:
+    """10 virtual tokens through an MLP of width 256, at every site the architecture allows."""
+    return PrefixConfig(**{"num_virtual_tokens": 10, "hidden_size": 256, "sites": list(prefix_sites(model)),
                            **config_overrides(PrefixConfig, opts, "prefix")})
 
 
@@ -273,7 +306,8 @@ def save(model: nn.Module, config: PrefixConfig, _name: str) -> tuple[dict[str, 
     pt = model.prefix_tuning
     if not pt.encdec and not config.projection:
         table = pt.tables["decoder"].embedding.weight
-        return {**config.to_peft(), "task_type": "CAUSAL_LM"}, {"prompt_embeddings": table}
+        peft_config = {k: v for k, v in config.to_peft().items() if k != "sites"}  # peft has no such field
+        return {**peft_config, "task_type": "CAUSAL_LM"}, {"prompt_embeddings": table}
     return config.to_peft(), {f"prefix_tuning.{k}": v for k, v in pt.state_dict().items()}
 
 
@@ -298,4 +332,5 @@ METHOD = PeftMethod(
     trainable=lambda model, _config, _name: model.prefix_tuning.requires_grad_(True),
     save=save, read=read, peft_type="PREFIX_TUNING",
     finish=lambda model: model.prefix_tuning.fold(),  # inference keeps only the prefix table, not the MLP
+    knobs={"prefix_length": "num_virtual_tokens"},
 )

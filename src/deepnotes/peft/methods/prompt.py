@@ -171,4 +171,5 @@ METHOD = PeftMethod(
     trainable=lambda model, _config, _name: model.prompt_tuning.embedding.requires_grad_(True),
     save=save, read=read, peft_type="PROMPT_TUNING",
     model_keys=lambda keys, _name, _model: {k: PROMPT_KEY if k == "prompt_embeddings" else k for k in keys},
+    knobs={"prefix_length": "num_virtual_tokens"},  # the prompt is the input's prefix
 )

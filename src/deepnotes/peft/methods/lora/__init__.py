@@ -14,20 +14,19 @@ from deepnotes.peft.methods.base import PEFT_PREFIX, PeftMethod, Tensors, config
 from deepnotes.peft.methods.lora.config import LoraConfig
 from deepnotes.peft.methods.lora.layer import LoraLayer, ModulesToSave
 from deepnotes.peft.methods.lora.model import inject_lora, lora_trainable, unwrap
+from deepnotes.peft.methods.targets import default_lora_targets
 
 LORA_PARTS = ("lora_A", "lora_B")
 LORA_EMB = ("lora_embedding_A", "lora_embedding_B")
 
 
 def default_config(model: nn.Module, opts: dict[str, Any]) -> LoraConfig:
-    """r=8, alpha=16 on every projection: a tiny base needs the capacity (attention-only LoRA barely moved
-    the loss)."""
-    if model.config.is_encoder_decoder:
-        targets = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
-    else:
-        targets = ["c_attn", "c_proj", "c_fc"]
-    return LoraConfig(**{"r": 8, "alpha": 16, "target_modules": targets,
-                         **config_overrides(LoraConfig, opts, "lora")})
+    """r=8, alpha=16 on every attention and MLP projection of the architecture
+    (:func:`~deepnotes.peft.methods.targets.default_lora_targets`): a tiny base needs the capacity
+    (attention-only LoRA barely moved the loss)."""
+    opts = config_overrides(LoraConfig, opts, "lora")
+    targets = opts.pop("target_modules", None) or default_lora_targets(model)
+    return LoraConfig(**{"r": 8, "alpha": 16, "target_modules": targets, **opts})
 
 
 def lora_tensors(model: nn.Module, name: str, bias: str) -> Tensors:
@@ -87,4 +86,5 @@ METHOD = PeftMethod(
     trainable=lambda model, config, name: lora_trainable(model, name, config.bias),
     save=save, model_keys=model_keys, peft_type="LORA", wrappers=(LoraLayer, ModulesToSave),
     merge_layers=merge_layers, unload=unwrap,
+    knobs={"r": "r", "alpha": "alpha", "dropout": "dropout", "target_modules": "target_modules"},
 )
