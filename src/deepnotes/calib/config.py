@@ -1,6 +1,8 @@
 """The calibration config: one YAML file, validated with errors that name the key and say what to do.
 
-Exact keys (other tools read them): ``board: {cols, rows, square_size}`` (inner corners, metres);
+Exact keys (other tools read them): ``board: {cols, rows, square_size}`` (inner corners, metres), or
+``board: {type: charuco, cols, rows, square_size, marker_size, dictionary}`` (squares, as OpenCV's
+``CharucoBoard`` counts them; ``dictionary`` is OpenCV's name, e.g. ``DICT_5X5_100``);
 ``cameras: [{name, model}]``; ``sources:`` entries ``{type: mosaic, path, layout: [2, 2], cameras: [...]}``,
 ``{type: folder, path, camera}`` or ``{type: video, path, camera}``; ``rigs: [{name, reference, cameras}]``;
 ``stereo: [{left, right}]``. Optional tuning sections: ``frames``, ``detect``, ``intrinsics``, ``rig``.
@@ -14,12 +16,16 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import cv2
 import yaml
 
 from deepnotes.core.paths import resolve_inside
 
 MODELS = ("pinhole", "pinhole_rational", "fisheye")
+BOARD_TYPES = ("chessboard", "charuco")
+MIN_CHARUCO_CORNERS = 6  # a ChArUco view with fewer corners (with their ids) is not used
 DETECTORS = ("classic", "sb")
+SEARCHES = ("fast", "thorough")
 CAMERA_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 YAML_NULLS = ("null", "~")
 log = logging.getLogger("deepnotes.calib")
@@ -35,9 +41,27 @@ class ConfigError(CalibError):
 
 @dataclass
 class Board:
-    cols: int  # inner corners along x
-    rows: int  # inner corners along y
+    cols: int  # chessboard: inner corners along x; charuco: squares along x (cv2.aruco.CharucoBoard's count)
+    rows: int  # chessboard: inner corners along y; charuco: squares along y
     square_size: float  # metres
+    type: str = "chessboard"  # chessboard | charuco
+    marker_size: float | None = None  # charuco: side of an ArUco marker (metres), < square_size
+    dictionary: str | None = None  # charuco: OpenCV's ArUco dictionary name, e.g. DICT_5X5_100
+
+    @property
+    def charuco(self) -> bool:
+        return self.type == "charuco"
+
+    @property
+    def corner_grid(self) -> tuple[int, int]:
+        """(x, y) count of the inner corners the detector reports (a ChArUco board: squares minus one)."""
+        return (self.cols - 1, self.rows - 1) if self.charuco else (self.cols, self.rows)
+
+    def describe(self) -> str:
+        """How messages name the board: ``9x6`` (a chessboard's inner corners) or ``12x9-square ChArUco``."""
+        if self.charuco:
+            return f"{self.cols}x{self.rows}-square ChArUco ({self.dictionary})"
+        return f"{self.cols}x{self.rows}"
 
 
 @dataclass
@@ -81,8 +105,12 @@ class FramesOpts:
 class DetectOpts:
     detector: str = "classic"  # classic (findChessboardCorners + cornerSubPix) | sb (findChessboardCornersSB)
     subpix_window: str | int = "adaptive"  # "adaptive" (from the square size in pixels) or a fixed half-size
-    # detection threads: None (left out) = one per core, 0 = in this process, N = N threads; the CLI's
-    # --workers overrides it
+    # classic chessboards: fast (a global threshold, then adaptive ones on a half-size copy) or thorough
+    # (OpenCV's adaptive search on the full image: finds small, unevenly lit boards; ~10x slower on frames
+    # without a whole board)
+    search: str = "fast"
+    # detection threads (and cameras calibrated at once by the intrinsics step): None (left out) = one per
+    # core, 0 = in this process, N = N threads; the CLI's --workers overrides it
     workers: int | None = None
     overlays: bool = True
 
@@ -127,6 +155,9 @@ board:
   cols: 9            # inner corners along the board's x axis
   rows: 6            # inner corners along y
   square_size: 0.025 # metres
+# a ChArUco board instead (views that show part of it still count; cols/rows count SQUARES, as OpenCV's
+# CharucoBoard does; dictionary: OpenCV's name):
+# board: {type: charuco, cols: 10, rows: 7, square_size: 0.04, marker_size: 0.03, dictionary: DICT_5X5_100}
 cameras:             # model: pinhole (k1 k2 p1 p2 k3), pinhole_rational (8 coefficients) or fisheye
   - {name: cam0, model: pinhole}
   - {name: cam1, model: pinhole}
@@ -147,7 +178,8 @@ stereo:
 # optional tuning (defaults shown)
 frames: {stride: 1, blur_threshold: 20.0, duplicate_threshold: 1.0}
 # detect.workers: threads for detection; null (or left out) = all cores, 0 = in this process
-detect: {detector: classic, subpix_window: adaptive, workers: null, overlays: true}
+# detect.search: fast, or thorough (OpenCV's full search on every frame: slower, finds more small boards)
+detect: {detector: classic, subpix_window: adaptive, search: fast, workers: null, overlays: true}
 intrinsics: {min_views: 5, outlier_factor: 3.0, max_rejection_rounds: 3}
 rig: {loss: huber, loss_scale: 1.0, outlier_px: 3.0}
 """
@@ -244,9 +276,7 @@ def parse_config(raw: Any, src: str = "<config>", base: Path | None = None,
     if "board" not in raw:
         raise ConfigError(f"{_where(src, 'board')} is missing (required)")
     board = _build(Board, raw["board"], src, "board")
-    if board.cols < 2 or board.rows < 2 or board.square_size <= 0:
-        raise ConfigError(f"{_where(src, 'board')}: cols and rows must be >= 2 inner corners, "
-                          "square_size > 0")
+    check_board(board, src)
     cameras = _parse_cameras(raw, src)
     names = [c.name for c in cameras]
     sources = _parse_sources(raw, src, names, base or Path.cwd(), check_files)
@@ -254,6 +284,53 @@ def parse_config(raw: Any, src: str = "<config>", base: Path | None = None,
     pairs = _parse_stereo(raw, src, names)
     return CalibConfig(board=board, cameras=cameras, sources=sources, rigs=rigs, stereo=pairs,
                        **_parse_options(raw, src))
+
+
+def aruco_dictionaries() -> dict[str, int]:
+    """OpenCV's predefined ArUco dictionaries: name -> number of markers."""
+    names = sorted(n for n in dir(cv2.aruco) if n.startswith("DICT_") and n.upper() == n)
+    return {n: len(cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, n)).bytesList) for n in names}
+
+
+def check_board(board: Board, src: str = "<config>") -> None:
+    """Range checks of ``board`` for its type; the error names the key."""
+    if board.type not in BOARD_TYPES:
+        raise ConfigError(f"{_where(src, 'board.type')}: {board.type!r} is not one of {list(BOARD_TYPES)}")
+    if board.square_size <= 0:
+        raise ConfigError(f"{_where(src, 'board.square_size')} must be > 0 (metres), got {board.square_size}")
+    if not board.charuco:
+        for key in ("marker_size", "dictionary"):
+            if getattr(board, key) is not None:
+                raise ConfigError(f"{_where(src, 'board.' + key)} belongs to a ChArUco board; add "
+                                  "`type: charuco` or remove it")
+        if board.cols < 2 or board.rows < 2:
+            raise ConfigError(f"{_where(src, 'board')}: cols and rows must be >= 2 inner corners")
+        return
+    _check_charuco(board, src)
+
+
+def _check_charuco(board: Board, src: str) -> None:
+    nx, ny = board.corner_grid
+    if min(board.cols, board.rows) < 2 or nx * ny < MIN_CHARUCO_CORNERS:
+        raise ConfigError(f"{_where(src, 'board.cols and board.rows')}: a ChArUco board of "
+                          f"{board.cols}x{board.rows} "
+                          f"squares has {max(nx, 0) * max(ny, 0)} inner corners; a view needs "
+                          f"{MIN_CHARUCO_CORNERS} (cols and rows count squares, not inner corners)")
+    if board.marker_size is None:
+        raise ConfigError(f"{_where(src, 'board.marker_size')} is missing (required for type charuco: the "
+                          "side of an ArUco marker, metres)")
+    if not 0 < board.marker_size < board.square_size:
+        raise ConfigError(f"{_where(src, 'board.marker_size')} must lie between 0 and square_size "
+                          f"({board.square_size}), got {board.marker_size}")
+    known = aruco_dictionaries()
+    if board.dictionary not in known:
+        raise ConfigError(f"{_where(src, 'board.dictionary')}: {board.dictionary!r} is not an OpenCV ArUco "
+                          f"dictionary; valid: {', '.join(known)}")
+    needed = board.cols * board.rows // 2
+    if known[board.dictionary] < needed:
+        raise ConfigError(f"{_where(src, 'board.dictionary')}: {board.dictionary} has "
+                          f"{known[board.dictionary]} markers, a {board.cols}x{board.rows} board needs "
+                          f"{needed}")
 
 
 def _known_camera(names: list[str], name: str, src: str, key: str) -> None:
@@ -360,6 +437,8 @@ def _parse_options(raw: dict, src: str) -> dict[str, Any]:
             raise ConfigError(f"{_where(src, 'frames.' + key)} must be >= 0 (0 turns the check off)")
     if detect.detector not in DETECTORS:
         raise ConfigError(f"{_where(src, 'detect.detector')}: {detect.detector!r} not in {list(DETECTORS)}")
+    if detect.search not in SEARCHES:
+        raise ConfigError(f"{_where(src, 'detect.search')}: {detect.search!r} not in {list(SEARCHES)}")
     win = detect.subpix_window
     if isinstance(win, str) and win != "adaptive" or isinstance(win, int) and win < 1:
         raise ConfigError(f"{_where(src, 'detect.subpix_window')}: use 'adaptive' or a half-size >= 1, "
@@ -404,7 +483,7 @@ def dump_config(cfg: CalibConfig, base: Path) -> str:
         return d
 
     raw = {
-        "board": vars(cfg.board),
+        "board": {k: v for k, v in vars(cfg.board).items() if v is not None},
         "cameras": [vars(c) for c in cfg.cameras],
         "sources": [src(s) for s in cfg.sources],
         "rigs": [vars(r) for r in cfg.rigs],

@@ -1,4 +1,5 @@
-"""Shared experiment code for the claims and the benchmark: noisy corners, baselines, errors vs truth."""
+"""Shared experiment code for the claims, the benchmark and ``calib compare``: noisy corners, baselines,
+errors against the ground truth."""
 
 from __future__ import annotations
 
@@ -97,3 +98,23 @@ def noise_trial(n_frames: int, sigma: float, seed: int) -> dict:
     fx_err = [res.intrinsics[c.name].K[0, 0] - c.K[0, 0] for c in rig.cameras]
     fx_std = [res.std[c.name]["fx"] for c in rig.cameras]
     return {"multiview": mv, "joint": ba, "fx_err": fx_err, "fx_std": fx_std}
+
+
+GOALS = {"focal_pct": 0.2, "pp_px": 1.0, "rotation_deg": 0.07, "translation_pct": 0.7}  # the issue's targets
+
+
+def truth_errors(calib: dict, truth: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """Per camera of a ``calibration.yaml`` (``io_yaml.read_calibration``) against a synthetic rig's
+    ``truth.json`` (``synthetic.load_truth``): focal error (% of fx), principal point (px), and for cameras
+    other than the reference rotation (deg) and translation (% of the true baseline |T|)."""
+    out = {}
+    for cam in calib["cameras"]:
+        t = truth[cam["name"]]
+        e = {"focal_pct": 100 * abs(cam["K"][0, 0] - t["K"][0, 0]) / t["K"][0, 0],
+             "pp_px": float(np.linalg.norm(cam["K"][:2, 2] - t["K"][:2, 2]))}
+        baseline = float(np.linalg.norm(t["T"]))
+        if baseline > 0:
+            e["rotation_deg"] = rotation_error_deg(cam["R"], t["R"])
+            e["translation_pct"] = 100 * float(np.linalg.norm(cam["T"].ravel() - t["T"]) / baseline)
+        out[cam["name"]] = {k: float(v) for k, v in e.items()}
+    return out

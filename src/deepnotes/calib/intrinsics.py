@@ -22,13 +22,21 @@ CRITERIA = (cv2.TERM_CRITERIA_COUNT + cv2.TERM_CRITERIA_EPS, 100, 1e-10)
 
 @dataclass
 class Views:
-    """The usable detections of one camera: frame ids, object points (V of (N, 3)), image points (V of
-    (N, 2))."""
+    """The usable detections of one camera: frame ids, object points (V of (n, 3)), image points (V of
+    (n, 2)) and, for partial views (ChArUco), each view's corner ids (V of (n,)); ``ids=None``: every view
+    holds the whole board in order."""
 
     frames: list[str]
     obj: list[np.ndarray]
     img: list[np.ndarray]
     image_size: tuple[int, int]  # (w, h)
+    ids: list[np.ndarray] | None = None
+
+    def view_ids(self) -> list[np.ndarray]:
+        """Corner ids of every view (V of (n,))."""
+        if self.ids is not None:
+            return [np.asarray(i, np.intp) for i in self.ids]
+        return [np.arange(len(o)) for o in self.obj]
 
 
 @dataclass
@@ -70,8 +78,9 @@ def view_errors(obj: list[np.ndarray], img: list[np.ndarray], K: np.ndarray, dis
     return np.array(errs)
 
 
-def _calibrate_once(views: Views, model: str,
-                    flags: int = 0) -> tuple[np.ndarray, np.ndarray, list, list, dict]:
+def _calibrate_once(views: Views, model: str, flags: int = 0,
+                    guess: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, list,
+                                                                                list, dict]:
     obj = [o.astype(np.float32) for o in views.obj]
     img = [i.astype(np.float32).reshape(-1, 1, 2) for i in views.img]
     if model == "fisheye":
@@ -84,7 +93,10 @@ def _calibrate_once(views: Views, model: str,
         return K, D.ravel(), rvecs, tvecs, {}
     if model == "pinhole_rational":
         flags |= cv2.CALIB_RATIONAL_MODEL
-    out = cv2.calibrateCameraExtended(obj, img, views.image_size, None, None, flags=flags, criteria=CRITERIA)
+    K0, D0 = (None, None) if guess is None else (guess[0].copy(), guess[1].reshape(1, -1).copy())
+    if guess is not None:  # a later rejection round starts from the last one's intrinsics: fewer iterations
+        flags |= cv2.CALIB_USE_INTRINSIC_GUESS
+    out = cv2.calibrateCameraExtended(obj, img, views.image_size, K0, D0, flags=flags, criteria=CRITERIA)
     _, K, D, rvecs, tvecs, std_intr = out[:6]
     n = 12 if model == "pinhole_rational" else 9
     D = D.ravel()[: n - 4]
@@ -101,10 +113,12 @@ def calibrate_intrinsics(
         raise CalibError(f"camera {name}: only {len(views.frames)} usable views, need at least {min_views}")
     keep = list(range(len(views.frames)))
     rejected: dict[str, float] = {}
+    guess = None
     for round_ in range(max_rounds + 1):
         sub = Views([views.frames[i] for i in keep], [views.obj[i] for i in keep],
-                    [views.img[i] for i in keep], views.image_size)
-        K, D, rvecs, tvecs, std = _calibrate_once(sub, model)
+                    [views.img[i] for i in keep], views.image_size)  # ids play no part in intrinsics
+        K, D, rvecs, tvecs, std = _calibrate_once(sub, model, guess=guess)
+        guess = None if model == "fisheye" else (K, D)
         errs = view_errors(sub.obj, sub.img, K, D, model, rvecs, tvecs)
         if round_ == max_rounds:
             break

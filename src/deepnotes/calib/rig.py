@@ -1,15 +1,18 @@
 """An N-camera rig: spanning-tree initialisation, then a joint bundle adjustment of everything.
 
+Views may show part of the board (ChArUco): each view's corners carry their ids, and every step below
+works per corner id.
+
 1. Covisibility graph: cameras are nodes, an edge's weight is the number of frames in which both saw the
    board. A camera outside the reference's connected component is an error that names it.
 2. Initial poses: a maximum spanning tree from the reference camera (the best-shared edges first); each
    edge's relative pose is a robust average of the per-frame relative poses ``T_b T_a^-1`` (board poses
    from the intrinsics step), chained along the tree.
-3. Joint bundle adjustment (scipy ``least_squares``, trust-region reflective, robust loss, sparse Jacobian
-   pattern so finite differences cost one evaluation per group of independent columns) of every camera's
-   intrinsics and distortion, every non-reference camera pose and every board pose, minimising pixel
-   reprojection error. Corners whose residual exceeds ``max(outlier_px, 5 sigma)`` are dropped and the
-   problem is solved again. The Gauss-Newton covariance ``sigma^2 (J^T J)^-1`` gives parameter std devs.
+3. Joint bundle adjustment (``deepnotes.calib.bundle``: analytic sparse Jacobian, Levenberg-Marquardt on
+   the normal equations, robust loss) of every camera's intrinsics and distortion, every non-reference
+   camera pose and every board pose, minimising pixel reprojection error. Corners whose residual exceeds
+   ``max(outlier_px, 5 sigma)`` are dropped and the problem is solved again. The Gauss-Newton covariance
+   ``sigma^2 (J^T W J)^-1`` gives parameter std devs.
 """
 
 from __future__ import annotations
@@ -18,29 +21,33 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from scipy.optimize import least_squares
 from threadpoolctl import threadpool_limits
 
-from deepnotes.calib.camera_model import (
-    N_DIST,
-    board_points,
-    distort,
-    rodrigues,
-    rodrigues_many,
-    rvec_of,
-    undistort_to_rays,
-)
+from deepnotes.calib.bundle import Layout, Observations, Problem, levenberg_marquardt
+from deepnotes.calib.camera_model import N_DIST, rodrigues, rvec_of, undistort_to_rays
 from deepnotes.calib.config import CalibError
-from deepnotes.calib.intrinsics import IntrinsicsResult
+from deepnotes.calib.intrinsics import IntrinsicsResult, Views
 
 
 @dataclass
 class RigObservations:
-    """Corner observations of a rig. ``corners[c][frame]``: (N, 2) pixels; all views see the same board."""
+    """Corner observations of a rig. ``corners[c][frame]``: (n, 2) pixels of the corners whose ids are
+    ``ids[c][frame]`` (n,); without ``ids`` every view holds all N corners in order."""
 
     cameras: list[str]
     corners: dict[str, dict[str, np.ndarray]]
-    obj: np.ndarray  # (N, 3) board points
+    obj: np.ndarray  # (N, 3) the board's corners by id
+    ids: dict[str, dict[str, np.ndarray]] | None = None
+
+    def view_ids(self, cam: str, frame: str) -> np.ndarray:
+        """Corner ids of one view, (n,)."""
+        if self.ids is None:
+            return np.arange(len(self.obj))
+        return np.asarray(self.ids[cam][frame], np.intp)
+
+    def view_obj(self, cam: str, frame: str) -> np.ndarray:
+        """Board points of one view's corners, (n, 3)."""
+        return self.obj[self.view_ids(cam, frame)]
 
 
 @dataclass
@@ -157,37 +164,14 @@ def _board_to_cam(intr: IntrinsicsResult, obs: RigObservations, cam: str,
         return rodrigues(r), np.asarray(t).ravel()
     # views rejected by the intrinsics step have no pose yet: solve PnP on undistorted points
     rays = undistort_to_rays(obs.corners[cam][frame], intr.K, intr.dist, intr.model)
-    ok, r, t = cv2.solvePnP(obs.obj, rays.reshape(-1, 1, 2), np.eye(3), None)
+    ok, r, t = cv2.solvePnP(obs.view_obj(cam, frame), rays.reshape(-1, 1, 2), np.eye(3), None)
     return rodrigues(r.ravel()), t.ravel()
 
 
 # ---------------------------------------------------------------- bundle adjustment
 
 
-class _Layout:
-    """Where each block lives in the parameter vector: [intrinsics per camera | poses of non-reference
-    cameras | board poses]."""
-
-    def __init__(self, cameras: list[str], models: dict[str, str], reference: str, frames: list[str]):
-        self.cameras, self.models, self.reference, self.frames = cameras, models, reference, frames
-        self.intr, pos = {}, 0
-        for c in cameras:
-            n = 4 + N_DIST[models[c]]
-            self.intr[c] = slice(pos, pos + n)
-            pos += n
-        self.pose = {}
-        for c in cameras:
-            if c != reference:
-                self.pose[c] = slice(pos, pos + 6)
-                pos += 6
-        self.board_start = pos
-        self.size = pos + 6 * len(frames)
-
-    def board(self, k: int) -> slice:
-        return slice(self.board_start + 6 * k, self.board_start + 6 * k + 6)
-
-
-def _pack(layout: _Layout, intr: dict, cam_pose: dict, boards: dict) -> np.ndarray:
+def _pack(layout: Layout, intr: dict, cam_pose: dict, boards: dict) -> np.ndarray:
     x = np.zeros(layout.size)
     for c in layout.cameras:
         K, d = intr[c]
@@ -200,112 +184,20 @@ def _pack(layout: _Layout, intr: dict, cam_pose: dict, boards: dict) -> np.ndarr
     return x
 
 
-def _unpack_intr(layout: _Layout, x: np.ndarray, c: str) -> tuple[np.ndarray, np.ndarray]:
-    p = x[layout.intr[c]]
-    return np.array([[p[0], 0, p[2]], [0, p[1], p[3]], [0, 0, 1.0]]), p[4:].copy()
-
-
-def _unpack_pose(layout: _Layout, x: np.ndarray, c: str) -> tuple[np.ndarray, np.ndarray]:
-    if c == layout.reference:
-        return np.zeros(3), np.zeros(3)
-    p = x[layout.pose[c]]
-    return p[:3], p[3:]
-
-
-class _Problem:
-    """Views (camera, frame) with their corners (V, N, 2) and the residual function over the parameters."""
-
-    def __init__(self, layout: _Layout, obs: RigObservations):
-        self.layout = layout
-        fpos = {f: k for k, f in enumerate(layout.frames)}
-        cam, frame, uv = [], [], []
-        for ci, c in enumerate(layout.cameras):
-            for f, pts in obs.corners[c].items():
-                cam.append(ci)
-                frame.append(fpos[f])
-                uv.append(pts)
-        self.vcam, self.vframe = np.array(cam), np.array(frame)
-        self.uv = np.array(uv)  # (V, N, 2)
-        self.obj = obs.obj  # (N, 3)
-        self.mask = np.ones(self.uv.shape[:2], bool)  # (V, N): corners still in the problem
-        self.n_points = len(obs.obj)
-
-    def project_all(self, x: np.ndarray) -> np.ndarray:
-        """Predicted pixels of every corner of every view, (V, N, 2)."""
-        L = self.layout
-        boards = x[L.board_start:].reshape(-1, 6)
-        Rb = rodrigues_many(boards[:, :3])
-        out = np.empty(self.uv.shape)
-        for ci, c in enumerate(L.cameras):
-            sel = self.vcam == ci
-            fr = self.vframe[sel]
-            r, t = _unpack_pose(L, x, c)
-            Rc = rodrigues(r)
-            # X_cam = Rc (Rb X + tb) + t  =  (Rc Rb) X + (Rc tb + t)
-            R = Rc[None] @ Rb[fr]
-            tt = boards[fr, 3:] @ Rc.T + t
-            P = np.einsum("vij,nj->vni", R, self.obj) + tt[:, None, :]
-            K, d = _unpack_intr(L, x, c)
-            xd = distort((P[..., :2] / P[..., 2:3]).reshape(-1, 2), d, L.models[c])
-            out[sel] = np.stack([K[0, 0] * xd[:, 0] + K[0, 2], K[1, 1] * xd[:, 1] + K[1, 2]], axis=1).reshape(
-                len(fr), self.n_points, 2)
-        return out
-
-    def residuals(self, x: np.ndarray) -> np.ndarray:
-        """(2 * kept corners,) pixel residuals, x and y interleaved."""
-        return (self.project_all(x) - self.uv)[self.mask].ravel()
-
-    def column_rows(self) -> list[np.ndarray]:
-        """For each parameter, the residual rows it moves (intrinsics/pose: its camera's; board: its
-        frame's)."""
-        L = self.layout
-        row_of = np.full(self.mask.shape, -1)
-        row_of[self.mask] = np.arange(int(self.mask.sum()))
-        rows_per_view = [np.sort(np.concatenate([2 * r[r >= 0], 2 * r[r >= 0] + 1])) for r in row_of]
-        cols: list[np.ndarray] = [np.array([], int)] * L.size
-        for ci, c in enumerate(L.cameras):
-            rows = np.concatenate([rows_per_view[v] for v in np.flatnonzero(self.vcam == ci)])
-            for sl in [L.intr[c]] + ([L.pose[c]] if c in L.pose else []):
-                for j in range(sl.start, sl.stop):
-                    cols[j] = rows
-        for k in range(len(L.frames)):
-            rows = np.concatenate([rows_per_view[v] for v in np.flatnonzero(self.vframe == k)]
-                                  + [np.array([], int)])
-            for j in range(L.board(k).start, L.board(k).stop):
-                cols[j] = rows
-        return cols
-
-
-def _colour_columns(col_rows: list[np.ndarray], n_rows: int) -> list[list[int]]:
-    """Greedy grouping of parameters that touch disjoint residual rows (one finite difference per group)."""
-    groups: list[list[int]] = []
-    used: list[np.ndarray] = []
-    for j, rows in enumerate(col_rows):
-        for g, u in zip(groups, used, strict=False):
-            if not u[rows].any():
-                g.append(j)
-                u[rows] = True
-                break
-        else:
-            u = np.zeros(n_rows, bool)
-            u[rows] = True
-            groups.append([j])
-            used.append(u)
-    return groups
-
-
-def _sparse_fd_jacobian(fun, x: np.ndarray, f0: np.ndarray, col_rows: list[np.ndarray],
-                        groups: list[list[int]]) -> np.ndarray:
-    """Forward-difference Jacobian (dense) that perturbs a whole group of independent parameters at once."""
-    J = np.zeros((len(f0), len(x)))
-    h = 1.5e-8 * np.maximum(1.0, np.abs(x))
-    for g in groups:
-        xp = x.copy()
-        xp[g] += h[g]
-        df = fun(xp) - f0
-        for j in g:
-            J[col_rows[j], j] = df[col_rows[j]] / h[j]
-    return J
+def _flatten(obs: RigObservations, layout: Layout) -> Observations:
+    """The rig's views as flat observation arrays (see :class:`bundle.Observations`)."""
+    fpos = {f: k for k, f in enumerate(layout.frames)}
+    vcam, vframe, view, point, uv = [], [], [], [], []
+    for ci, c in enumerate(layout.cameras):
+        for f, pts in obs.corners[c].items():
+            ids = obs.view_ids(c, f)
+            view.append(np.full(len(ids), len(vcam)))
+            vcam.append(ci)
+            vframe.append(fpos[f])
+            point.append(ids)
+            uv.append(np.asarray(pts, float).reshape(-1, 2))
+    return Observations(np.array(vcam), np.array(vframe), np.concatenate(view), np.concatenate(point),
+                        np.concatenate(uv), np.asarray(obs.obj, float))
 
 
 def bundle_adjust(
@@ -316,79 +208,61 @@ def bundle_adjust(
 ) -> dict:
     """Jointly refine intrinsics (unless ``optimize_intrinsics=False``), camera poses and board poses.
 
-    The Jacobian is computed by grouped forward differences over its known sparsity (a camera's parameters
-    touch only its own corners, a board pose only its frame's), then solved densely (``tr_solver="exact"``),
-    which converges in a few tens of iterations for rigs of a few cameras and ~100 frames.
-    Returns {"K", "dist", "R", "T", "boards", "rms", "cam_rms", "per_view", "std", "outliers"}.
+    Analytic sparse Jacobian and Levenberg-Marquardt on the normal equations (``deepnotes.calib.bundle``);
+    corners above ``max(outlier_px, 5 robust sigma)`` are dropped and the problem solved once more.
+    Returns {"K", "dist", "R", "T", "boards", "rms", "cam_rms", "per_view", "std", "outliers",
+    "iterations"}.
     """
-    frames = sorted(boards0)
-    layout = _Layout(obs.cameras, models, reference, frames)
-    prob = _Problem(layout, obs)
+    layout = Layout(obs.cameras, models, reference, sorted(boards0))
+    prob = Problem(layout, _flatten(obs, layout))
     x = _pack(layout, intr0, cam_pose0, boards0)
     free = np.ones(layout.size, bool)
     if not optimize_intrinsics:
         for c in obs.cameras:
             free[layout.intr[c]] = False
-    free_idx = np.flatnonzero(free)
-
-    outliers = 0
+    outliers, iterations = 0, []
     for stage in range(2):
-        x_fixed = x.copy()
-
-        def fun(xf: np.ndarray, x_fixed: np.ndarray = x_fixed) -> np.ndarray:
-            full = x_fixed.copy()
-            full[free] = xf
-            return prob.residuals(full)
-
-        col_rows_all = prob.column_rows()
-        col_rows = [col_rows_all[j] for j in free_idx]
-        groups = _colour_columns(col_rows, 2 * int(prob.mask.sum()))
-
-        def jac(xf: np.ndarray, fun=fun, col_rows=col_rows, groups=groups) -> np.ndarray:
-            return _sparse_fd_jacobian(fun, xf, fun(xf), col_rows, groups)
-
-        # one BLAS thread: the matrices are small (thousands x hundreds) and a multi-threaded SVD on a busy
-        # machine spends its time spinning (we measured 6 s per SVD under load, 0.05 s single-threaded)
+        # one BLAS thread: the normal matrix is small (hundreds squared) and a multi-threaded factorisation
+        # on a busy machine spends its time spinning
         with threadpool_limits(limits=1):
-            res = least_squares(fun, x[free], jac=jac, loss=loss, f_scale=loss_scale, x_scale="jac",
-                                method="trf", tr_solver="exact", xtol=1e-9, ftol=1e-9, gtol=1e-9, max_nfev=50)
-        x = x_fixed.copy()
-        x[free] = res.x
+            x, normal, n_iter = levenberg_marquardt(prob, x, free, loss, loss_scale)
+        iterations.append(n_iter)
         if stage == 1:
             break
-        err = np.linalg.norm(prob.project_all(x) - prob.uv, axis=2)
+        err = np.linalg.norm(prob.project(x) - prob.obs.uv, axis=1)
         sigma = 1.4826 * np.median(err[prob.mask])
         bad = prob.mask & (err > max(outlier_px, 5 * sigma))
         outliers = int(bad.sum())
         if outliers == 0:
             break
         prob.mask &= ~bad
-    return _summarise(prob, layout, x, res, free, outliers)
+    out = _summarise(prob, layout, x, normal, free)
+    out.update(outliers=outliers, iterations=iterations)
+    return out
 
 
-def _summarise(prob: _Problem, layout: _Layout, x: np.ndarray, res, free: np.ndarray, outliers: int) -> dict:
-    err = np.linalg.norm(prob.project_all(x) - prob.uv, axis=2)  # (V, N)
-    m = prob.mask
-    out: dict = {"K": {}, "dist": {}, "R": {}, "T": {}, "cam_rms": {}, "per_view": {}, "std": {},
-                 "outliers": outliers}
+def _summarise(prob: Problem, layout: Layout, x: np.ndarray, normal: np.ndarray, free: np.ndarray) -> dict:
+    err = np.linalg.norm(prob.project(x) - prob.obs.uv, axis=1)  # (M,)
+    m, o = prob.mask, prob.obs
+    view_of = o.view
+    out: dict = {"K": {}, "dist": {}, "R": {}, "T": {}, "cam_rms": {}, "per_view": {}, "std": {}}
     for ci, c in enumerate(layout.cameras):
-        out["K"][c], out["dist"][c] = _unpack_intr(layout, x, c)
-        r, t = _unpack_pose(layout, x, c)
+        out["K"][c], out["dist"][c] = layout.intrinsics(x, c)
+        r, t = layout.cam_pose(x, c)
         out["R"][c], out["T"][c] = rodrigues(r), t.copy()
-        views = np.flatnonzero(prob.vcam == ci)
-        out["cam_rms"][c] = float(np.sqrt(np.mean(err[views][m[views]] ** 2)))
-        out["per_view"][c] = {
-            layout.frames[prob.vframe[v]]: float(np.sqrt(np.mean(err[v][m[v]] ** 2)))
-            for v in views if m[v].any()
-        }
+        idx = prob.cam_obs[ci][m[prob.cam_obs[ci]]]
+        out["cam_rms"][c] = float(np.sqrt(np.mean(err[idx] ** 2)))
+        sq = np.bincount(view_of[idx], weights=err[idx] ** 2, minlength=len(o.vcam))
+        cnt = np.bincount(view_of[idx], minlength=len(o.vcam))
+        out["per_view"][c] = {layout.frames[o.vframe[v]]: float(np.sqrt(sq[v] / cnt[v]))
+                              for v in np.flatnonzero((o.vcam == ci) & (cnt > 0))}
     out["rms"] = float(np.sqrt(np.mean(err[m] ** 2)))
     boards = x[layout.board_start:].reshape(-1, 6)
     out["boards"] = {f: (rodrigues(boards[k, :3]), boards[k, 3:].copy()) for k, f in enumerate(layout.frames)}
-    # Gauss-Newton covariance of the free parameters: sigma^2 (J^T J)^-1
-    J = np.asarray(res.jac)
-    dof = max(1, J.shape[0] - J.shape[1])
-    sigma2 = float(np.sum(prob.residuals(x) ** 2) / dof)
-    cov = np.linalg.pinv(J.T @ J) * sigma2
+    # Gauss-Newton covariance of the free parameters: sigma^2 (J^T W J)^-1
+    r = prob.residuals(x)
+    dof = max(1, len(r) - int(free.sum()))
+    cov = np.linalg.pinv(normal) * float(np.sum(r**2) / dof)
     std_full = np.full(layout.size, np.nan)
     std_full[free] = np.sqrt(np.clip(np.diag(cov), 0, None))
     names_intr = ["fx", "fy", "cx", "cy"] + [f"d{i}" for i in range(8)]
@@ -422,9 +296,10 @@ def calibrate_rig(
                      ba["std"], ba["outliers"], tree)
 
 
-def observations_from_views(cameras: list[str], views: dict, cols: int, rows: int,
-                            square: float) -> RigObservations:
-    """Build :class:`RigObservations` from per-camera ``Views`` (intrinsics step input)."""
-    corners = {c: {f: np.asarray(i, float) for f, i in zip(views[c].frames, views[c].img, strict=False)}
+def observations_from_views(cameras: list[str], views: dict[str, Views], obj: np.ndarray) -> RigObservations:
+    """Build :class:`RigObservations` from per-camera ``Views`` (the intrinsics step's input) and the
+    board's corner table ``obj`` (N, 3)."""
+    corners = {c: {f: np.asarray(i, float) for f, i in zip(views[c].frames, views[c].img, strict=True)}
                for c in cameras}
-    return RigObservations(cameras, corners, board_points(cols, rows, square))
+    ids = {c: dict(zip(views[c].frames, views[c].view_ids(), strict=True)) for c in cameras}
+    return RigObservations(cameras, corners, np.asarray(obj, float), ids)

@@ -1,13 +1,18 @@
-"""A deterministic chessboard renderer for any rig, from known intrinsics, lens distortion and poses.
+"""A deterministic chessboard and ChArUco renderer for any rig, from known intrinsics, distortion and poses.
 
 Each output pixel is traced back through the *true* lens model (the distortion is inverted per pixel to a
 ray), the ray is intersected with the board plane and the board's colour is averaged over an ``ss x ss``
-sub-pixel grid (anti-aliasing), then the image is blurred (Gaussian) and noised. Boards are sampled near
-and far (small), slanted up to ~55 degrees and sometimes partly out of view. ``write_dataset`` saves a
-ready-to-run project: per-camera folders or four-way 2x2 mosaics, a config and the ground truth.
+sub-pixel grid (anti-aliasing), then the image is blurred (Gaussian) and noised. Square and marker edges are
+computed exactly from the board coordinates (no texture), so the true corners are exact. Boards are sampled
+near and far (small), slanted up to ~55 degrees and sometimes partly out of view; with ``visible=(lo, hi)``
+every camera sees between ``lo`` and ``hi`` of the board's corners in every frame (partial views, the case
+ChArUco boards are for). ``write_dataset`` saves a ready-to-run project: per-camera folders or four-way 2x2
+mosaics, a config and the ground truth.
 
-Board convention (the detector relies on it): the square outside corner 0 is black, the board has a white
-margin of one square, and inner corners lie at ``(i * s, j * s, 0)`` (see ``camera_model.board_points``).
+Chessboard convention (the detector relies on it): the square outside corner 0 is black, the board has a
+white margin of one square, and inner corners lie at ``(i * s, j * s, 0)`` (``camera_model.board_points``).
+ChArUco boards follow OpenCV's ``CharucoBoard`` (square (0, 0) black, corner 0 at ``(s, s, 0)``, markers in
+the white squares as OpenCV places them), with a white margin of one square.
 """
 
 from __future__ import annotations
@@ -19,12 +24,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deepnotes.calib.camera_model import board_points, project, rodrigues, undistort_to_rays
+from deepnotes.calib.boards import marker_cells, object_points
+from deepnotes.calib.camera_model import project, rodrigues, undistort_to_rays
 from deepnotes.calib.config import Board, CalibConfig, Camera, Rig, Source, StereoPair, dump_config
 from deepnotes.core.checkpoint import atomic_write_json, atomic_write_text
 from deepnotes.core.seed import seeded_generator
 
 BLACK, WHITE = 35.0, 215.0
+MAX_TRIES = 400  # board poses tried per accepted frame when every camera must see a share of the board
+MAX_VIEW_ANGLE = 70.0  # degrees: a partial-view rig's cameras see the board at most this far from head-on
+# the boards ``calib synth`` renders: today's whole-board chessboard, and the large board of the partial-view
+# rigs (12 x 9 squares of 6 cm), as ChArUco or as the chessboard of the same squares (11 x 8 inner corners)
+CHARUCO_BOARD = Board(cols=12, rows=9, square_size=0.06, type="charuco", marker_size=0.045,
+                      dictionary="DICT_5X5_100")
+PARTIAL_CHESSBOARD = Board(cols=11, rows=8, square_size=0.06)
+PARTIAL_DEPTH = (0.5, 1.2)  # metres: the large board then covers more than one camera's view
 
 
 @dataclass
@@ -61,7 +75,7 @@ class SynthRig:
     def truth(self) -> dict:
         """Ground truth as JSON-able lists."""
         return {
-            "board": vars(self.board),
+            "board": {k: v for k, v in vars(self.board).items() if v is not None},
             "cameras": [
                 {"name": c.name, "model": c.model, "image_size": list(c.image_size), "K": c.K.tolist(),
                  "dist": c.dist.tolist(), "R": c.R.tolist(), "T": c.T.tolist()}
@@ -128,29 +142,55 @@ def make_rig(
     return SynthRig(cams, board, []), world_R0, positions[0]
 
 
+def _random_pose(rng: np.random.Generator, depth: tuple[float, float],
+                 centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A board pose in the world (mid-rig) frame: the board centre ``depth`` away, tilted and rolled."""
+    z = rng.uniform(*depth)
+    target = np.array([rng.uniform(-0.35, 0.35) * z, rng.uniform(-0.25, 0.25) * z, z])
+    # board faces the rig (its z axis points away from the cameras), then tilted and rolled
+    tilt = rng.uniform(-55, 55, size=2)
+    roll = rng.uniform(-25, 25)
+    Rb = rodrigues(np.radians([tilt[0], 0, 0])) @ rodrigues(np.radians([0, tilt[1], 0])) @ rodrigues(
+        np.radians([0, 0, roll]))
+    return Rb, target - Rb @ centre
+
+
+def visible_fraction(cam: SynthCamera, board: Board, pose: tuple[np.ndarray, np.ndarray]) -> float:
+    """Share of the board's corners that ``cam`` sees (inside the image, in front of it); 0 when the board
+    is seen more than ``MAX_VIEW_ANGLE`` from head-on (an edge-on board shows no usable pattern)."""
+    R_cb, t_cb = cam.R @ pose[0], cam.R @ pose[1] + cam.T
+    centre = R_cb @ object_points(board).mean(axis=0) + t_cb  # board centre in the camera frame
+    cos = abs(float(R_cb[:, 2] @ centre)) / float(np.linalg.norm(centre))
+    if cos < np.cos(np.radians(MAX_VIEW_ANGLE)):
+        return 0.0
+    return float(project_corners(cam, board, pose)[1].mean())
+
+
 def sample_board_poses(
     rig: SynthRig, world_R0: np.ndarray, pos0: np.ndarray, n_frames: int, seed: int,
-    depth: tuple[float, float],
+    depth: tuple[float, float], visible: tuple[float, float] | None = None,
 ) -> None:
-    """Fill ``rig.board_poses`` with ``n_frames`` poses: distance in ``depth`` (m), tilt <= ~55 deg, some
-    partly out of view."""
+    """Fill ``rig.board_poses`` with ``n_frames`` poses: distance in ``depth`` (m), tilt <= ~55 deg.
+
+    ``visible=None``: any pose (some boards are partly out of view). ``visible=(lo, hi)``: poses are drawn
+    until every camera sees between ``lo`` and ``hi`` of the board's corners. The board's centre is the
+    mean of its corners, so a ChArUco board and the chessboard of the same squares get the same poses.
+    """
     rng = seeded_generator(seed + 1)
-    b = rig.board
-    centre = np.array([(b.cols - 1) * b.square_size / 2, (b.rows - 1) * b.square_size / 2, 0.0])
+    centre = object_points(rig.board).mean(axis=0)
     poses = []
     for _ in range(n_frames):
-        z = rng.uniform(*depth)
-        target = np.array([rng.uniform(-0.35, 0.35) * z, rng.uniform(-0.25, 0.25) * z, z])
-        # board faces the rig (its z axis points away from the cameras), then tilted and rolled
-        tilt = rng.uniform(-55, 55, size=2)
-        roll = rng.uniform(-25, 25)
-        Rb = rodrigues(np.radians([tilt[0], 0, 0])) @ rodrigues(np.radians([0, tilt[1], 0])) @ rodrigues(
-            np.radians([0, 0, roll]))
-        t_world = target - Rb @ centre
-        # world -> camera-0 frame
-        R_ref = world_R0 @ Rb
-        t_ref = world_R0 @ (t_world - pos0)
-        poses.append((R_ref, t_ref))
+        for _try in range(MAX_TRIES):
+            Rb, t_world = _random_pose(rng, depth, centre)
+            # world -> camera-0 frame
+            pose = (world_R0 @ Rb, world_R0 @ (t_world - pos0))
+            if visible is None or all(visible[0] <= visible_fraction(c, rig.board, pose) <= visible[1]
+                                      for c in rig.cameras):
+                break
+        else:
+            raise ValueError(f"no board pose in {MAX_TRIES} tries lets every camera see {visible[0]:.0%} to "
+                             f"{visible[1]:.0%} of the board; widen the range or move the board (depth)")
+        poses.append(pose)
     rig.board_poses = poses
 
 
@@ -160,6 +200,38 @@ def _background(cam_index: int, size: tuple[int, int], seed: int) -> np.ndarray:
     w, h = size
     small = rng.uniform(70, 160, size=(h // 16 + 1, w // 16 + 1)).astype(np.float32)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def _chess_colour(board: Board, qx: np.ndarray, qy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Chessboard colour and board mask (margin included) at board coordinates in squares (corner 0 at 0)."""
+    ix, iy = np.floor(qx), np.floor(qy)
+    inside_pattern = (ix >= -1) & (ix <= board.cols - 1) & (iy >= -1) & (iy <= board.rows - 1)
+    inside_margin = (ix >= -2) & (ix <= board.cols) & (iy >= -2) & (iy <= board.rows)
+    colour = np.where(((ix + iy) % 2 == 0) & inside_pattern, np.float32(BLACK), np.float32(WHITE))
+    return colour, inside_margin
+
+
+def _charuco_colour(board: Board, qx: np.ndarray, qy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ChArUco colour and board mask at board coordinates in squares (square (0, 0) from 0 to 1).
+
+    The marker of a white square occupies its central ``marker/square`` part, split into C x C cells; each
+    cell's colour comes from the dictionary (``boards.marker_cells``), so every edge is exact.
+    """
+    cells = marker_cells(board)  # (rows, cols, C, C)
+    c = cells.shape[-1]
+    ix, iy = np.floor(qx), np.floor(qy)
+    inside_pattern = (ix >= 0) & (ix < board.cols) & (iy >= 0) & (iy < board.rows)
+    inside_margin = (ix >= -1) & (ix <= board.cols) & (iy >= -1) & (iy <= board.rows)
+    i = np.clip(ix, 0, board.cols - 1).astype(np.intp)
+    j = np.clip(iy, 0, board.rows - 1).astype(np.intp)
+    ratio = board.marker_size / board.square_size
+    u = (qx - ix - (1 - ratio) / 2) / ratio  # position inside the marker, 0..1
+    v = (qy - iy - (1 - ratio) / 2) / ratio
+    in_marker = (u >= 0) & (u < 1) & (v >= 0) & (v < 1)
+    cu = np.clip(np.floor(u * c), 0, c - 1).astype(np.intp)
+    cv_ = np.clip(np.floor(v * c), 0, c - 1).astype(np.intp)
+    black = np.where(in_marker, cells[j, i, cv_, cu], (i + j) % 2 == 0) & inside_pattern
+    return np.where(black, np.float32(BLACK), np.float32(WHITE)), inside_margin
 
 
 def render_view(
@@ -179,12 +251,10 @@ def render_view(
     px, py, pz = rx * s - t_cb[0], ry * s - t_cb[1], s - t_cb[2]
     inv_sq = 1.0 / board.square_size
     a, b = (R_cb[:, 0] * inv_sq).astype(np.float32), (R_cb[:, 1] * inv_sq).astype(np.float32)
-    ix = np.floor(a[0] * px + a[1] * py + a[2] * pz)  # board coords in squares: R^T (P - t) / s
-    iy = np.floor(b[0] * px + b[1] * py + b[2] * pz)
-    inside_pattern = (ix >= -1) & (ix <= board.cols - 1) & (iy >= -1) & (iy <= board.rows - 1)
-    inside_margin = (ix >= -2) & (ix <= board.cols) & (iy >= -2) & (iy <= board.rows)
-    colour = np.where(((ix + iy) % 2 == 0) & inside_pattern, np.float32(BLACK), np.float32(WHITE))
-    visible = inside_margin & (s > 0)
+    qx = a[0] * px + a[1] * py + a[2] * pz  # board coords in squares: R^T (P - t) / s
+    qy = b[0] * px + b[1] * py + b[2] * pz
+    colour, on_board = (_charuco_colour if board.charuco else _chess_colour)(board, qx, qy)
+    visible = on_board & (s > 0)
     hi = cv2.resize(background, (w * ss, h * ss), interpolation=cv2.INTER_NEAREST)
     img = np.where(visible, colour, hi)
     img = img.reshape(h, ss, w, ss).mean(axis=(1, 3), dtype=np.float64)
@@ -194,26 +264,35 @@ def render_view(
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
 
-def true_corners(cam: SynthCamera, board: Board,
-                 pose: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, bool]:
-    """Projected inner corners (N, 2) and whether all lie inside the image (and in front of the camera)."""
-    obj = board_points(board.cols, board.rows, board.square_size)
+def project_corners(cam: SynthCamera, board: Board,
+                    pose: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Every corner projected, by id (N, 2), and which of them the camera sees (N,) bool: inside the image
+    by 2 px and in front of the camera."""
+    obj = object_points(board)
     pc = (cam.R @ (pose[0] @ obj.T + pose[1][:, None]) + cam.T[:, None]).T
     uv = project(pc, cam.K, cam.dist, cam.model)
     w, h = cam.image_size
-    inside = (uv[:, 0] > 2) & (uv[:, 0] < w - 3) & (uv[:, 1] > 2) & (uv[:, 1] < h - 3)
-    ok = bool(np.all(pc[:, 2] > 0.05) and np.all(inside))
-    return uv, ok
+    inside = (uv[:, 0] > 2) & (uv[:, 0] < w - 3) & (uv[:, 1] > 2) & (uv[:, 1] < h - 3) & (pc[:, 2] > 0.05)
+    return uv, inside
+
+
+def true_corners(cam: SynthCamera, board: Board,
+                 pose: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, bool]:
+    """Projected inner corners (N, 2) and whether all lie inside the image (and in front of the camera)."""
+    uv, inside = project_corners(cam, board, pose)
+    return uv, bool(np.all(inside))
 
 
 def synthetic_rig(
     n_cameras: int = 4, n_frames: int = 40, image_size: tuple[int, int] = (640, 480), seed: int = 0,
     model: str = "pinhole", depth: tuple[float, float] = (0.8, 2.4), board: Board | None = None,
-    baseline: float = 0.3,
+    baseline: float = 0.3, visible: tuple[float, float] | None = None,
 ) -> SynthRig:
-    """A rig with its board poses (the whole ground truth; nothing rendered yet)."""
+    """A rig with its board poses (the whole ground truth; nothing rendered yet).
+
+    ``visible=(lo, hi)``: every camera sees between ``lo`` and ``hi`` of the board in every frame."""
     rig, world_R0, pos0 = make_rig(n_cameras, image_size, seed, baseline=baseline, model=model, board=board)
-    sample_board_poses(rig, world_R0, pos0, n_frames, seed, depth)
+    sample_board_poses(rig, world_R0, pos0, n_frames, seed, depth, visible)
     return rig
 
 
