@@ -16,8 +16,9 @@ from deepnotes.pose.train import TrainConfig, train
 
 def test_two_processes_match_one(tiny_data, tmp_path):
     # BatchNorm statistics would be per process on CPU (no SyncBatchNorm there): keep the running ones
+    # the backbone `pose train` picks for 64x48 crops: a 2x stem and 4 stages
     config = PoseConfig(head="rle", input_hw=(64, 48), heatmap_hw=(8, 6), depth=10, width=4,
-                        deconv_channels=16)
+                        deconv_channels=16, stem_stride=2, stages=4)
     single = train(tiny_data["train"], tiny_data["val"], tmp_path / "one", config,
                    TrainConfig(epochs=2, batch_size=8, lr=3e-3, freeze_bn=True), torch.device("cpu"),
                    log=lambda _: None)

@@ -1,7 +1,9 @@
 """Predict on top-down crops, map back to the image, and score: OKS AP (pycocotools), PCK, pixel error.
 
-Each person's COCO result score is the head's own confidence (mean joint score: ``1 - sigma`` for RLE,
-the heatmap peak for heatmaps, 1 for plain regression), because AP ranks detections by it.
+The crops come from the ground-truth boxes or from a detector's (``detections``). Each person is scored as
+mmpose scores it (``rescoring``): the box score (1 for ground-truth boxes) times the mean of its joint
+confidences above 0.2 (``1 - sigma`` for RLE, the heatmap peak for heatmaps, 1 for plain regression), since
+AP ranks persons by it; then OKS NMS drops duplicates before pycocotools scores the rest.
 """
 
 from __future__ import annotations
@@ -9,16 +11,19 @@ from __future__ import annotations
 import contextlib
 import io
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from deepnotes.core import progress
-from deepnotes.pose.data.coco import PersonSample
-from deepnotes.pose.data.topdown import TopDownDataset, collate
+from deepnotes.pose.data.coco import CocoKeypoints, PersonSample
+from deepnotes.pose.data.detections import Detection
+from deepnotes.pose.data.topdown import TopDownDataset, collate, to_tensor
+from deepnotes.pose.rescoring import KEYPOINT_THR, NMS_THR, nms_per_image, rescore
 from deepnotes.pose.skeleton import COCO_SIGMAS, NUM_JOINTS, coco_category
-from deepnotes.pose.transforms import apply_affine
+from deepnotes.pose.transforms import apply_affine, box_to_center_size, crop_affine, invert_affine, warp
 
 
 @dataclass
@@ -34,7 +39,8 @@ class Predictions:
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, dataset: TopDownDataset, device: torch.device, batch_size: int = 64,
-            workers: int = 0) -> Predictions:
+            workers: int = 0, flip: bool = False) -> Predictions:
+    """Joints of every readable crop of ``dataset`` in image pixels; ``flip``: with the flip test."""
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                         collate_fn=collate)
@@ -43,7 +49,7 @@ def predict(model: torch.nn.Module, dataset: TopDownDataset, device: torch.devic
         unreadable += batch["unreadable"]
         if "image" not in batch:
             continue
-        xy, s = model.decode(model(batch["image"].to(device)))
+        xy, s = model.predict(batch["image"].to(device), flip=flip)
         inv = batch["inverse"].numpy().astype(np.float64)
         xy = xy.cpu().numpy().astype(np.float64)
         coords.append(np.stack([apply_affine(m, p) for m, p in zip(inv, xy, strict=True)]))
@@ -65,25 +71,26 @@ def coco_results(samples: list[PersonSample], preds: Predictions) -> list[dict]:
     return out
 
 
-def oks_ap(samples: list[PersonSample], results: list[dict]) -> dict[str, float]:
-    """AP, AP50, AP75 by pycocotools' OKS evaluation with COCO's sigmas, against the usable annotations."""
+def oks_ap(samples: list[PersonSample], results: list[dict], ignored: list[dict] = (),
+           image_ids: set[int] | None = None) -> dict[str, float]:
+    """AP, AP50, AP75 by pycocotools' OKS evaluation with COCO's sigmas, against the usable annotations
+    plus ``ignored`` ones (crowds, persons without labelled joints: pycocotools ignores them, so a result
+    on them is no false positive), on ``image_ids`` (default: the images of ``samples``)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     if not results:
         return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0}
-    image_ids = sorted({s.image_id for s in samples})
+    image_ids = sorted({s.image_id for s in samples} if image_ids is None else image_ids)
+    kept = set(image_ids)
+    annotations = [
+        {"image_id": s.image_id, "category_id": 1, "iscrowd": 0, "area": s.area, "bbox": s.bbox.tolist(),
+         "keypoints": s.keypoints.reshape(-1).tolist(), "num_keypoints": int((s.keypoints[:, 2] > 0).sum())}
+        for s in samples
+    ] + [a for a in ignored if a["image_id"] in kept]
     gt = COCO()
-    gt.dataset = {
-        "images": [{"id": i} for i in image_ids],
-        "categories": [coco_category()],
-        "annotations": [
-            {"id": k + 1, "image_id": s.image_id, "category_id": 1, "iscrowd": 0, "area": s.area,
-             "bbox": s.bbox.tolist(), "keypoints": s.keypoints.reshape(-1).tolist(),
-             "num_keypoints": int((s.keypoints[:, 2] > 0).sum())}
-            for k, s in enumerate(samples)
-        ],
-    }
+    gt.dataset = {"images": [{"id": i} for i in image_ids], "categories": [coco_category()],
+                  "annotations": [{**a, "id": k + 1} for k, a in enumerate(annotations)]}
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its tables; we return the numbers
         gt.createIndex()
         dt = gt.loadRes(results)
@@ -122,29 +129,99 @@ def joint_errors(samples: list[PersonSample], preds: Predictions) -> tuple[np.nd
     return np.concatenate(errs), np.concatenate(scores)
 
 
+def dataset_for(model: torch.nn.Module, samples: list[PersonSample]) -> TopDownDataset:
+    """Evaluation crops of ``samples`` as ``model`` was trained to see them (size, frame, normalisation)."""
+    cfg = model.config
+    return TopDownDataset(samples, cfg.input_hw, frame=cfg.frame, norm=cfg.norm)
+
+
+def crop_areas(boxes: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:
+    """(P, 4) boxes -> (P,) areas of their crops (widened to the crop's aspect ratio, padded by 1.25): the
+    person areas of OKS NMS, mmpose's ``bbox_scales`` product."""
+    return np.array([np.prod(box_to_center_size(b, input_hw[1] / input_hw[0])[1]) for b in boxes])
+
+
+def detection_queries(detections: list[Detection], paths: dict[int, Path]) -> list[PersonSample]:
+    """One crop per detected box, on the image file ``paths`` gives for its ``image_id`` (keypoints
+    unknown: zeros). A box on an image ``paths`` lacks is a ValueError naming it."""
+    missing = next((d for d in detections if d.image_id not in paths), None)
+    if missing is not None:
+        raise ValueError(f"a detection is on image_id {missing.image_id}, which the annotation file has not")
+    return [PersonSample(-1, d.image_id, paths[d.image_id], d.bbox, np.zeros((NUM_JOINTS, 3)),
+                         float(d.bbox[2] * d.bbox[3])) for d in detections]
+
+
+def scored_results(queries: list[PersonSample], preds: Predictions, box_scores: np.ndarray,
+                   input_hw: tuple[int, int], keypoint_thr: float = KEYPOINT_THR, nms_thr: float = NMS_THR
+                   ) -> list[dict]:
+    """COCO keypoint results of the predicted persons, each scored by :func:`rescoring.rescore` from its
+    box's score, after OKS NMS within each image (``nms_thr`` >= 1: none)."""
+    results = coco_results(queries, preds)
+    if not results:
+        return results
+    scores = rescore(box_scores[preds.indices], preds.scores, keypoint_thr)
+    for r, score in zip(results, scores, strict=True):
+        r["score"] = round(float(score), 5)
+    if nms_thr >= 1:
+        return results
+    image_ids = np.array([r["image_id"] for r in results])
+    areas = crop_areas(np.stack([queries[i].bbox for i in preds.indices]), input_hw)
+    keep = nms_per_image(image_ids, preds.coords, scores, areas, nms_thr)
+    return [results[i] for i in keep]
+
+
 def evaluate(model: torch.nn.Module, samples: list[PersonSample], device: torch.device, batch_size: int = 64,
-             workers: int = 0) -> tuple[dict[str, float], list[dict]]:
-    """All metrics for ``samples`` plus the COCO results they were scored with."""
-    dataset = TopDownDataset(samples, model.config.input_hw)
-    preds = predict(model, dataset, device, batch_size, workers)
-    results = coco_results(samples, preds)
-    # persons on unreadable images are reported (unreadable_images), not scored as misses of the model
-    scored = [samples[i] for i in preds.indices]
-    metrics = {**oks_ap(scored, results), **pixel_metrics(samples, preds),
-               "persons": int(len(preds.indices)), "unreadable_images": int(preds.unreadable)}
+             workers: int = 0, detections: list[Detection] | None = None, flip: bool = False,
+             keypoint_thr: float = KEYPOINT_THR, nms_thr: float = NMS_THR,
+             ground_truth: CocoKeypoints | None = None) -> tuple[dict[str, float], list[dict]]:
+    """All metrics for the ground truth ``samples`` plus the COCO results they were scored with.
+
+    The crops are the ground-truth boxes (box score 1), or ``detections`` (PCK and pixel error then have no
+    ground truth to pair with and are left out). ``ground_truth``: the annotation file ``samples`` came
+    from; its images are where detections are cropped and which images are scored, and its ignored persons
+    join pycocotools' ground truth (without it: the images of ``samples``, nothing ignored). ``flip``: the
+    flip test. Persons on unreadable images are reported (``unreadable_images``) and left out of the ground
+    truth rather than scored as misses of the model."""
+    if ground_truth is None:
+        paths, image_ids, ignored = {s.image_id: s.image_path for s in samples}, None, []
+    else:
+        paths = {i: im["path"] for i, im in ground_truth.images.items()}
+        image_ids, ignored = set(ground_truth.images), ground_truth.ignored
+    queries = samples if detections is None else detection_queries(detections, paths)
+    box_scores = np.ones(len(queries)) if detections is None else np.array([d.score for d in detections])
+    preds = predict(model, dataset_for(model, queries), device, batch_size, workers, flip=flip)
+    results = scored_results(queries, preds, box_scores, model.config.input_hw, keypoint_thr, nms_thr)
+    lost = {q.image_id for q in queries} - {queries[i].image_id for i in preds.indices}
+    truth = [s for s in samples if s.image_id not in lost]
+    if image_ids is not None:
+        image_ids = image_ids - lost
+    metrics = {**oks_ap(truth, results, ignored, image_ids), "persons": int(len(preds.indices)),
+               "nms_suppressed": int(len(preds.indices) - len(results)),
+               "unreadable_images": int(preds.unreadable)}
+    if detections is None:
+        metrics.update(pixel_metrics(samples, preds))
     return metrics, results
 
 
 @torch.no_grad()
-def predict_box(model: torch.nn.Module, image_rgb: np.ndarray, box: tuple[float, float, float, float],
-                device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Keypoints (17, 2) in image pixels and their scores (17,) for the person in ``box`` = (x, y, w, h)."""
-    from deepnotes.pose.data.topdown import to_tensor
-    from deepnotes.pose.transforms import box_to_center_size, crop_affine, invert_affine, warp
-
-    hw = model.config.input_hw
-    center, size = box_to_center_size(np.asarray(box, dtype=np.float64), hw[1] / hw[0])
-    m = crop_affine(center, size, hw)
+def predict_boxes(model: torch.nn.Module, image_rgb: np.ndarray, boxes: list, device: torch.device,
+                  flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints (P, 17, 2) in image pixels and their scores (P, 17) for the persons in ``boxes``, each
+    (x, y, w, h)."""
+    cfg = model.config
+    hw = cfg.input_hw
+    mats = [crop_affine(*box_to_center_size(np.asarray(b, dtype=np.float64), hw[1] / hw[0]), hw,
+                        frame=cfg.frame) for b in boxes]
+    crops = torch.stack([to_tensor(warp(image_rgb, m, hw), cfg.norm) for m in mats]).to(device)
     model.eval()
-    xy, scores = model.decode(model(to_tensor(warp(image_rgb, m, hw))[None].to(device)))
-    return apply_affine(invert_affine(m), xy[0].cpu().numpy().astype(np.float64)), scores[0].cpu().numpy()
+    xy, scores = model.predict(crops, flip=flip)
+    xy = xy.cpu().numpy().astype(np.float64)
+    coords = np.stack([apply_affine(invert_affine(m), p) for m, p in zip(mats, xy, strict=True)])
+    return coords, scores.cpu().numpy()
+
+
+def predict_box(model: torch.nn.Module, image_rgb: np.ndarray, box: tuple[float, float, float, float],
+                device: torch.device, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints (17, 2) in image pixels and their scores (17,) for the person in ``box`` = (x, y, w, h)."""
+    coords, scores = predict_boxes(model, image_rgb, [box], device, flip)
+    return coords[0], scores[0]

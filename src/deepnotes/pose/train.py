@@ -19,6 +19,7 @@ from deepnotes.core.checkpoint import read_meta
 from deepnotes.core.distributed import DistInfo, ShardedBatchSampler
 from deepnotes.core.engine import Schedule, StepOutput, Trainer, TrainTask, check_fresh, distributed
 from deepnotes.core.seed import seed_everything
+from deepnotes.nn.pretrained import LoadReport, load_resnet
 from deepnotes.optim import AdamW, cosine_with_warmup
 from deepnotes.pose.config import PoseConfig, TrainConfig, run_config
 from deepnotes.pose.data.coco import CocoKeypoints, load_coco
@@ -28,7 +29,7 @@ from deepnotes.pose.model import PoseModel
 from deepnotes.pose.transforms import Augment
 
 MODEL_NAME = "pose"
-__all__ = ["MODEL_NAME", "PoseTask", "TrainConfig", "load_run", "train"]
+__all__ = ["MODEL_NAME", "PoseTask", "TrainConfig", "load_pretrained", "load_run", "train"]
 
 
 def load_run(run: str | Path, device: torch.device | str = "cpu", head: str | None = None) -> PoseModel:
@@ -61,7 +62,7 @@ class PoseTask(TrainTask):
         self.model = PoseModel(config).to(device)
         self.optimizer = AdamW(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         self.dataset = TopDownDataset(train_set.samples, config.input_hw, Augment() if tc.augment else None,
-                                      tc.seed)
+                                      tc.seed, frame=config.frame, norm=config.norm)
         global_batch = tc.batch_size * info.world_size
         self.sampler = ShardedBatchSampler(len(self.dataset), tc.batch_size, True, tc.seed, info.rank,
                                            info.world_size, drop_last=len(self.dataset) > global_batch)
@@ -69,7 +70,7 @@ class PoseTask(TrainTask):
         self.schedule = Schedule.epochs(tc.epochs, steps, tc.eval_every)
         self.scheduler = cosine_with_warmup(self.optimizer, int(tc.warmup_epochs * steps),
                                             self.schedule.total_steps)
-        self.identity = {"model": MODEL_NAME, "head": config.head, "config": config.to_dict()}
+        self.identity = {"model": MODEL_NAME, "head": config.head, "config": config.identity()}
         self.resume_fields = {k: getattr(tc, k) for k in ("batch_size", "lr", "weight_decay", "seed")}
         self.config = run_meta
 
@@ -100,7 +101,8 @@ class PoseTask(TrainTask):
     def validate(self, epoch: int) -> dict[str, Any]:
         if not self.info.is_main:
             return {}
-        val, _ = evaluate(self.model, self.val_set.samples, self.device, self.tc.batch_size, self.tc.workers)
+        val, _ = evaluate(self.model, self.val_set.samples, self.device, self.tc.batch_size, self.tc.workers,
+                          ground_truth=self.val_set)
         return {f"val_{k}": v for k, v in val.items()}
 
     def record(self, entry: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +115,15 @@ class PoseTask(TrainTask):
             line += (f"  val AP {entry['val_AP']:.3f}  PCK@0.1 {entry['val_PCK@0.1']:.3f}  "
                      f"error {entry['val_mean_error_px']:.2f}px")
         return line
+
+
+def load_pretrained(model: PoseModel, source: str | Path) -> LoadReport:
+    """Copy a pretrained ResNet's weights (``nn.pretrained.load_resnet``) into ``model``'s backbone, in
+    place (an optimizer built on it keeps working)."""
+    if model.config.norm != "imagenet":  # the weights expect the statistics they were trained with
+        raise ValueError("a pretrained backbone takes ImageNet-normalised input: PoseConfig.norm must be "
+                         f"'imagenet', not {model.config.norm!r}")
+    return load_resnet(model.backbone, source)
 
 
 def _datasets(train_ann, val_ann, images, val_images, log) -> tuple[CocoKeypoints, CocoKeypoints]:
@@ -132,7 +143,8 @@ def train(train_ann: str | Path, val_ann: str | Path, out: str | Path, config: P
           device: torch.device, images: str | Path | None = None, val_images: str | Path | None = None,
           resume: bool = False, log=print) -> list[dict]:
     """Train ``config`` on ``train_ann``, validating on ``val_ann``; returns the records of metrics.json
-    (empty on ranks other than 0 under torchrun)."""
+    (empty on ranks other than 0 under torchrun). ``tc.pretrained``: the backbone starts from that file
+    (``config.norm`` must be ``imagenet``)."""
     if tc.batch_size < 1 or tc.epochs < 1:
         raise ValueError(f"batch size and epochs must be at least 1, got {tc.batch_size} and {tc.epochs}")
     with distributed(torch.device(device)) as (info, dev):
@@ -142,4 +154,6 @@ def train(train_ann: str | Path, val_ann: str | Path, out: str | Path, config: P
         train_set, val_set = _datasets(train_ann, val_ann, images, val_images, say)
         meta = run_config(train_ann, val_ann, out, config, tc, images, val_images, str(device))
         task = PoseTask(train_set, val_set, config, tc, dev, info, meta)
+        if tc.pretrained is not None and not (resume and RunDir(out).has_checkpoint()):  # else: restored
+            say(f"backbone from {load_pretrained(task.model, tc.pretrained).summary()}")
         return Trainer(task, out, info, dev, resume=resume, log_fn=say).fit()

@@ -28,16 +28,21 @@ def box_to_center_size(bbox: np.ndarray, aspect: float, padding: float = 1.25
 
 
 def crop_affine(center: np.ndarray, size: np.ndarray, out_hw: tuple[int, int], rotation_deg: float = 0.0,
-                flip: bool = False) -> np.ndarray:
+                flip: bool = False, frame: str = "centers") -> np.ndarray:
     """2x3 matrix mapping image points to crop points: the box of ``size`` around ``center`` fills the crop
-    of ``out_hw`` = (H, W); ``rotation_deg`` turns the crop counter-clockwise; ``flip`` mirrors it."""
+    of ``out_hw`` = (H, W); ``rotation_deg`` turns the crop counter-clockwise; ``flip`` mirrors it.
+
+    ``frame``: ``centers`` puts ``center`` at the crop's middle pixel centre ((W-1)/2, (H-1)/2), so the box
+    spans the crop's pixels symmetrically; ``mmpose`` puts it at (W/2, H/2), half a pixel right and down,
+    as mmpose's ``get_warp_matrix`` does (its checkpoints were trained on such crops)."""
     oh, ow = out_hw
     s = ow / size[0]
     a = np.deg2rad(rotation_deg)
     rot = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]) * s
     if flip:
         rot = np.diag([-1.0, 1.0]) @ rot
-    out_center = np.array([(ow - 1) / 2.0, (oh - 1) / 2.0])
+    half = 0.0 if frame == "mmpose" else 0.5
+    out_center = np.array([ow / 2.0 - half, oh / 2.0 - half])
     return np.concatenate([rot, (out_center - rot @ center)[:, None]], axis=1)
 
 

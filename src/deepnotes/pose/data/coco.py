@@ -38,10 +38,16 @@ class PersonSample:
 
 @dataclass
 class CocoKeypoints:
+    """``samples``: the usable persons; ``images``: id -> its entry plus ``path``; ``skipped``: reason ->
+    count; ``ignored``: person annotations COCO's evaluation ignores rather than drops (crowds, persons
+    without a labelled joint), as pycocotools annotations, so that a detector's box on them is no false
+    positive."""
+
     path: Path
     samples: list[PersonSample]
     images: dict[int, dict]
     skipped: Counter = field(default_factory=Counter)
+    ignored: list[dict] = field(default_factory=list)
 
     def summary(self) -> str:
         skipped = ", ".join(f"{k}: {v}" for k, v in sorted(self.skipped.items())) or "none"
@@ -148,12 +154,32 @@ def _skip_reason(bbox: np.ndarray, kp: np.ndarray, im: dict) -> str | None:
     return None
 
 
+def _ignored(ann: dict, where: str, path: Path) -> dict | None:
+    """A crowd or a person without labelled joints as a pycocotools annotation that evaluation ignores;
+    None for another category or without a usable box (such entries were never read before: they stay
+    lenient, never an error)."""
+    if ann.get("category_id", 1) != 1:
+        return None
+    try:
+        bbox = _box(ann.get("bbox"), where, path)
+        kp = _keypoints(ann, where, path) if "keypoints" in ann else np.zeros((NUM_JOINTS, 3))
+        area = _area(ann, bbox, where, path)
+    except AnnotationError:
+        return None
+    if bbox[2] <= 0 or bbox[3] <= 0:
+        return None
+    return {"image_id": ann["image_id"], "category_id": 1, "iscrowd": int(bool(ann.get("iscrowd", 0))),
+            "bbox": bbox.tolist(), "area": area, "keypoints": kp.reshape(-1).tolist(),
+            "num_keypoints": int((kp[:, 2] > 0).sum())}
+
+
 def _samples(data: dict, path: Path, images: dict[int, dict], check_files: bool
-             ) -> tuple[list[PersonSample], Counter]:
-    """The usable person annotations, and the count of each reason the others were skipped for."""
+             ) -> tuple[list[PersonSample], Counter, list[dict]]:
+    """The usable person annotations, the count of each reason the others were skipped for, and the ones
+    evaluation ignores."""
     skipped: Counter = Counter()
     exists: dict[int, bool] = {}
-    samples = []
+    samples, ignored = [], []
     for i, ann in enumerate(_field(data, "annotations", "(top level)", path, list)):
         where = f"annotations[{i}]"
         image_id = _field(ann, "image_id", where, path, int)
@@ -161,6 +187,7 @@ def _samples(data: dict, path: Path, images: dict[int, dict], check_files: bool
             raise AnnotationError(f"{path}: {where}.image_id {image_id} is not in 'images'")
         if ann.get("category_id", 1) != 1 or ann.get("iscrowd", 0):
             skipped["not_a_single_person"] += 1
+            ignored.extend(r for r in [_ignored(ann, where, path)] if r is not None)
             continue
         kp = _keypoints(ann, where, path)
         if ann.get("bbox") is None:
@@ -175,10 +202,12 @@ def _samples(data: dict, path: Path, images: dict[int, dict], check_files: bool
             reason = None if exists[image_id] else "missing_image"
         if reason is not None:
             skipped[reason] += 1
+            if reason == "no_keypoints":
+                ignored.extend(r for r in [_ignored(ann, where, path)] if r is not None)
             continue
         area = _area(ann, bbox, where, path)
         samples.append(PersonSample(int(ann.get("id", i + 1)), image_id, im["path"], bbox, kp, area))
-    return samples, skipped
+    return samples, skipped, ignored
 
 
 def load_coco(ann_path: str | Path, images_dir: str | Path | None = None,
@@ -190,5 +219,5 @@ def load_coco(ann_path: str | Path, images_dir: str | Path | None = None,
     data = _read_json(path)
     root = Path(images_dir) if images_dir is not None else default_images_dir(path)
     images = _index_images(data, path, root)
-    samples, skipped = _samples(data, path, images, check_files)
-    return CocoKeypoints(path=path, samples=samples, images=images, skipped=skipped)
+    samples, skipped, ignored = _samples(data, path, images, check_files)
+    return CocoKeypoints(path=path, samples=samples, images=images, skipped=skipped, ignored=ignored)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from deepnotes.nn.pretrained import IMAGENET_MEAN, IMAGENET_STD
 from deepnotes.pose.data.coco import PersonSample
 from deepnotes.pose.transforms import (
     Augment,
@@ -20,6 +21,12 @@ from deepnotes.pose.transforms import (
 )
 
 MEAN, STD = 0.5, 0.25  # images are scaled to [0, 1] then standardised with these (no pretrained statistics)
+# PoseConfig.norm -> per-channel (mean, std) of RGB in [0, 1]; "imagenet" is what pretrained ResNets (and
+# mmpose's PoseDataPreprocessor: mean 123.675, 116.28, 103.53, std 58.395, 57.12, 57.375 on 0..255) expect
+NORM_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "default": ((MEAN,) * 3, (STD,) * 3),
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+}
 
 
 def read_rgb(path) -> np.ndarray | None:
@@ -28,9 +35,10 @@ def read_rgb(path) -> np.ndarray | None:
     return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def to_tensor(crop: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H, W) float, standardised."""
-    return (torch.from_numpy(crop).permute(2, 0, 1).float() / 255.0 - MEAN) / STD
+def to_tensor(crop: np.ndarray, norm: str = "default") -> torch.Tensor:
+    """(H, W, 3) RGB uint8 -> (3, H, W) float, standardised with ``NORM_STATS[norm]``."""
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in NORM_STATS[norm])
+    return (torch.from_numpy(crop).permute(2, 0, 1).float() / 255.0 - mean) / std
 
 
 class TopDownDataset(Dataset):
@@ -40,11 +48,13 @@ class TopDownDataset(Dataset):
     inside the crop, ``inverse`` (2, 3) crop -> image affine, ``index``; ``{"unreadable": path}`` when the
     image cannot be read.
     ``augment``: an :class:`Augment` for training (seeded per item and epoch), None for evaluation.
+    ``frame`` and ``norm``: the model's crop convention and input normalisation (see ``PoseConfig``).
     """
 
     def __init__(self, samples: list[PersonSample], input_hw: tuple[int, int], augment: Augment | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, frame: str = "centers", norm: str = "default") -> None:
         self.samples, self.input_hw, self.augment, self.seed = samples, tuple(input_hw), augment, seed
+        self.frame, self.norm = frame, norm
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -60,7 +70,7 @@ class TopDownDataset(Dataset):
         if self.augment is not None:
             factor, rot, flip = self.augment.sample(np.random.default_rng([self.seed, self.epoch, i]))
             size = size * factor
-        m = crop_affine(center, size, self.input_hw, rot, flip)
+        m = crop_affine(center, size, self.input_hw, rot, flip, self.frame)
         kp = apply_affine(m, s.keypoints[:, :2])
         vis = s.keypoints[:, 2].copy()
         if flip:
@@ -68,7 +78,7 @@ class TopDownDataset(Dataset):
         h, w = self.input_hw
         inside = (kp[:, 0] >= 0) & (kp[:, 0] <= w - 1) & (kp[:, 1] >= 0) & (kp[:, 1] <= h - 1)
         return {
-            "image": to_tensor(warp(img, m, self.input_hw)),
+            "image": to_tensor(warp(img, m, self.input_hw), self.norm),
             "keypoints": torch.from_numpy(kp).float(),
             "weight": torch.from_numpy(((vis > 0) & inside).astype(np.float32)),
             "inverse": torch.from_numpy(invert_affine(m)).float(),

@@ -5,6 +5,10 @@ the heatmap must be the feature map times ``2**n``. A heatmap pixel covers ``inp
 decoding by argmax can only land on pixel centres, so its error has a floor that grows with that stride
 (the quarter-pixel shift toward the higher neighbour roughly halves it; soft-argmax interpolates between
 pixels and removes it for clean peaks).
+
+In the ``mmpose`` frame (imported checkpoints) a heatmap pixel is ``crop / stride`` without the half-pixel
+alignment, the quarter shift skips index 1 as mmpose's ``refine_keypoints`` does, peaks are not clipped,
+and the flip test shifts the mirrored maps one pixel right (mmpose's ``shift_heatmap``).
 """
 
 from __future__ import annotations
@@ -16,19 +20,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepnotes.pose.config import PoseConfig
-from deepnotes.pose.heads.common import HEADS, weighted_mean
+from deepnotes.pose.heads.common import HEADS, joint_swap, weighted_mean
 from deepnotes.pose.skeleton import NUM_JOINTS
 
 
-def crop_to_heatmap(xy: torch.Tensor, input_hw: tuple[int, int], heatmap_hw: tuple[int, int]) -> torch.Tensor:
-    """Crop pixel coordinates (..., 2) -> heatmap pixel coordinates (pixel centres aligned)."""
+def crop_to_heatmap(xy: torch.Tensor, input_hw: tuple[int, int], heatmap_hw: tuple[int, int],
+                    frame: str = "centers") -> torch.Tensor:
+    """Crop pixel coordinates (..., 2) -> heatmap pixel coordinates (pixel centres aligned; ``mmpose``:
+    ``x / stride``, its ``MSRAHeatmap`` codec)."""
     stride = xy.new_tensor([input_hw[1] / heatmap_hw[1], input_hw[0] / heatmap_hw[0]])
-    return (xy + 0.5) / stride - 0.5
+    return xy / stride if frame == "mmpose" else (xy + 0.5) / stride - 0.5
 
 
-def heatmap_to_crop(xy: torch.Tensor, input_hw: tuple[int, int], heatmap_hw: tuple[int, int]) -> torch.Tensor:
+def heatmap_to_crop(xy: torch.Tensor, input_hw: tuple[int, int], heatmap_hw: tuple[int, int],
+                    frame: str = "centers") -> torch.Tensor:
     stride = xy.new_tensor([input_hw[1] / heatmap_hw[1], input_hw[0] / heatmap_hw[0]])
-    return (xy + 0.5) * stride - 0.5
+    return xy * stride if frame == "mmpose" else (xy + 0.5) * stride - 0.5
 
 
 def gaussian_targets(xy_hm: torch.Tensor, heatmap_hw: tuple[int, int], sigma: float) -> torch.Tensor:
@@ -42,10 +49,13 @@ def gaussian_targets(xy_hm: torch.Tensor, heatmap_hw: tuple[int, int], sigma: fl
     return torch.exp(-(dx2 + dy2) / (2 * sigma**2))
 
 
-def decode_argmax(heatmaps: torch.Tensor, quarter_shift: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def decode_argmax(heatmaps: torch.Tensor, quarter_shift: bool = True, first: int = 1
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, K, H, W) -> (coords (N, K, 2) in heatmap pixels, peak values (N, K)).
 
-    ``quarter_shift`` moves each coordinate a quarter pixel toward its higher neighbour (Newell et al.).
+    ``quarter_shift`` moves each coordinate a quarter pixel toward its higher neighbour (Newell et al.);
+    peaks at index ``first`` up to the one before the last are shifted (mmpose's ``refine_keypoints``
+    starts at 2).
     """
     n, k, h, w = heatmaps.shape
     flat = heatmaps.reshape(n, k, -1)
@@ -58,8 +68,8 @@ def decode_argmax(heatmaps: torch.Tensor, quarter_shift: bool = True) -> tuple[t
         ki = torch.arange(k, device=hm.device)[None, :].expand(n, k)
         # a peak on the border has one neighbour along that axis: no shift there (as mmpose), else the
         # padded copy would push it a quarter pixel off the map
-        dx = (hm[bi, ki, y + 1, x + 2] - hm[bi, ki, y + 1, x]) * ((x > 0) & (x < w - 1))
-        dy = (hm[bi, ki, y + 2, x + 1] - hm[bi, ki, y, x + 1]) * ((y > 0) & (y < h - 1))
+        dx = (hm[bi, ki, y + 1, x + 2] - hm[bi, ki, y + 1, x]) * ((x >= first) & (x < w - 1))
+        dy = (hm[bi, ki, y + 2, x + 1] - hm[bi, ki, y, x + 1]) * ((y >= first) & (y < h - 1))
         coords = coords + 0.25 * torch.stack([torch.sign(dx), torch.sign(dy)], dim=-1)
     return coords, peak
 
@@ -96,7 +106,7 @@ class HeatmapHead(nn.Module):
 
     def __init__(self, in_channels: int, feature_hw: tuple[int, int], input_hw: tuple[int, int],
                  heatmap_hw: tuple[int, int], num_joints: int = 17, channels: int = 64,
-                 sigma: float | None = None, decoder: str = "argmax") -> None:
+                 sigma: float | None = None, decoder: str = "argmax", frame: str = "centers") -> None:
         super().__init__()
         ratio_h, ratio_w = heatmap_hw[0] / feature_hw[0], heatmap_hw[1] / feature_hw[1]
         n = round(math.log2(ratio_h)) if ratio_h >= 1 else -1
@@ -123,7 +133,7 @@ class HeatmapHead(nn.Module):
                     nn.init.zeros_(m.bias)
         self.input_hw, self.heatmap_hw = tuple(input_hw), tuple(heatmap_hw)
         self.sigma = sigma if sigma is not None else max(1.0, 2.0 * heatmap_hw[1] / 48)
-        self.decoder = decoder
+        self.decoder, self.frame = decoder, frame
 
     def forward(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"heatmaps": self.final(self.upsample(feats))}
@@ -131,7 +141,7 @@ class HeatmapHead(nn.Module):
     def loss(self, out: dict[str, torch.Tensor], keypoints: torch.Tensor, weight: torch.Tensor
              ) -> dict[str, torch.Tensor]:
         """Mean squared error to Gaussian targets, per joint, over labelled joints."""
-        xy_hm = crop_to_heatmap(keypoints, self.input_hw, self.heatmap_hw)
+        xy_hm = crop_to_heatmap(keypoints, self.input_hw, self.heatmap_hw, self.frame)
         target = gaussian_targets(xy_hm, self.heatmap_hw, self.sigma)
         per_joint = ((out["heatmaps"] - target) ** 2).mean(dim=(2, 3))
         mse = weighted_mean(per_joint, weight)
@@ -139,15 +149,28 @@ class HeatmapHead(nn.Module):
 
     def decode(self, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         hm = out["heatmaps"]
+        mmpose = self.frame == "mmpose"
         if self.decoder == "argmax":
-            coords, peak = decode_argmax(hm)
+            coords, peak = decode_argmax(hm, first=2 if mmpose else 1)
         else:
             coords, peak = decode_soft_argmax(hm, radius=math.ceil(3 * self.sigma))
+        if mmpose:  # mmpose's get_heatmap_maximum: a map without a positive value points at (-1, -1)
+            coords = torch.where((peak > 0)[..., None], coords, torch.full_like(coords, -1.0))
+            return heatmap_to_crop(coords, self.input_hw, self.heatmap_hw, self.frame), peak
         return heatmap_to_crop(coords, self.input_hw, self.heatmap_hw), peak.clamp(0.0, 1.0)
+
+    def flip_back(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The maps of the mirrored crop as maps of the crop (flip test): mirrored along W, left and right
+        swapped. With aligned pixel centres a crop pixel x <-> W - 1 - x is exactly heatmap pixel
+        j <-> w - 1 - j; mmpose's frame is off by 1 - 1/stride there and shifts the maps one pixel right."""
+        hm = joint_swap(out["heatmaps"].flip(-1))
+        if self.frame == "mmpose":
+            hm = torch.cat([hm[..., :1], hm[..., :-1]], dim=-1)
+        return {"heatmaps": hm}
 
 
 @HEADS.register("heatmap")
 def build(in_channels: int, feature_hw: tuple[int, int], config: PoseConfig) -> HeatmapHead:
     """The head of a :class:`~deepnotes.pose.config.PoseConfig` on features (N, in_channels, *feature_hw)."""
     return HeatmapHead(in_channels, feature_hw, config.input_hw, config.heatmap_hw, NUM_JOINTS,
-                       config.deconv_channels, decoder=config.decoder)
+                       config.deconv_channels, decoder=config.decoder, frame=config.frame)

@@ -21,7 +21,15 @@ from torch import nn
 
 from deepnotes.pose.config import PoseConfig
 from deepnotes.pose.flow import RealNVP
-from deepnotes.pose.heads.common import HEADS, FeatureVector, denormalise, normalise, weighted_mean
+from deepnotes.pose.heads.common import (
+    HEADS,
+    FeatureVector,
+    denormalise,
+    flip_normalised,
+    joint_swap,
+    normalise,
+    weighted_mean,
+)
 from deepnotes.pose.skeleton import NUM_JOINTS
 
 
@@ -39,10 +47,10 @@ class RLEHead(nn.Module):
 
     def __init__(self, in_channels: int, feature_hw: tuple[int, int], input_hw: tuple[int, int],
                  num_joints: int = 17, base: str = "laplace", pool: str = "flatten", flow_layers: int = 6,
-                 flow_hidden: int = 64) -> None:
+                 flow_hidden: int = 64, frame: str = "centers") -> None:
         super().__init__()
         base_nll(torch.zeros(1, 2), base)  # validates the name early
-        self.input_hw, self.num_joints, self.base = tuple(input_hw), num_joints, base
+        self.input_hw, self.num_joints, self.base, self.frame = tuple(input_hw), num_joints, base, frame
         self.features = FeatureVector(in_channels, feature_hw, pool)
         self.fc_mu = nn.Linear(self.features.dim, num_joints * 2)
         self.fc_sigma = nn.Linear(self.features.dim, num_joints * 2)
@@ -68,14 +76,20 @@ class RLEHead(nn.Module):
 
     def loss(self, out: dict[str, torch.Tensor], keypoints: torch.Tensor, weight: torch.Tensor
              ) -> dict[str, torch.Tensor]:
-        terms = self.loss_terms(out["mu"], out["sigma"], normalise(keypoints, self.input_hw))
+        terms = self.loss_terms(out["mu"], out["sigma"], normalise(keypoints, self.input_hw, self.frame))
         means = {name: weighted_mean(v, weight) for name, v in terms.items()}
         means["loss"] = means["log_sigma"] + means["flow"] + means["base"]
         return means
 
     def decode(self, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Coordinates from ``mu`` (the flow is not used); score per joint ``1 - mean(sigma)``."""
-        return denormalise(out["mu"], self.input_hw), 1.0 - out["sigma"].mean(-1)
+        return denormalise(out["mu"], self.input_hw, self.frame), 1.0 - out["sigma"].mean(-1)
+
+    def flip_back(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The outputs of the mirrored crop as outputs of the crop (flip test): ``mu`` mirrored, ``sigma``
+        with left and right swapped (averaging sigmas after the sigmoid, as mmpose's ``RLEHead.predict``)."""
+        mu = flip_normalised(out["mu"], self.input_hw, self.frame)
+        return {"mu": mu, "sigma": joint_swap(out["sigma"])}
 
     def strip_flow(self) -> RLEHead:
         """Drop the flow (it only shapes the training loss): what a deployed model carries."""
@@ -87,4 +101,4 @@ class RLEHead(nn.Module):
 def build(in_channels: int, feature_hw: tuple[int, int], config: PoseConfig) -> RLEHead:
     """The head of a :class:`~deepnotes.pose.config.PoseConfig` on features (N, in_channels, *feature_hw)."""
     return RLEHead(in_channels, feature_hw, config.input_hw, NUM_JOINTS, base=config.rle_base,
-                   pool=config.pool)
+                   pool=config.pool, frame=config.frame)
