@@ -51,20 +51,23 @@ def reproduce(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda (or cuda:N), mps"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing report in --out"),
 ) -> None:
-    """Run every registered claim experiment and write the report. Exits 1 if any claim did not hold."""
+    """Run every registered claim and write the report. Each claim ends held, refuted or inconclusive (its 95%
+    interval wholly on the claim's side of the bound, wholly on the other, or neither); exits 1 when a claim
+    is refuted or errors, 0 otherwise (inconclusive never fails a run), 2 on bad arguments."""
     from deepnotes.core.device import pick_device
     from deepnotes.core.report import reproduce as run
+    from deepnotes.core.report_render import result_line, summary_line
 
     topics = [t.strip() for t in only.split(",") if t.strip()] if only else None
     with user_errors():  # a mistyped topic or device, an existing report without --force: exit 2
         results = run(out, topics=topics, quick=quick, seed=seed, device=pick_device(device), force=force)
     for r in results:
-        verdict = "ERROR" if r.error else ("held" if r.held else "DID NOT HOLD")
-        typer.echo(f"{verdict:>13}  {r.claim.id}  ({r.seconds:.1f}s)")
+        typer.echo(result_line(r))
     typer.echo(f"report: {out / 'report.html'}  ({out / 'report.md'}, {out / 'results.json'})")
-    bad = [r.claim.id for r in results if r.error or not r.held]
+    typer.echo(f"summary: {summary_line(results)}")
+    bad = [r.claim.id for r in results if r.verdict in ("refuted", "error")]
     if bad:
-        typer.echo(f"{len(bad)} claim(s) did not hold: {', '.join(bad)}", err=True)
+        typer.echo(f"{len(bad)} claim(s) refuted or in error: {', '.join(bad)}", err=True)
         raise typer.Exit(1)
 
 

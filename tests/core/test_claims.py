@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from deepnotes.cli import app
 from deepnotes.core import ClaimContext
-from deepnotes.core.claims import CLAIM_TOPICS, TOPIC_MODULES, claim
+from deepnotes.core.claims import CLAIM_TOPICS, TOPIC_MODULES, claim, registered_claims
+from deepnotes.core.notes import NOTES, ORIGINS, notes_file
 
 
 def test_cached_reuses_a_result_while_its_key_holds(tmp_path):
@@ -37,10 +38,52 @@ def test_claim_topics_are_one_read_only_registry_under_both_names():
     with pytest.raises(TypeError):
         TOPIC_MODULES["new"] = "x"  # registered with CLAIM_TOPICS.register, never by assignment
     with pytest.raises(ValueError, match="unknown claim topic 'nosuch'; valid: optim, stochastic_approx"):
-        claim("nosuch.x", "nosuch", "a statement", "a condition")
+        claim("nosuch.x", "nosuch", "a statement", "a condition", tests=(), origin="library",
+              source=None)
 
 
 def test_topics_verb_lists_the_registry():
     res = CliRunner().invoke(app, ["topics"])
     assert res.exit_code == 0
     assert [line.split() for line in res.output.splitlines()] == [[t, m] for t, m in CLAIM_TOPICS.items()]
+
+
+def test_every_claim_states_its_tests_origin_and_source():
+    claims = registered_claims()
+    assert len(claims) >= 27
+    for c in claims:
+        assert c.tests and any(t.decides for t in c.tests), c.id
+        assert c.origin in ORIGINS and c.source is not None and c.source.note_key in NOTES, c.id
+        assert c.source.translation, c.id
+        if c.origin == "note":
+            assert c.source.note, f"{c.id}: a note claim quotes its sentence"
+        if c.origin == "paper":
+            assert c.paper is not None and c.paper.ref and c.paper.figure, f"{c.id}: a paper claim names it"
+        assert c.condition, c.id
+
+
+def test_note_quotes_are_verbatim_sentences_of_the_seed_text():
+    path = notes_file()
+    if path is None:
+        pytest.skip("the seed text (../shared/notes/study-notes.txt or $DEEPNOTES_NOTES) is not here")
+    text = path.read_text(encoding="utf-8")
+    assert len(NOTES) == 12
+    missing = [n.key for n in NOTES.values() if n.opening not in text]
+    assert not missing, f"note openings not in {path}: {missing}"
+    wrong = [c.id for c in registered_claims() if c.source.note and c.source.note not in text]
+    assert not wrong, f"quotes that are not verbatim substrings of {path}: {wrong}"
+    assert any(c.source.note for c in registered_claims())
+
+
+def test_repeats_draw_disjoint_seeds_per_report_seed_and_one_thread_restores(tmp_path):
+    def ctx(seed):
+        return ClaimContext(quick=True, seed=seed, device=torch.device("cpu"), out_dir=tmp_path)
+
+    assert ctx(0).seeds(3) == [0, 1, 2]
+    assert not set(ctx(1).seeds(5)) & set(ctx(2).seeds(5)) and not set(ctx(0).seeds(5)) & set(ctx(1).seeds(5))
+    before = torch.get_num_threads()
+    with ctx(0).one_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with ctx(0).one_thread(False):
+        assert torch.get_num_threads() == before

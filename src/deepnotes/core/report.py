@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,9 @@ import torch
 from deepnotes.core.checkpoint import atomic_write_json, atomic_write_text
 from deepnotes.core.claims import Claim, ClaimContext, Outcome, registered_claims
 from deepnotes.core.progress import progress
+from deepnotes.core.report_render import counts, html_report, markdown
 from deepnotes.core.seed import seed_everything
+from deepnotes.core.verdict import Evidence, combine, evidence
 
 REPORT_FILES = ("report.md", "report.html", "results.json")
 
@@ -27,18 +27,25 @@ class ClaimResult:
     claim: Claim
     figures: dict[str, float]
     condition: str
-    held: bool
+    verdict: str
     error: str | None
     seconds: float
     plots: list[Path]
     tables: dict[str, list[dict[str, Any]]]
     notes: str
+    evidence: list[Evidence] = field(default_factory=list)
+    main: Evidence | None = None  # the test that decided the verdict
+
+    @property
+    def held(self) -> bool:
+        return self.verdict == "held"
 
     def as_json(self, out_dir: Path) -> dict[str, Any]:
+        c, m = self.claim, self.main
         return {
-            "id": self.claim.id,
-            "topic": self.claim.topic,
-            "statement": self.claim.statement,
+            "id": c.id,
+            "topic": c.topic,
+            "statement": c.statement,
             "figures": self.figures,
             "condition": self.condition,
             "held": self.held,
@@ -47,24 +54,56 @@ class ClaimResult:
             "plots": [str(p.relative_to(out_dir)) for p in self.plots],
             "tables": _json_safe(self.tables),
             "notes": self.notes,
+            "verdict": self.verdict,
+            "reason": m.reason if m else (self.error or "").split("\n")[0],
+            "quantity": m.test.quantity if m else None,
+            "side": m.test.side if m else None,
+            "estimate": _number(m.estimate) if m else None,
+            "interval": None if m is None or m.interval is None else [_number(v) for v in m.interval],
+            "bound": m.test.bound if m else None,
+            "n": m.n if m else 0,
+            "method": m.test.method if m else None,
+            "tests": [e.as_json() for e in self.evidence],
+            "origin": c.origin,
+            "source": c.source.as_json() if c.source else None,
+            "paper": c.paper.as_json() if c.paper else None,
         }
+
+
+def judge(c: Claim, outcome: Outcome) -> tuple[str, list[Evidence], Evidence]:
+    """The claim's verdict from the outcome's samples: every declared test gets its evidence (a test the
+    claim did not measure is an error in the claim)."""
+    samples = outcome.samples
+    if not isinstance(samples, dict):
+        if len(c.tests) != 1:
+            raise ValueError(f"claim {c.id} has {len(c.tests)} tests: samples must name them")
+        samples = {c.tests[0].name: samples}
+    floors = outcome.floor if isinstance(outcome.floor, dict) else {t.name: outcome.floor for t in c.tests}
+    missing = [t.name for t in c.tests if t.name not in samples]
+    unknown = [k for k in samples if k not in {t.name for t in c.tests}]
+    if missing or unknown:
+        raise ValueError(f"claim {c.id}: samples for tests {missing} missing, {unknown} not declared")
+    parts = [evidence(t, samples[t.name], floors.get(t.name, "")) for t in c.tests]
+    verdict, main = combine(parts)
+    return verdict, parts, main
 
 
 def run_claim(c: Claim, quick: bool, seed: int, device: torch.device, out_dir: Path) -> ClaimResult:
     """Run one claim; an exception becomes an error entry, never a crash of the whole report."""
-    ctx = ClaimContext(quick=quick, seed=seed, device=device, out_dir=out_dir, claim_id=c.id)
+    ctx = ClaimContext(quick=quick, seed=seed, device=device, out_dir=out_dir, claim_id=c.id, tests=c.tests)
     seed_everything(seed)
     start = time.perf_counter()
     try:
         outcome = c.fn(ctx)
         if not isinstance(outcome, Outcome):
             raise TypeError(f"claim {c.id} returned {type(outcome).__name__}, not Outcome")
+        verdict, parts, main = judge(c, outcome)
         figures = {k: _number(v) for k, v in outcome.figures.items()}
-        return ClaimResult(c, figures, outcome.condition or c.condition, bool(outcome.held), None,
-                           time.perf_counter() - start, ctx.plots, outcome.tables, outcome.notes)
+        return ClaimResult(c, figures, outcome.condition or c.condition, verdict, None,
+                           time.perf_counter() - start, ctx.plots, outcome.tables, outcome.notes, parts, main)
     except Exception as exc:  # a failing claim is reported, the run goes on
         tb = traceback.format_exc(limit=6)
-        return ClaimResult(c, {}, c.condition, False, f"{type(exc).__name__}: {exc}\n{tb}",
+        return ClaimResult(c, {}, c.condition, "error", f"{type(exc).__name__}: {exc}\n{tb}",
                            time.perf_counter() - start, ctx.plots, {}, "")
 
 
@@ -121,119 +160,11 @@ def reproduce(
 def write_report(results: list[ClaimResult], out_dir: Path, quick: bool, seed: int,
                  device: torch.device) -> None:
     header = {"mode": "quick" if quick else "full", "seed": seed, "device": str(device),
-              "torch": torch.__version__, "written": time.strftime("%Y-%m-%d %H:%M:%S")}
+              "torch": torch.__version__, "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "counts": counts(results)}
     atomic_write_json(out_dir / "results.json", {**header, "claims": [r.as_json(out_dir) for r in results]})
-    atomic_write_text(out_dir / "report.md", _markdown(results, out_dir, header))
-    atomic_write_text(out_dir / "report.html", _html(results, out_dir, header))
-
-
-def _verdict(r: ClaimResult) -> str:
-    return "error" if r.error else ("held" if r.held else "did not hold")
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return "n/a" if v is None else str(v)
-
-
-def _md_table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return ""
-    cols = list(dict.fromkeys(k for row in rows for k in row))
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(row.get(c)) for c in cols) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def _summary(results: list[ClaimResult]) -> tuple[int, int, int]:
-    held = sum(r.held and not r.error for r in results)
-    errors = sum(bool(r.error) for r in results)
-    return held, len(results) - held - errors, errors
-
-
-def _overview(results: list[ClaimResult]) -> list[dict[str, Any]]:
-    return [{"claim": r.claim.id, "verdict": _verdict(r), "seconds": round(r.seconds, 1)} for r in results]
-
-
-def _markdown(results: list[ClaimResult], out_dir: Path, header: dict[str, Any]) -> str:
-    held, failed, errors = _summary(results)
-    parts = [
-        "# deepnotes reproduction report\n",
-        f"Mode `{header['mode']}`, seed {header['seed']}, device `{header['device']}`, "
-        f"torch {header['torch']}, written {header['written']}.\n",
-        f"**{held} held, {failed} did not hold, {errors} errors** out of {len(results)} claims.\n",
-        _md_table(_overview(results)),
-    ]
-    for topic in dict.fromkeys(r.claim.topic for r in results):
-        parts.append(f"\n## {topic}\n")
-        for r in (r for r in results if r.claim.topic == topic):
-            parts.append(f"\n### {r.claim.id}: {_verdict(r)}\n\n{r.claim.statement}\n\n"
-                         f"*Condition:* {r.condition}\n")
-            if r.figures:
-                parts.append("\n" + _md_table([{"figure": k, "value": v} for k, v in r.figures.items()]))
-            for name, rows in r.tables.items():
-                parts.append(f"\n**{name}**\n\n" + _md_table(rows))
-            if r.notes:
-                parts.append(f"\n{r.notes}\n")
-            for p in r.plots:
-                parts.append(f"\n![{p.stem}]({p.relative_to(out_dir)})\n")
-            if r.error:
-                parts.append(f"\n```\n{r.error}\n```\n")
-    return "".join(parts)
-
-
-def _html_table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return ""
-    cols = list(dict.fromkeys(k for row in rows for k in row))
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(row.get(c)))}</td>" for c in cols) + "</tr>" for row in rows
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
-.held{color:#17702b}.did{color:#a33}.error{color:#a33;font-weight:bold}img{max-width:100%;margin:.5em 0}
-pre{background:#f6f6f6;padding:.6em;overflow:auto}section{border-top:1px solid #ddd;margin-top:1.5em}"""
-
-
-def _html(results: list[ClaimResult], out_dir: Path, header: dict[str, Any]) -> str:
-    held, failed, errors = _summary(results)
-    css_class = {"held": "held", "did not hold": "did", "error": "error"}
-    out = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>deepnotes report</title>"
-        f"<style>{_CSS}</style></head><body><h1>deepnotes reproduction report</h1>",
-        f"<p>Mode <code>{header['mode']}</code>, seed {header['seed']}, "
-        f"device <code>{html.escape(header['device'])}</code>, torch {header['torch']}, "
-        f"written {header['written']}.</p>",
-        f"<p><b>{held} held, {failed} did not hold, {errors} errors</b> out of {len(results)} claims.</p>",
-        _html_table(_overview(results)),
-    ]
-    for topic in dict.fromkeys(r.claim.topic for r in results):
-        out.append(f"<h2>{html.escape(topic)}</h2>")
-        for r in (r for r in results if r.claim.topic == topic):
-            v = _verdict(r)
-            out.append(f"<section><h3>{html.escape(r.claim.id)}: "
-                       f"<span class='{css_class[v]}'>{v}</span></h3>")
-            out.append(f"<p>{html.escape(r.claim.statement)}</p>"
-                       f"<p><i>Condition:</i> {html.escape(r.condition)}</p>")
-            if r.figures:
-                out.append(_html_table([{"figure": k, "value": val} for k, val in r.figures.items()]))
-            for name, rows in r.tables.items():
-                out.append(f"<p><b>{html.escape(name)}</b></p>" + _html_table(rows))
-            if r.notes:
-                out.append(f"<p>{html.escape(r.notes)}</p>")
-            for p in r.plots:
-                data = base64.b64encode(p.read_bytes()).decode("ascii")
-                out.append(f"<img alt='{html.escape(p.stem)}' src='data:image/png;base64,{data}'>")
-            if r.error:
-                out.append(f"<pre>{html.escape(r.error)}</pre>")
-            out.append("</section>")
-    out.append("</body></html>")
-    return "\n".join(out)
+    atomic_write_text(out_dir / "report.md", markdown(results, out_dir, header))
+    atomic_write_text(out_dir / "report.html", html_report(results, out_dir, header))
 
 
 def load_results(path: str | Path) -> dict[str, Any]:

@@ -199,7 +199,8 @@ def dead_fractions(act: str, lr: float, steps: int, seed: int, device: torch.dev
 def dying_relu(ctx: ClaimContext) -> Outcome:
     steps, seeds = ctx.pick(150, 1000), ctx.seeds(ctx.pick(5, 8))
     arms = (("relu", 1e-2), ("relu", 1e-3), ("leaky_relu", 1e-2), ("gelu", 1e-2))
-    runs = {(a, lr): [dead_fractions(a, lr, steps, s, ctx.device) for s in seeds] for a, lr in arms}
+    with ctx.one_thread():
+        runs = {(a, lr): [dead_fractions(a, lr, steps, s, ctx.device) for s in seeds] for a, lr in arms}
     rows, figures = [], {}
     for (a, lr), rs in runs.items():
         tag = "high" if lr == 1e-2 else "low"
@@ -253,7 +254,8 @@ def swiglu_vs_gelu(ctx: ClaimContext) -> Outcome:
                    "train_bytes": len(corpus.train), "val_bytes": len(corpus.val), "device": ctx.device.type}
             run = partial(train_lm, cfg, corpus.train, corpus.val, steps, batch, lr=3e-3, seed=seed,
                           device=ctx.device, desc=f"lm {name}")
-            results[name].append(ctx.cached(f"lm-{name}-seed{seed}", key, run))
+            with ctx.one_thread(ctx.quick):  # quick: a tiny model on a shared laptop
+                results[name].append(ctx.cached(f"lm-{name}-seed{seed}", key, run))
     figures: dict[str, float] = {"corpus_train_bytes": len(corpus.train), "corpus_val_bytes": len(corpus.val)}
     for name, runs in results.items():
         figures[f"val_loss_{name}"] = sum(r["val_loss"] for r in runs) / len(seeds)

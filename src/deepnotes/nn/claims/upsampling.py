@@ -147,7 +147,8 @@ def super_resolution(ctx: ClaimContext) -> Outcome:
     per_seed, crop_rows, gains = [], [], []
     for i, seed in enumerate(ctx.seeds(ctx.pick(3, 5))):
         crops = random_crops(train, count, crop, seed)
-        psnrs, outputs = _sr_seed(tests, crops, seed, steps, width, ctx.device)
+        with ctx.one_thread(ctx.quick):  # quick: small nets on a shared laptop
+            psnrs, outputs = _sr_seed(tests, crops, seed, steps, width, ctx.device)
         per_seed.append(psnrs)
         gains.append(min(psnrs[(s, f"net_{k}")] - psnrs[(s, "bicubic")] for s in (2, 4) for k in SR_KINDS))
         if i == 0:

@@ -48,7 +48,7 @@ def _two_stream_fusion(ctx: ClaimContext) -> Outcome:
     common = dict(segments=SEGMENTS, input_size=size, depth=10, width=ctx.pick(8, 16), epochs=epochs,
                   batch_size=8, lr=3e-3, dropout=0.0, crop="center", stem_stride=ctx.pick(1, 2))
     runs = []
-    for seed in ctx.seeds(ctx.pick(3, 5)):
+    for seed in ctx.seeds(ctx.pick(4, 5)):
         paths, flow_ms = _data_with_flow(ctx, seed, n, n_val, frames, size)
         ts, tsm, t_two, t_tsm = _train_both(ctx, seed, paths, common)
         runs.append({"rgb": ts["rgb_top1"], "flow": ts["flow_top1"], "fusion": ts["top1"], "tsm": tsm["top1"],
