@@ -104,8 +104,8 @@ def adaptive_window(ctx: ClaimContext) -> Outcome:
     return Outcome(figs, gains, tables={"window": rows},
                    notes=f"{n_cams} camera(s), {n_frames} rendered 640x480 views each, boards 1-3 m away, "
                          f"{len(runs)} rigs (the repeats); the note's detection is its own call, the "
-                         f"adaptive "
-                         "one is `calib detect`'s (half-window 0.35 x the corner spacing, clipped to 2-12).")
+                         "adaptive one is `calib detect`'s (half-window 0.35 x the corner spacing, clipped "
+                         "to 2-12).")
 
 
 def _multiview_free(obs: RigObservations, rig: SynthRig) -> dict:
@@ -169,8 +169,7 @@ METHODS = ("multiview_fixed", "multiview_free", "joint")
         Test("rotation_vs_fixed", "rotation error of calibrateMultiview (fixed intrinsics) / joint BA's, per "
              "trial", ">", 1.0, scale="log"),
         Test("translation_vs_fixed", "translation error of calibrateMultiview (fixed intrinsics) / joint "
-                                     "BA's",
-             ">", 1.0, scale="log"),
+             "BA's", ">", 1.0, scale="log"),
         Test("rotation_vs_free", "rotation error of calibrateMultiview (no flags) / joint BA's", ">", 1.0,
              scale="log", decides=False),
         Test("translation_vs_free", "translation error of calibrateMultiview (no flags) / joint BA's",

@@ -80,8 +80,7 @@ BLEU_FLOOR = 1.0  # sacreBLEU points (of 100): below it every method is at the m
        "fine-tuning and come close to its task score.",
        tests=(
            Test("trainable", "max over PEFT methods of their trained (prefix: stored, MLP folded) "
-                             "parameters, "
-                "% of the base model", "<", 10.0, method="exact"),
+                "parameters, % of the base model", "<", 10.0, method="exact"),
            Test("score", "min over PEFT methods of BLEU / full fine-tuning's BLEU on table2text (one "
                 "training each)", ">", 0.5),
        ),
@@ -218,8 +217,8 @@ def _weight_identity(lora: torch.nn.Module, merged: torch.nn.Module) -> tuple[fl
                      "Of course, one compromise is to fully fine-tune, save the delta decomposed by SVD, and "
                      "merge the parameters at inference."),
        paper=Paper(LORA_PAPER, "Sec. 4: deployed with W = W0 + BA computed and stored, LoRA adds no "
-                               "inference "
-                   "latency; adapter layers do (their latency table)", "GPT-2 medium and GPT-3 175B"))
+                   "inference latency; adapter layers do (their latency table)",
+                   "GPT-2 medium and GPT-3 175B"))
 def lora_merged_latency(ctx: ClaimContext) -> Outcome:
     base, lora, merged = _lora_models(ctx)
     x = torch.randint(0, 8000, (4, ctx.pick(64, 128)), device=ctx.device)

@@ -119,8 +119,7 @@ RLE_PAPER = ("Li et al., Human Pose Regression with Residual Log-likelihood Esti
              "(arXiv:2107.11291)")
 NOTE_HEATMAP = "常见的是64x64,再小的话误差下界过大会造成严重的精度损失"
 HEATMAP_EN = ("64x64 is common; any smaller and the error's lower bound grows so large that it causes a "
-              "serious "
-              "loss of accuracy")
+              "serious loss of accuracy")
 
 
 @claim(
@@ -130,15 +129,14 @@ HEATMAP_EN = ("64x64 is common; any smaller and the error's lower bound grows so
               "and sigma with the residual log-likelihood (flow) loss is more accurate than plain L1 "
               "regression; heatmaps are shown alongside.",
     tests=(
-        Test("ap_gain", "OKS AP of the RLE head minus the L1 regression head's (one training "
-                        "each)", ">", 0.0),
+        Test("ap_gain", "OKS AP of the RLE head minus the L1 regression head's (one training each)",
+             ">", 0.0),
         Test("pck_gain", "PCK@0.1 of RLE minus L1 regression", ">", 0.0, decides=False),
     ),
     origin="paper",
     source=Source("rle", "一般来说,我们可以把姿态估计任务分成两个流派:Heatmapbased和Regressionbased。",
                   "Broadly, pose estimation splits into two schools: heatmap-based and regression-based. "
-                  "(The "
-                  "excerpt stops before RLE's result.)"),
+                  "(The excerpt stops before RLE's result.)"),
     paper=Paper(RLE_PAPER, "COCO val: RLE lifts direct regression by a large margin, to heatmap-level AP "
                 "(the paper's ablation and comparison tables)", "COCO keypoints, ResNet backbones"),
 )
@@ -191,10 +189,9 @@ def _oracle_floor(val_ann, size: Size, heatmap_hw: tuple[int, int]) -> float:
               "that grows as the heatmap shrinks, while regression heads have no such floor.",
     tests=(
         Test("floor_growth", "encode-decode floor (true joints -> Gaussian heatmap -> argmax) at the "
-                             "smallest "
-             "heatmap / at the largest", ">", 1.0, method="exact", scale="log"),
-        Test("floor_monotone", "min over neighbouring heatmap sizes of floor(smaller) / "
-                               "floor(larger)", ">", 1.0,
+             "smallest heatmap / at the largest", ">", 1.0, method="exact", scale="log"),
+        Test("floor_monotone", "min over neighbouring heatmap sizes of floor(smaller) / floor(larger)",
+             ">", 1.0,
              method="exact", scale="log"),
         Test("trained_error", "trained heatmap model's mean error at the smallest heatmap / at the largest "
              "(one training each)", ">", 1.0, scale="log", decides=False),
@@ -233,8 +230,7 @@ def heatmap_floor(ctx: ClaimContext) -> Outcome:
                "trained_error": [rows[-1]["mean_error_px"] / rows[0]["mean_error_px"]]}
     return Outcome(figures, samples, tables={"resolution": rows},
                    notes="The floor is computed, not trained: exact. The trained models' errors (one "
-                         "training "
-                         "per size) are reported beside it.")
+                         "training per size) are reported beside it.")
 
 
 @claim(
@@ -244,8 +240,7 @@ def heatmap_floor(ctx: ClaimContext) -> Outcome:
               "a heatmap head spends most of the network's compute on deconvolutions at high resolution.",
     tests=(
         Test("head_flops", "RLE head FLOPs (flow removed) / heatmap head FLOPs (64x48 maps, 3 "
-                           "deconvolutions)",
-             "<", 0.01, method="exact", scale="log"),
+             "deconvolutions)", "<", 0.01, method="exact", scale="log"),
         Test("latency", "whole RLE model's CPU latency / whole heatmap model's (batch 1, one thread), per "
              "interleaved round", "<", 1.0, scale="log"),
     ),

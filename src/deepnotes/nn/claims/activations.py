@@ -68,9 +68,8 @@ WHY_EN = ("What happened to the once excellent ReLUs, and what drove the makers 
     "In a 20-layer MLP at initialisation, the gradient reaching the first layer vanishes by orders of "
     "magnitude with sigmoid and tanh, but not with ReLU or GELU.",
     tests=(
-        Test("saturating", "max over sigmoid and tanh of log10(|grad W_1| / |grad W_19|), each with Xavier "
-             "init",
-             "<", -2.0),
+        Test("saturating", "max over sigmoid and tanh of log10(|grad W_1| / |grad W_19|), each with "
+             "Xavier init", "<", -2.0),
         Test("rectifiers", "min over ReLU and GELU of log10(|grad W_1| / |grad W_19|), each with He init",
              ">", -1.0),
     ),
@@ -187,9 +186,8 @@ def dead_fractions(act: str, lr: float, steps: int, seed: int, device: torch.dev
     "Trained at a high learning rate, many ReLU units die (output 0 and receive no gradient on every input); "
     "LeakyReLU keeps its units able to recover.",
     tests=(
-        Test("relu_high_vs_low_lr", "dead fraction of ReLU units (f'(z) = 0 on every held-out input) at lr "
-             "1e-2 "
-             "minus at lr 1e-3, paired by seed", ">", 0.0),
+        Test("relu_high_vs_low_lr", "dead fraction of ReLU units (f'(z) = 0 on every held-out input) at "
+             "lr 1e-2 minus at lr 1e-3, paired by seed", ">", 0.0),
         Test("relu_vs_leaky_stuck", "fraction of units whose pre-activation is <= 0 on every held-out input "
              "(a criterion both can meet): ReLU minus LeakyReLU at lr 1e-2, paired by seed", ">", 0.0),
     ),

@@ -48,6 +48,8 @@ def _conv3d_kernels(model: torch.nn.Module) -> torch.Tensor:
        tests=(
            Test("dc_gain", "I3D's DC share of its temporal kernels (1 = pure averaging) after training minus "
                 "at initialisation (one training)", ">", 0.0),
+           Test("i3d_vs_r2plus1d", "I3D's DC share minus that of R(2+1)D's learned 1D temporal convs (a "
+                "like-for-like arm: plain conv weights both, one training each)", ">", 0.0, decides=False),
            Test("spread_vs_tam", "TAM's temporal spread minus I3D's (TAM's kernels are softmax weights, "
                 "flat by construction: not a like-for-like contrast)", ">", 0.0, decides=False),
        ),
@@ -56,8 +58,8 @@ def _conv3d_kernels(model: torch.nn.Module) -> torch.Tensor:
                      "更多的还是对时序上的信息做一种 smooth aggregation。",
                      "and the temporal kernels 3D convolutions learn have nearly identical weight "
                      "distributions: they mostly perform a smooth aggregation of the temporal information."),
-       paper=Paper("Liu, Wang, Wu & Lu, TAM: Temporal Adaptive Module for Video Recognition (TANet), ICCV "
-                   "2021",
+       paper=Paper("Liu, Wang, Wu & Lu, TAM: Temporal Adaptive Module for Video Recognition (TANet), "
+                   "ICCV 2021",
                    "the note cites TANet's discussion of 3D kernels (no number quoted by the note)",
                    "Kinetics-400 and Something-Something, ResNet-50"))
 def kernels_smooth(ctx) -> Outcome:
@@ -81,7 +83,9 @@ def kernels_smooth(ctx) -> Outcome:
                  "dc_share_trained": td})
     figures.update({"tam_spread": ts, "tam_dc_share": td, "tam_across_clip_variation": across})
     i3d = rows[[r["model"] for r in rows].index("i3d")]
+    r21d = rows[[r["model"] for r in rows].index("r2plus1d")]
     samples = {"dc_gain": [i3d["dc_share_trained"] - i3d["dc_share_init"]],
+               "i3d_vs_r2plus1d": [i3d["dc_share_trained"] - r21d["dc_share_trained"]],
                "spread_vs_tam": [ts - i3d["spread_trained"]]}
     _kernel_plot(ctx, load_trained(trained(work, "motion", "i3d", setup, ctx.seed, device)[1]), kernels)
     notes = ("3D kernels are all conv weights with a temporal extent > 1, before and after training (one "

@@ -120,8 +120,8 @@ def _frames(seed: int, setup: Setup) -> np.ndarray:
        paper=Paper("Li et al., TEA: Temporal Excitation and Aggregation for Action Recognition, CVPR 2020; "
                    "Jiang et al., STM: SpatioTemporal and Motion Encoding for Action Recognition, ICCV 2019",
                    "motion features from feature-level differences inside a 2D network, at a few percent of "
-                   "its FLOPs, instead of a pre-computed optical-flow stream", "ResNet-50, 8 frames, "
-                                                                               "224x224"))
+                   "its FLOPs, instead of a pre-computed optical-flow stream",
+                   "ResNet-50, 8 frames, 224x224"))
 def flow_vs_feature_motion(ctx) -> Outcome:
     setup = setup_of(ctx)
     big = ctx.pick(reference(setup, depth=18, width=16, size=112, segments=8, stem_stride=4),

@@ -161,9 +161,8 @@ def cost_2d_vs_3d(ctx) -> Outcome:
     trained_size = f"ResNet-{setup.depth} w{setup.width}, {setup.segments}x{setup.size}x{setup.size} clip"
     larger = f"ResNet-{big.depth} w{big.width}, {big.segments}x{big.size}x{big.size} clip, CPU"
     tables = {f"trained size: {trained_size}": rows, f"larger: {larger}": big_rows}
-    notes = ("Latency: per clip of a batch of 2, inference, 1 thread, models interleaved round by round on "
-             "the "
-             "CPU of this machine (shared: absolute times are noisy; the per-round ratios are what is "
-             "tested, a geometric mean with its interval). C3D has its own plain architecture, so its size "
-             "is not comparable one to one.")
+    notes = ("Latency: CPU time of the thread per clip of a batch of 2, inference, 1 thread, models "
+             "interleaved round by round (shared machine: absolute times are noisy; the per-round ratios are "
+             "what is tested, a geometric mean with its interval). C3D has its own plain architecture, so "
+             "its size is not comparable one to one.")
     return Outcome(figures, samples, tables=tables, notes=notes)

@@ -71,8 +71,8 @@ def _two_stream_fusion(ctx: ClaimContext) -> Outcome:
               "TSM (RGB)": r["tsm"]} for i, r in enumerate(runs)]
     notes = (f"{n} train / {n_val} val videos per class, {frames} frames of {size}px, {epochs} epochs, "
              f"{len(runs)} seeds (data and training); two-stream per clip = DIS flow for "
-             f"{SEGMENTS}x{NEW_LENGTH} "
-             f"fields ({mean['flow_ms']:.2f} ms each) + both networks ({cost['two_ms']:.2f} ms); TSM needs "
+             f"{SEGMENTS}x{NEW_LENGTH} fields ({mean['flow_ms']:.2f} ms each) + both networks "
+             f"({cost['two_ms']:.2f} ms); TSM needs "
              f"only its network ({cost['tsm_ms']:.2f} ms).")
     return Outcome(figures, gains, floor=floor, tables={"top-1 per seed": table}, notes=notes)
 
