@@ -74,11 +74,10 @@ def _peft_config(arch: str, method: str):
     return peft.PrefixTuningConfig(task_type=task, num_virtual_tokens=4)
 
 
-@pytest.mark.parametrize("method", ["lora", "prompt", "prefix"])
-@pytest.mark.parametrize("arch", ARCHS)
+# peft's seq2seq prefix layout is refused with a clear error (test_prefix_prompt.py): not listed here
+@pytest.mark.parametrize(("arch", "method"), [(a, m) for a in ARCHS for m in ("lora", "prompt", "prefix")
+                                              if not (m == "prefix" and a in ENCODER_DECODER)])
 def test_we_load_peft_folders(arch, method, ids, tmp_path):
-    if method == "prefix" and arch in ENCODER_DECODER:
-        pytest.skip("peft's seq2seq prefix layout is refused with a clear error (test_prefix_prompt.py)")
     build = BUILDERS[arch]
     theirs = peft.get_peft_model(build(), _peft_config(arch, method))
     g = torch.Generator().manual_seed(3)
