@@ -178,6 +178,7 @@ def _lora_models(ctx: ClaimContext):
     return base, lora.eval(), merged
 
 
+@torch.no_grad()
 def _weight_identity(lora: torch.nn.Module, merged: torch.nn.Module) -> tuple[float, float]:
     """(max |W_merged - (W + s (B A))| / max |W|, max |s B A| / max |W|) over the wrapped layers; GPT-2's
     Conv1D stores W as in x out, so the update is transposed there."""
