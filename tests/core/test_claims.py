@@ -4,6 +4,7 @@ registry that `deepnotes topics` and `reproduce --only` read."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 import torch
@@ -63,10 +64,13 @@ def test_every_claim_states_its_tests_origin_and_source():
 
 
 def test_note_quotes_are_verbatim_sentences_of_the_seed_text():
-    path = notes_file()
-    if path is None:
-        pytest.skip("the seed text (../shared/notes/study-notes.txt or $DEEPNOTES_NOTES) is not here")
+    # a copy of the seed text travels with the tests; where the shared original is beside the repository (CI,
+    # a developer's checkout) the copy must still equal it
+    path = Path(__file__).resolve().parents[1] / "data" / "study-notes.txt"
     text = path.read_text(encoding="utf-8")
+    shared = notes_file()
+    if shared is not None:
+        assert shared.read_text(encoding="utf-8") == text, f"{path} differs from {shared}: copy it again"
     assert len(NOTES) == 12
     missing = [n.key for n in NOTES.values() if n.opening not in text]
     assert not missing, f"note openings not in {path}: {missing}"
