@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything worth running on a lent GPU, as one prepared run: the CUDA tests of every topic, then each
 # benchmark with --device cuda at the sizes the open issues quote (optim, peft, video; the pose benchmarks and
-# an end-to-end pose training ran in an earlier session, see docs/measurements/2026-11-26-h200/). Each step has
+# an end-to-end pose training ran on 2026-11-26, see docs/measurements/2026-11-26-h200/). Each step has
 # its own time limit so one slow step cannot eat the others' time; at most ~9.5 minutes in all.
 #
 #   bash benchmarks/gpu_session.sh OUT_DIR
@@ -38,7 +38,7 @@ step optim_step 80 $py benchmarks/optim_step.py --device cuda --params 166e6 --r
   --impls torch-loop,torch-foreach,torch-fused,ours-loop,ours-foreach,ours-fused,ours-fused_nopack
 step peft_step 100 $py benchmarks/peft_step.py --device cuda --layers 12 --width 768 --batch 8 --seq 512 --bf16 \
   --profile
-# a cold machine compiles 4 train steps and 3 inference graphs here: 150 s was not enough (session 4)
+# a cold machine compiles 4 train steps and 3 inference graphs here: 150 s was not enough (2026-11-26, commit 6f71362)
 step peft_compile 200 $py benchmarks/peft_step.py --device cuda --layers 12 --width 768 --batch 8 --seq 512 --bf16 \
   --compile --dropout 0
 step video_models 40 $py benchmarks/video_models.py --device cuda --repeat 10
