@@ -130,3 +130,38 @@ def test_cli_grid_checks_its_lists_before_any_work(tmp_path):
     message = " ".join(result.stderr.replace("│", " ").split())  # typer draws usage errors in a wrapped box
     assert result.exit_code == 2 and "--adamw-decays" in message and "all > 0" in message
     assert not (tmp_path / "g").exists()
+
+
+def test_batch_mean_holds_every_sample_and_incremental_mean_a_constant_state():
+    from deepnotes.optim.claims.sa_cost import BatchMean, held_bytes
+    from deepnotes.optim.stochastic import IncrementalMean
+
+    xs = np.random.default_rng(0).normal(size=20_000)
+    batch = [held_bytes(BatchMean, xs[:n]) for n in (2_000, 20_000)]
+    inc = [held_bytes(IncrementalMean, xs[:n]) for n in (2_000, 20_000)]
+    assert 9.0 < batch[1] / batch[0] < 11.0 and batch[1] >= 8 * 20_000  # at least a float64 per sample
+    assert abs(inc[1] - inc[0]) < 64 and inc[1] < 10_000  # a few bytes of allocator noise, not 18k samples
+    acc = BatchMean()
+    for x in xs[:100]:
+        acc.update(x)
+    assert abs(acc.mean - xs[:100].mean()) < 1e-12
+
+
+def test_time_per_estimate_grows_with_n_only_for_the_batch_mean():
+    from deepnotes.optim.claims.sa_cost import time_per_estimate
+
+    xs = np.random.default_rng(0).normal(size=1_000_000)
+    t = time_per_estimate([10_000, 1_000_000], xs, repeat=5)
+    assert set(t) == {"non-incremental", "incremental"} and all(len(v) == 2 for v in t.values())
+    assert t["non-incremental"][1] > 10 * t["non-incremental"][0]  # 100x the samples to re-average
+    assert t["incremental"][1] < 10 * t["incremental"][0]
+
+
+def test_batch_mean_cost_claim_is_registered_from_the_note():
+    from deepnotes.core.claims import registered_claims
+
+    c = next(c for c in registered_claims(["stochastic_approx"])
+             if c.id == "stochastic_approx.batch_mean_cost")
+    assert c.origin == "note" and c.source.note.startswith("非增量方法")
+    assert {t.name: (t.side, t.bound) for t in c.tests} == {
+        "memory_batch": (">", 0.9), "memory_incremental": ("<", 0.1), "time_slope": (">", 0.5)}

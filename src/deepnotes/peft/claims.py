@@ -16,6 +16,7 @@ from deepnotes.core.notes import Paper, Source
 from deepnotes.core.rundir import CHECKPOINT, CONFIG, METRICS
 from deepnotes.core.timing import time_call
 from deepnotes.core.verdict import Test, floor_reason, paired, ratios
+from deepnotes.peft import claims_cost  # noqa: F401  (registers the cost claims: memory, adapter latency)
 from deepnotes.peft.methods import METHODS as REGISTERED
 
 TOPIC = "peft"
@@ -35,15 +36,21 @@ def _base(ctx: ClaimContext) -> Path:
     return path
 
 
-def _run_dir(ctx: ClaimContext, name: str) -> Path:
-    return ctx.scratch(f"{name}-{ctx.pick('quick', 'full')}")
+def _run_dir(ctx: ClaimContext, name: str, owner: str | None = None) -> Path:
+    """The run folder ``name`` of claim ``owner`` (default: the running claim) in the report's work folder:
+    a claim reuses another's runs by naming it."""
+    path = ctx.out_dir / "work" / (owner or ctx.claim_id) / f"{name}-{ctx.pick('quick', 'full')}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
-def _run(ctx: ClaimContext, method: str, name: str, seed: int = 0, options: dict | None = None) -> dict:
-    """Fine-tune (or reuse the finished run in the report's work folder, or resume the killed one)."""
+def _run(ctx: ClaimContext, method: str, name: str, seed: int = 0, options: dict | None = None,
+         owner: str | None = None) -> dict:
+    """Fine-tune (or reuse the finished run in the report's work folder, or resume the killed one);
+    ``owner``: the claim whose run folders hold it (default: the running claim)."""
     from deepnotes.peft.train import train
 
-    out = _run_dir(ctx, name)
+    out = _run_dir(ctx, name, owner)
     sizes = {"method": method, "steps": ctx.pick(100, 2000), "n_train": ctx.pick(400, 20000),
              "n_test": ctx.pick(16, 500), "seed": seed}
     same = (out / CONFIG).is_file() and all(json.loads((out / CONFIG).read_text()).get(k) == v
@@ -291,3 +298,120 @@ def prefix_mlp_stability(ctx: ClaimContext) -> Outcome:
     floor = {"bleu_gain": floor_reason({"MLP": bleu[True], "direct": bleu[False]}, "BLEU", floor=BLEU_FLOOR)}
     return Outcome(figures, samples, floor=floor, tables={"runs": rows},
                    notes=f"{len(seeds)} seeds per arm, the same seeds for both (paired).")
+
+
+@torch.no_grad()
+def svd_merge(base: torch.nn.Module, tuned: torch.nn.Module, paths: list[str],
+              rank: int) -> tuple[int, float]:
+    """Add to the weight of each module of ``base`` named in ``paths`` the rank-``rank`` truncated SVD of
+    its fine-tuning delta ``W_tuned - W_base`` (the note's compromise: store U_r S_r and V_r, merge them at
+    inference); returns (numbers the factors store, share of the deltas' squared Frobenius norm kept)."""
+    mods_base, mods_tuned = dict(base.named_modules()), dict(tuned.named_modules())
+    stored, kept, total = 0, 0.0, 0.0
+    for path in paths:
+        w0 = mods_base[path].weight
+        delta = (mods_tuned[path].weight - w0).double()  # (rows, cols), either Linear's or Conv1D's layout
+        u, s, vh = torch.linalg.svd(delta, full_matrices=False)
+        w0.add_(((u[:, :rank] * s[:rank]) @ vh[:rank]).to(w0.dtype))
+        stored += rank * sum(delta.shape)  # U_r S_r (rows x r) and V_r^T (r x cols)
+        kept, total = kept + float((s[:rank] ** 2).sum()), total + float((s**2).sum())
+    return stored, kept / total if total > 0 else 1.0
+
+
+def _lora_matrices(model: torch.nn.Module) -> tuple[list[str], int, int]:
+    """(paths of the layers LoRA wraps, its rank, numbers its A and B matrices store) of a LoRA model."""
+    from deepnotes.peft.methods.lora.layer import LoraLayer
+
+    paths, rank, stored = [], 0, 0
+    for path, layer in model.named_modules():
+        if isinstance(layer, LoraLayer):
+            (name,) = layer.lora_A.keys()
+            paths.append(path)
+            rank = layer.lora_A[name].weight.shape[0]
+            stored += layer.lora_A[name].weight.numel() + layer.lora_B[name].weight.numel()
+    return paths, rank, stored
+
+
+def _scores(ctx: ClaimContext, model: torch.nn.Module, tok, max_new_tokens: int) -> dict[str, float]:
+    """BLEU and test-target loss of ``model`` on the test split the fine-tunings were scored on."""
+    from deepnotes.peft.data.tasks import make_task
+    from deepnotes.peft.evaluate import generate_texts, score, target_loss
+
+    test = make_task("table2text", "test", ctx.pick(16, 500), seed=0)
+    hyps = generate_texts(model, tok, [e.source for e in test], max_new_tokens=max_new_tokens)
+    return {"bleu": score(hyps, [e.target for e in test])["bleu"],
+            "test_loss": target_loss(model, tok, test, 8)}
+
+
+@claim("peft.svd_delta_vs_lora", TOPIC,
+       "The note's compromise, fully fine-tune and keep the delta as a rank-r SVD merged at inference, "
+       "stores a small fraction of the full delta and scores close to LoRA of the same rank on the same "
+       "matrices.",
+       tests=(
+           Test("storage", "numbers the rank-r SVD factors store, % of the parameters full fine-tuning "
+                "trained", "<", 10.0, method="exact"),
+           Test("score", "BLEU of the base + rank-r SVD of the full delta / BLEU of LoRA r (one training "
+                "each)", ">", 0.5),
+           Test("size_vs_lora", "numbers the SVD factors store / numbers LoRA stores", "<", 1.05,
+                method="exact", scale="log", decides=False),
+           Test("loss_gap", "test-target loss of the SVD model minus LoRA's (nats/token)", "<", 0.0,
+                decides=False),
+       ),
+       origin="note",
+       source=Source("peft_lora", "当然,一种折衷做法就是全量微调后把增量参数进行SVD分解保存,推理时再合并参数",
+                     "Of course, one compromise is to fully fine-tune, save the delta decomposed by SVD, and "
+                     "merge the parameters at inference."),
+       paper=Paper(LORA_PAPER, "Sec. 7.2 / Table 7: the update a full fine-tuning learns has a very low "
+                   "intrinsic rank; LoRA learns a rank-r update directly (r 1-8 on GPT-3's W_q, W_v)",
+                   "GPT-3 175B, WikiSQL and MultiNLI"))
+def svd_delta_vs_lora(ctx: ClaimContext) -> Outcome:
+    owner = "peft.trainable_vs_score"  # its quick / full runs are reused: this claim adds an SVD and a score
+    full, lora = (_run(ctx, m, m, owner=owner) for m in ("full", "lora"))
+    arms = _svd_arms(ctx, _run_dir(ctx, "full", owner), _run_dir(ctx, "lora", owner), full)
+    svd, rank = arms["svd"], arms["rank"]
+    figures = {"lora_bleu": lora["bleu"], "lora_test_loss": lora["test_loss"], "full_bleu": full["bleu"],
+               "full_test_loss": full["test_loss"], "full_trained": float(full["trainable"]),
+               "rank": float(rank), "lora_stored": float(arms["lora_stored"]),
+               "delta_energy_kept": arms["energy"],
+               **{f"{arm}_{k}": float(arms[arm][k]) for arm in ("svd", "svd_rest")
+                  for k in ("bleu", "test_loss", "stored")}}
+    rows = [{"arm": name, "stored numbers": int(r["stored"]), "BLEU": round(r["bleu"], 2),
+             "test loss": round(r["test_loss"], 3)}
+            for name, r in (("full fine-tuning", {**full, "stored": full["trainable"]}),
+                            (f"full delta, SVD rank {rank} on LoRA's matrices", svd),
+                            ("the same + the rest of the delta kept whole", arms["svd_rest"]),
+                            (f"LoRA r {rank}", {**lora, "stored": arms["lora_stored"]}))]
+    ratio = svd["bleu"] / lora["bleu"] if lora["bleu"] > 0 else float("nan")
+    samples = {"storage": 100 * svd["stored"] / full["trainable"], "score": [ratio],
+               "size_vs_lora": svd["stored"] / arms["lora_stored"],
+               "loss_gap": [svd["test_loss"] - lora["test_loss"]]}
+    floor = {"score": floor_reason({"SVD": svd["bleu"], "LoRA": lora["bleu"]}, "BLEU", floor=BLEU_FLOOR)}
+    return Outcome(figures, samples, floor=floor, tables={"arms": rows},
+                   notes=f"The full and LoRA runs of peft.trainable_vs_score, reused. The SVD is taken on "
+                         f"the {arms['matrices']} matrices LoRA adapts, at LoRA's rank; the rest of the full "
+                         "delta (embeddings, norms, biases) is dropped, or kept whole in the third row "
+                         f"(information). Rank {rank} keeps {100 * arms['energy']:.1f}% of the deltas' "
+                         "squared Frobenius norm. One training each (n = 1).")
+
+
+def _svd_arms(ctx: ClaimContext, full_dir: Path, lora_dir: Path, full: dict) -> dict:
+    """Scores and stored numbers of the base model plus the rank-r SVD of the full fine-tuning's delta on
+    LoRA's matrices (``svd``), of the fine-tuned model with only those matrices' deltas truncated
+    (``svd_rest``), and LoRA's rank, stored numbers and matrix count."""
+    from deepnotes.peft.models import load_base
+    from deepnotes.peft.train import load_run
+
+    tuned, tok, asked = load_run(full_dir, str(ctx.device))
+    paths, rank, lora_stored = _lora_matrices(load_run(lora_dir, str(ctx.device))[0])
+    model, _ = load_base(asked["model"], ctx.device)
+    stored, energy = svd_merge(model, tuned, paths, rank)
+    rest = copy.deepcopy(tuned)
+    merged, kept = dict(model.named_modules()), dict(rest.named_modules())
+    with torch.no_grad():
+        for path in paths:  # base + rank-r delta on LoRA's matrices, every other trained tensor as tuned
+            kept[path].weight.copy_(merged[path].weight)
+    rest_numbers = full["trainable"] - sum(merged[p].weight.numel() for p in paths)
+    return {"svd": {**_scores(ctx, model.eval(), tok, full["max_new_tokens"]), "stored": stored},
+            "svd_rest": {**_scores(ctx, rest.eval(), tok, full["max_new_tokens"]),
+                         "stored": stored + rest_numbers},
+            "rank": rank, "lora_stored": lora_stored, "energy": energy, "matrices": len(paths)}

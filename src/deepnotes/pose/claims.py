@@ -233,6 +233,57 @@ def heatmap_floor(ctx: ClaimContext) -> Outcome:
                          "training per size) are reported beside it.")
 
 
+def square_heatmap_floor(crop: int, side: int, n: int, seed: int) -> float:
+    """Mean error (crop px) of encoding ``n`` uniformly drawn joints of a ``crop`` x ``crop`` input as
+    Gaussian targets on a ``side`` x ``side`` heatmap and decoding them by argmax with the quarter shift.
+    The joints lie in the middle 80% of the crop (where a person box padded by 1.25 puts them)."""
+    g = torch.Generator().manual_seed(seed)
+    kp = (0.1 + 0.8 * torch.rand(1, n, 2, generator=g, dtype=torch.float64)) * (crop - 1)
+    hw, sigma = (side, side), max(1.0, 2.0 * side / 64)  # SimpleBaseline's sigma 2 at 64 wide, scaled
+    hm = gaussian_targets(crop_to_heatmap(kp, (crop, crop), hw), hw, sigma)
+    dec = heatmap_to_crop(decode_argmax(hm)[0], (crop, crop), hw)
+    return float((dec - kp).norm(dim=-1).mean())
+
+
+@claim(
+    "pose.heatmap_64_floor",
+    topic="pose",
+    statement="At the heatmap sizes the note names, on SimpleBaseline's 256-pixel input: a 64x64 heatmap "
+              "leaves a small encode-decode error floor, and every smaller heatmap a larger one.",
+    tests=(
+        Test("floor_64", "encode-decode floor (joints -> Gaussian 64x64 heatmap -> argmax with the quarter "
+             "shift) on a 256x256 crop, % of the crop side", "<", 1.0, method="exact"),
+        Test("floor_smaller", "min over 32x32, 16x16, 8x8 of floor / floor at 64x64", ">", 1.0,
+             method="exact", scale="log"),
+        Test("floor_8_vs_64", "floor at 8x8 / floor at 64x64", ">", 1.0, method="exact", scale="log",
+             decides=False),
+    ),
+    origin="note",
+    source=Source("rle", NOTE_HEATMAP, HEATMAP_EN),
+    paper=Paper("Xiao et al., Simple Baselines for Human Pose Estimation and Tracking, ECCV 2018",
+                "Table 2 (ResNet-50, 256x192 input): three deconvolution layers, 64x48 heatmaps, AP 70.4; "
+                "two, 32x24 heatmaps, AP 67.9; a 128x96 input (32x24 heatmaps) 60.6", "COCO val2017 "
+                "keypoints"),
+)
+def heatmap_64_floor(ctx: ClaimContext) -> Outcome:
+    crop, n = 256, ctx.pick(4000, 40000)
+    sides = (64, 32, 16, 8)
+    floors = {s: square_heatmap_floor(crop, s, n, ctx.seed) for s in sides}
+    rows = [{"heatmap": f"{s}x{s}", "stride": crop // s, "floor_crop_px": round(floors[s], 3),
+             "floor_%_of_crop": round(100 * floors[s] / crop, 3),
+             "vs 64x64": round(floors[s] / floors[64], 2)}
+            for s in sides]
+    figures = {f"floor_crop_px_{s}x{s}": floors[s] for s in sides}
+    figures["floor_pct_64x64"] = 100 * floors[64] / crop
+    samples = {"floor_64": 100 * floors[64] / crop,
+               "floor_smaller": min(floors[s] / floors[64] for s in sides[1:]),
+               "floor_8_vs_64": floors[8] / floors[64]}
+    return Outcome(figures, samples, tables={"square heatmaps on a 256x256 crop": rows},
+                   notes=f"{n} joints drawn uniformly in the middle 80% of the crop; computed, not trained "
+                         "(exact). SimpleBaseline's Table 2 stands beside it: the floor is what even a "
+                         "perfect network keeps; a trained one adds its own error on top.")
+
+
 @claim(
     "pose.rle_head_cost",
     topic="pose",

@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from deepnotes.nn.claims import activations, upsampling  # noqa: F401  (registration on import)
+from deepnotes.nn.claims import activations, perceptron, upsampling  # noqa: F401  (registration on import)

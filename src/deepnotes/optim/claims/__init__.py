@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from deepnotes.optim.claims import adam, sa  # noqa: F401  (registration happens on import)
+from deepnotes.optim.claims import adam, sa, sa_cost  # noqa: F401  (registration happens on import)
