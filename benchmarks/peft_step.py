@@ -12,6 +12,12 @@ when fewer than the heads), an MLP of ``--intermediate`` (default 8/3 of the wid
 ``--targets`` (default: the architecture's default targets of ``peft train``: every attention and MLP
 projection).
 
+``--unfused`` adds rows of our LoRA with every layer computing alone (no shared-input groups: LLaMA's q/k/v
+and gate/up share one dropout mask and one ``A`` product while training with dropout,
+``methods/lora/fused.py``).
+Under load from other jobs time with one thread (``OMP_NUM_THREADS=1``): two threads on a busy 2-core machine
+give meaningless figures.
+
 The last one is a CPU stand-in for a GPU run: the model is so small that the step time is the host's time
 (Python, dispatch, autograd), which is also what bounds a GPT-2 124M step on an H200 in eager mode.
 
@@ -39,6 +45,7 @@ from transformers import (
 
 from deepnotes.core import pick_device
 from deepnotes.core.timing import print_kernel_profile, time_interleaved
+from deepnotes.peft.methods.lora.layer import LoraLayer
 from deepnotes.peft.methods.targets import LAYOUTS
 
 LLAMA_LIKE = {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "llama": (LlamaConfig, LlamaForCausalLM)}
@@ -104,6 +111,8 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true",
                     help="torch.compile every model's forward (train steps only; no memory or inference "
                     "rows)")
+    ap.add_argument("--unfused", action="store_true",
+                    help="also time our LoRA with every layer alone (no shared-input groups)")
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--profile", action="store_true",
@@ -150,9 +159,13 @@ def main() -> None:
             r=args.r, lora_alpha=2 * args.r, lora_dropout=dropout, target_modules=targets,
             fan_in_fan_out=args.arch == "gpt2"))  # GPT-2's Conv1D stores its weight input-first
 
-    def ours_lora(dropout):
-        return dpeft.apply(build(args, device), dpeft.LoraConfig(r=args.r, alpha=2 * args.r, dropout=dropout,
-                                                                   target_modules=targets))
+    def ours_lora(dropout, fuse=True):
+        model = dpeft.apply(build(args, device), dpeft.LoraConfig(r=args.r, alpha=2 * args.r, dropout=dropout,
+                                                                    target_modules=targets))
+        for m in model.modules():
+            if isinstance(m, LoraLayer):
+                m.fuse = fuse  # False: the layer never joins its siblings' group
+        return model
 
     def floor_model():
         model = build(args, device)
@@ -165,6 +178,8 @@ def main() -> None:
     for d in dropouts:
         makers[f"train step: peft LoRA (dropout {d})"] = lambda d=d: peft_lora(d)
         makers[f"train step: ours LoRA (dropout {d})"] = lambda d=d: ours_lora(d)
+        if args.unfused:
+            makers[f"train step: ours LoRA unfused (dropout {d})"] = lambda d=d: ours_lora(d, fuse=False)
 
     if args.compile:  # fused kernels instead of one launch per op: the LoRA branch's extra ops mostly vanish
         train = {name: step_fn(make(), compiled=True) for name, make in makers.items()}
@@ -224,6 +239,10 @@ def main() -> None:
         floor = step["train step: backward floor (frozen)"]
         print(f"ratio ours/peft train step (dropout {d}): {ours / theirs:.2f}   ours/full: {vs_full:.2f}   "
               f"LoRA time above the floor, ours/peft: {(ours - floor) / (theirs - floor):.2f}")
+        if args.unfused:
+            unfused = step[f"train step: ours LoRA unfused (dropout {d})"]
+            print(f"ratio ours fused/unfused train step (dropout {d}): {ours / unfused:.2f}   "
+                  f"unfused/peft: {unfused / theirs:.2f}")
     base = inf["inference: base"]
     for name, ms in inf.items():
         overhead = f"  ({100 * (ms / base - 1):+.1f}%)" if name != "inference: base" else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -20,7 +21,10 @@ from deepnotes.peft import (
     trainable_parameters,
     unmerge,
 )
-from tests.peft.conftest import tiny_bart, tiny_gpt2
+from deepnotes.peft.methods.lora import fused
+from deepnotes.peft.methods.lora import layer as lora_layer
+from deepnotes.peft.methods.targets import LAYOUTS
+from tests.peft.conftest import tiny_bart, tiny_gpt2, tiny_qwen2
 
 
 def _randomise_b(model: nn.Module, seed: int = 3) -> None:
@@ -305,3 +309,142 @@ def test_peft_seq_cls_folder_loads_though_one_saved_head_name_is_absent(tmp_path
                                atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match=r"modules_to_save \['nothing'\] matches no module"):
         apply(make(), LoraConfig(r=2, target_modules=["c_attn"], modules_to_save=["nothing"]))
+
+
+# --- layers that read one input, grouped while training with dropout (methods/lora/fused.py) ---------------
+def _fixed_keep_mask(shape, p, device="cpu"):
+    """A stand-in for deepnotes' random keep mask: the same booleans for the same shape, so that peft's
+    layers can be given the masks ours draw."""
+    g = torch.Generator().manual_seed(int(torch.Size(shape).numel()))
+    return (torch.rand(shape, generator=g) >= p).to(device)
+
+
+class _FixedDropout(nn.Module):
+    """peft's dropout module replaced by the fixed mask, kept values scaled by the inverse of the exact keep
+    rate of deepnotes' 15-bit mask."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.gain = 1.0 / (1.0 - round(p * 2**15) / 2**15)
+        self.p = p
+
+    def forward(self, x):
+        keep = _fixed_keep_mask(x.reshape(-1, x.shape[-1]).shape, self.p).view(x.shape)
+        return torch.where(keep, x, 0.0) * self.gain
+
+
+def _fixed_masks(monkeypatch) -> list:
+    """Every LoRA dropout of ours draws the fixed mask (also on tiny inputs); returns the list of the shapes
+    drawn."""
+    drawn = []
+
+    def keep_mask(shape, p, device="cpu"):
+        drawn.append(tuple(shape))
+        return _fixed_keep_mask(shape, p, device)
+
+    monkeypatch.setattr(fused, "SMALL_DROPOUT", 0)
+    monkeypatch.setattr(fused, "keep_mask", keep_mask)
+    return drawn
+
+
+def _count_groups(monkeypatch, groups: list) -> None:
+    """Record the size of every group the layers compute."""
+
+    def counted(x, p, members):
+        groups.append(len(members))
+        return fused.group_lora(x, p, members)
+
+    monkeypatch.setattr(lora_layer, "group_lora", counted)
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_qwen2_dropout_step_matches_peft_given_the_same_masks(ids, monkeypatch, fuse):
+    """q/k/v and gate/up compute as groups with one dropout mask each (fuse True) or one layer at a time:
+    either way, peft's layers given the same masks give the same outputs and gradients."""
+    drawn = _fixed_masks(monkeypatch)
+    groups = []
+    _count_groups(monkeypatch, groups)
+    cfg = LoraConfig(r=4, alpha=8, dropout=0.25, target_modules=list(LAYOUTS["qwen2"].lora))
+    ours = apply(tiny_qwen2(), cfg).train()
+    for m in ours.modules():
+        if isinstance(m, lora_layer.LoraLayer):
+            m.fuse = fuse
+    _randomise_b(ours)
+    theirs = peft.get_peft_model(tiny_qwen2(), _peft_config(cfg)).train()
+    _copy_lora_weights(ours, theirs)
+    for m in theirs.modules():
+        if isinstance(getattr(m, "lora_dropout", None), nn.ModuleDict):
+            m.lora_dropout["default"] = _FixedDropout(0.25)
+    out_a = ours(input_ids=ids, labels=ids)
+    out_b = theirs(input_ids=ids, labels=ids)
+    torch.testing.assert_close(out_a.logits, out_b.logits, atol=1e-5, rtol=0)
+    out_a.loss.backward()
+    out_b.loss.backward()
+    grads_b = dict(theirs.base_model.model.named_parameters())
+    for n, p in ours.named_parameters():
+        if p.requires_grad:
+            torch.testing.assert_close(p.grad, grads_b[n].grad, atol=1e-5, rtol=0)
+    # two blocks: one mask for q/k/v, o, gate/up, down each when grouped; seven when not
+    assert groups == ([3, 2] * 2 if fuse else [])
+    assert len(drawn) == (4 if fuse else 7) * 2
+
+
+def test_grouped_step_equals_the_layers_alone_given_the_same_masks(ids, monkeypatch):
+    _fixed_masks(monkeypatch)
+    cfg = LoraConfig(r=4, alpha=8, dropout=0.25, target_modules=list(LAYOUTS["qwen2"].lora))
+    results = []
+    for fuse in (True, False):
+        model = apply(tiny_qwen2(), cfg).train()
+        _randomise_b(model)
+        for m in model.modules():
+            if isinstance(m, lora_layer.LoraLayer):
+                m.fuse = fuse
+        out = model(input_ids=ids, labels=ids)
+        out.loss.backward()
+        results.append((out.logits, {n: p.grad for n, p in model.named_parameters() if p.requires_grad}))
+    (logits_a, grads_a), (logits_b, grads_b) = results
+    torch.testing.assert_close(logits_a, logits_b, atol=1e-6, rtol=0)
+    assert grads_a.keys() == grads_b.keys()
+    for n in grads_a:
+        torch.testing.assert_close(grads_a[n], grads_b[n], atol=1e-6, rtol=0)
+
+
+def test_grouped_layers_compute_alone_on_another_or_changed_input(monkeypatch):
+    """The group's cache hands a sibling its output only for the very tensor the group computed on,
+    unchanged; a model holding cached outputs still copies; the grouping adds no state-dict key."""
+    _fixed_masks(monkeypatch)
+    model = apply(tiny_qwen2(), LoraConfig(r=4, alpha=8, dropout=0.25,
+                                           target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])).train()
+    _randomise_b(model)
+    attn = model.model.layers[0].self_attn
+    assert attn.q_proj.siblings is attn.k_proj.siblings is attn.v_proj.siblings
+    assert attn.q_proj.siblings.members == (attn.q_proj, attn.k_proj, attn.v_proj)
+    assert attn.o_proj.siblings is None
+
+    def alone(layer, x):
+        layer.fuse = False
+        try:
+            return layer(x)
+        finally:
+            layer.fuse = True
+
+    x1, x2 = torch.randn(2, 5, 32), torch.randn(2, 5, 32)
+    torch.testing.assert_close(attn.q_proj(x1), alone(attn.q_proj, x1))  # computes k and v for x1 too
+    torch.testing.assert_close(attn.k_proj(x2), alone(attn.k_proj, x2))
+    copy.deepcopy(model)  # the cache (autograd's tensors) is not copied
+    x1.add_(1.0)
+    torch.testing.assert_close(attn.v_proj(x1), alone(attn.v_proj, x1))
+    assert not any("sibling" in k for k in model.state_dict())
+
+
+def test_grouped_layers_without_dropout_or_in_eval_run_alone(ids, monkeypatch):
+    """Without dropout there is no mask to share (a group measured no faster: docs/peft.md), so the layers
+    run one at a time, as in inference."""
+    groups = []
+    _count_groups(monkeypatch, groups)
+    model = apply(tiny_qwen2(), LoraConfig(r=4, alpha=8, target_modules=list(LAYOUTS["qwen2"].lora)))
+    model.train()(input_ids=ids, labels=ids).loss.backward()
+    model2 = apply(tiny_qwen2(), LoraConfig(r=4, alpha=8, dropout=0.25, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        model2.eval()(input_ids=ids)
+    assert groups == []

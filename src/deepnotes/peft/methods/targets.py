@@ -32,7 +32,10 @@ class Layout:
     projections (houlsby adapters follow them); ``ffn_in``: the feed-forward layer that reads the block's
     feed-forward input (a parallel adapter reads the same input; in a gated MLP the up projection);
     ``ffn_out``: the feed-forward output projection; ``prefix_sites``: where prefix tuning may add keys and
-    values (``encoder``, ``decoder``, ``cross``: see :class:`~deepnotes.peft.methods.prefix.PrefixConfig`).
+    values (``encoder``, ``decoder``, ``cross``: see :class:`~deepnotes.peft.methods.prefix.PrefixConfig`);
+    ``shared_input``: sets of sibling modules (children of one module) that the model always calls on the
+    same tensor, so their LoRA layers can compute as one group (:mod:`~deepnotes.peft.methods.lora.fused`);
+    never list a set whose members may read different tensors (cross-attention's query and key/value).
     """
 
     lora: tuple[str, ...]
@@ -40,11 +43,13 @@ class Layout:
     ffn_in: str = FFN_IN
     ffn_out: str = FFN_OUT
     prefix_sites: tuple[str, ...] = ("decoder",)
+    shared_input: tuple[tuple[str, ...], ...] = ()
 
 
 # LLaMA and the families transformers writes the same way (Qwen2, Mistral): gated MLP, grouped-query attention
 LLAMA = Layout(lora=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
-               attn_out=r".*\.self_attn\.o_proj", ffn_in=r".*\.mlp\.up_proj", ffn_out=r".*\.mlp\.down_proj")
+               attn_out=r".*\.self_attn\.o_proj", ffn_in=r".*\.mlp\.up_proj", ffn_out=r".*\.mlp\.down_proj",
+               shared_input=(("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj")))
 
 LAYOUTS: dict[str, Layout] = {
     "gpt2": Layout(lora=("c_attn", "c_proj", "c_fc"), attn_out=r".*\.attn\.c_proj", ffn_in=r".*\.mlp\.c_fc",

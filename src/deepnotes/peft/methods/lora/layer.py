@@ -8,6 +8,8 @@ Speed: peft computes ``base(x) + lora_B(lora_A(dropout(x))) * scaling``, i.e. an
 product with the scale and an extra full-size add. Here the base output is written by one GEMM and the
 low-rank product is accumulated into it in place by ``addmm_`` with the scale as ``alpha``; the only new
 full-size tensor is the dropout copy of ``x`` (and only when dropout is on and the layer is training).
+Layers that read the same input (LLaMA's q/k/v, gate/up) share that copy and their ``A`` product while
+training with dropout (:mod:`~deepnotes.peft.methods.lora.fused`).
 """
 
 from __future__ import annotations
@@ -19,11 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepnotes.nn.dropout import dropout
-
-# inputs with fewer elements use torch's dropout (measured on a 2-core CPU, 2026-12-07, under load: 1024
-# elements fwd+bwd 53 us with torch's against 264 us with ours; equal at ~16k; ours ahead from ~1M)
-SMALL_DROPOUT = 1 << 15
+from deepnotes.peft.methods.lora.fused import Member, Siblings, base_output, drop, group_lora
 
 
 def is_conv1d(module: nn.Module) -> bool:
@@ -70,6 +68,9 @@ class LoraLayer(nn.Module):
     embedding ``lora_embedding_A.<name>: r x num_embeddings``, ``lora_embedding_B.<name>: dim x r``.
     """
 
+    # False on a layer: it never joins its siblings' group (tests compare the two paths)
+    fuse = True
+
     def __init__(self, base_layer: nn.Module) -> None:
         super().__init__()
         self.kind = layer_kind(base_layer)
@@ -86,6 +87,7 @@ class LoraLayer(nn.Module):
         self.merged_adapters: list[str] = []
         self.disabled = False
         self._cast_cache: tuple | None = None  # (key, A, B^T) in a low precision, for inference only
+        self.siblings: Siblings | None = None  # the layers of its block that read the same input, if any
 
     # --- adapters -------------------------------------------------------------------------------
     def add_adapter(self, name: str, r: int, scaling: float, dropout: float, init: str) -> None:
@@ -170,6 +172,11 @@ class LoraLayer(nn.Module):
             return self.base_layer(x)
         if self.kind == "embedding":
             return self._embedding_forward(x, name)
+        if self.siblings is not None and self.training and self.dropout[name] > 0 and self.fuse \
+                and not torch.compiler.is_compiling():  # compiled: the compiler fuses, the cache would break
+            out = self._group_forward(x, name)
+            if out is not None:
+                return out
         # This runs per adapted layer per call, and on a GPU the host's time is the step's time (small
         # kernels):
         # parameters are read from the modules' dicts, because nn.Module.__getattr__ costs ~1 us per lookup.
@@ -183,22 +190,56 @@ class LoraLayer(nn.Module):
         if device_type != "meta" and torch.is_autocast_enabled(device_type):  # meta: memory dry runs
             # cast once here: autocast would cast x separately for the base and the low-rank product
             x2 = x2.to(torch.get_autocast_dtype(device_type))
-        if self.kind == "linear":
-            out = F.linear(x2, weight, bias)
-        elif bias is not None:
-            out = torch.addmm(bias, x2, weight)
-        else:
-            out = x2 @ weight
+        out = base_output(x2, self.kind, weight, bias)
         a, bt = self._low_rank(name, a, b, out.dtype)
         p = self.dropout[name]
-        xd = x2
-        if p > 0 and self.training:
-            # ours draws half the random numbers but issues seven operations to torch's one: it wins on
-            # large inputs (a CPU step's), torch's on small ones, where the step is the host's time
-            xd = dropout(x2, p) if x2.numel() >= SMALL_DROPOUT else F.dropout(x2, p, True)
+        xd, gain = drop(x2, p) if p > 0 and self.training else (x2, 1.0)
         h = F.linear(xd, a)  # (N, r)
-        out = out.addmm_(h if h.dtype == out.dtype else h.to(out.dtype), bt, alpha=self.scaling[name])
+        out = out.addmm_(h if h.dtype == out.dtype else h.to(out.dtype), bt, alpha=self.scaling[name] * gain)
         return out.view(*lead, out.shape[-1])
+
+    def _group_forward(self, x: torch.Tensor, name: str) -> torch.Tensor | None:
+        """Training with dropout: this layer's output computed with its siblings' (kept for their calls on
+        the same ``x``) by :func:`~deepnotes.peft.methods.lora.fused.group_lora`; None where this layer
+        cannot join (autocast, mixed dtypes: the layer computes alone)."""
+        siblings = self.siblings
+        out = siblings.take(self, x)
+        if out is not None:
+            return out
+        device_type = x.device.type
+        if device_type != "meta" and torch.is_autocast_enabled(device_type):
+            return None
+        p = self.dropout[name]
+        own = self._fusion_member(name, p, x.dtype)
+        if own is None:
+            return None
+        group, members = [self], [own]
+        for m in siblings.members:
+            member = m._fusion_member(name, p, x.dtype) if m is not self else None
+            if member is not None:
+                group.append(m)
+                members.append(member)
+        if len(group) == 1:
+            return None
+        lead = x.shape[:-1]
+        outs = [out.view(*lead, out.shape[-1]) for out in group_lora(x.reshape(-1, x.shape[-1]), p, members)]
+        siblings.put(x, {id(m): out for m, out in zip(group[1:], outs[1:], strict=True)})
+        return outs[0]
+
+    def _fusion_member(self, name: str, p: float, dtype: torch.dtype) -> Member | None:
+        """This layer's part of a group running adapter ``name`` with dropout ``p`` on inputs of ``dtype``,
+        or None if it cannot join (another adapter active, merged, disabled, eval mode, another dropout or
+        dtype)."""
+        if not self.fuse or self.kind == "embedding" or self._unmerged_active() != name \
+                or name not in self.lora_A or not self.training or self.dropout[name] != p:
+            return None
+        base = self._modules["base_layer"]
+        weight, bias = _param(base, "weight"), _param(base, "bias")
+        a = _param(self._modules["lora_A"]._modules[name], "weight")
+        b = _param(self._modules["lora_B"]._modules[name], "weight")
+        if any(t is not None and t.dtype != dtype for t in (weight, bias, a, b)):
+            return None
+        return (self.kind, weight, bias, a, b, self.scaling[name])
 
     def _low_rank(self, name: str, a: torch.Tensor, b: torch.Tensor,
                   dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:

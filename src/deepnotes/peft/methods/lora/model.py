@@ -9,7 +9,9 @@ from torch import nn
 
 from deepnotes.peft.methods.base import set_child
 from deepnotes.peft.methods.lora.config import LoraConfig
+from deepnotes.peft.methods.lora.fused import Siblings
 from deepnotes.peft.methods.lora.layer import LoraLayer, ModulesToSave, layer_kind
+from deepnotes.peft.methods.targets import layout
 
 
 def name_matches(name: str, targets: list[str] | str) -> bool:
@@ -65,7 +67,20 @@ def inject_lora(model: nn.Module, config: LoraConfig, name: str) -> list[str]:
             module = ModulesToSave(module)
             set_child(model, path, module)
         module.add_adapter(name)
+    link_siblings(model)
     return targets
+
+
+def link_siblings(model: nn.Module) -> None:
+    """Group the LoRA layers that the model calls on one tensor (its layout's ``shared_input``: LLaMA's
+    q/k/v and gate/up projections), so a training step computes them together."""
+    found = layout(model)
+    for parent in model.modules():
+        for names in found.shared_input if found is not None else ():
+            members = tuple(m for n in names if isinstance(m := parent._modules.get(n), LoraLayer))
+            group = Siblings(members) if len(members) > 1 else None
+            for m in members:
+                m.siblings = group
 
 
 def lora_trainable(model: nn.Module, name: str, bias: str) -> None:
