@@ -209,7 +209,10 @@ def test_families_and_the_lists_derived_from_them():
     assert MODELS_3D == tuple(MODELS.names(family="3d", variant=False))
     assert {"c3d", "i3d", "r2plus1d"} <= set(MODELS_3D)
     assert VARIANTS_3D == tuple(MODELS.names(family="3d", variant=True)) and "i3d_full" in VARIANTS_3D
-    assert MODELS.names(family="two_stream") == ["two_stream"] and CONFIGS == {"two_stream": TwoStreamConfig}
+    from deepnotes.video.models.tsn import TSNConfig
+
+    assert MODELS.names(family="two_stream") == ["two_stream"]
+    assert CONFIGS == {"two_stream": TwoStreamConfig, "tsn": TSNConfig}  # TSN: its consensus option
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -237,7 +240,8 @@ def test_training_hooks_of_the_two_stream_entry_and_of_a_plain_one():
     assert two["options"] == ("stream", "new_length", "fusion")
     for name in RGB_MODELS:
         info = MODELS.info(name)
-        assert (info["modality"], info["options"], info["views"]) == ("rgb", (), ())
+        options = ("consensus",) if name == "tsn" else ()  # TSN's segmental consensus, avg or max
+        assert (info["modality"], info["options"], info["views"]) == ("rgb", options, ())
     model = build_model("two_stream", 3, stream="tsm", new_length=2, fusion="learned", **SMALL).eval()
     assert (model.cfg.stream, model.cfg.new_length, model.cfg.fusion) == ("tsm", 2, "learned")
     x = torch.randn(2, 3 + 2 * 2, 4, 16, 16)

@@ -233,3 +233,51 @@ def test_a_crash_between_metrics_and_checkpoint_loses_no_epoch(motion_data, tiny
     cfg.resume = True
     assert [m["epoch"] for m in train(cfg)] == [1, 2, 3]  # epoch 2 rerun from epoch 1's checkpoint
     assert [m["epoch"] for m in json.loads((tmp_path / "run" / "metrics.json").read_text())] == [1, 2, 3]
+
+
+def _last_bn_gammas(model: torch.nn.Module) -> torch.Tensor:
+    blocks = list(model.backbone.blocks())
+    return torch.cat([b.conv2[1].weight.detach() for b in blocks])
+
+
+def test_zero_init_residual_decides_whether_tsm_starts_order_blind():
+    """gamma 0 at the end of every residual branch (the old init): a fresh TSM is TSN, blind to the order,
+    and its branch convs get no gradient; gamma 1: the shifted features reach the logits from the start."""
+    from deepnotes.video.models import build_model
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 4, 16, 16)
+    opts = {"num_segments": 4, "depth": 10, "width": 8, "stem_stride": 1}
+    zero = build_model("tsm", 8, zero_init_residual=True, **opts).eval()
+    unit = build_model("tsm", 8, zero_init_residual=False, **opts).eval()
+    assert (_last_bn_gammas(zero) == 0).all() and (_last_bn_gammas(unit) == 1).all()
+    assert torch.allclose(zero(x), zero(x.flip(2)), atol=1e-6)
+    assert not torch.allclose(unit(x), unit(x.flip(2)), atol=1e-3)
+    zero.train()
+    zero(x).sum().backward()
+    assert all(b.conv1[1][0].weight.grad.abs().max() == 0 for b in zero.backbone.blocks())
+
+
+def test_train_config_passes_zero_init_residual_to_the_model(tmp_path):
+    cfg = TrainConfig(model="tdn", train="t.txt", out=str(tmp_path / "r"), zero_init_residual=False)
+    assert training_mod.model_options(cfg)["zero_init_residual"] is False
+
+
+def test_cli_synth_motion_hard_and_the_zero_init_flag(motion_data, tiny_train_kwargs, tmp_path):
+    """`video synth motion_hard` writes the hard set; `--zero-init-residual` reaches the stored model
+    config (default for tdn: off, gamma 1)."""
+    res = CliRunner().invoke(app, ["video", "synth", "motion_hard", str(tmp_path / "h"), "--n-per-class", "1",
+                                   "--val-per-class", "1", "--frames", "4", "--size", "32"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "h" / "classes.txt").read_text().split()[4:6] == ["grow", "shrink"]
+    assert TrainConfig(model="tsm", train="t", out="o").resolved_zero_init_residual() is True
+    assert TrainConfig(model="tdn", train="t", out="o").resolved_zero_init_residual() is False
+    args = ["video", "train", "--model", "tdn", "--train", str(motion_data["train"]), "--epochs", "1",
+            "--segments", "4", "--input-size", "16", "--depth", "10", "--width", "4", "--stem-stride", "1",
+            "--batch-size", "4", "--workers", "0", "--device", "cpu"]
+    for flag, expected in (("--zero-init-residual", True), (None, False)):
+        out = tmp_path / f"run-{expected}"
+        res = CliRunner().invoke(app, [*args, "--out", str(out), *([flag] if flag else [])])
+        assert res.exit_code == 0, res.output
+        _, meta = load_checkpoint(out / "checkpoint.safetensors")
+        assert meta["model_config"]["zero_init_residual"] is expected

@@ -47,6 +47,9 @@ ZooModel = str_enum("ZooModel", ZOO_MODELS)
 D = {f.name: f.default for f in fields(TrainConfig)}  # the defaults --help shows (TrainConfig's own)
 TWO = "Two-stream (--model two_stream)"  # the --help panel of the flags only two-stream reads
 Opt = typer.Option
+ZERO_INIT = Opt(D["zero_init_residual"], "--zero-init-residual/--no-zero-init-residual",
+                help="start every residual branch (and TDN's stem differences) at zero; default: off "
+                "for tdn, on for the rest")
 
 
 def square(flag: str, why: str = "the video pipeline crops squares"):
@@ -134,6 +137,7 @@ def train_cmd(
     width: int = Opt(D["width"], "--width", min=1, help="channels of the first ResNet stage"),
     stem_stride: int = Opt(None, "--stem-stride", min=1, help="1, 2 or 4 (default by input size)"),
     dropout: float = Opt(D["dropout"], "--dropout", callback=fraction),
+    zero_init_residual: bool = ZERO_INIT,
     pretrained: Path = Opt(None, "--pretrained", help="2D ResNet weights to start from: a torchvision/timm "
                            ".pth, a .safetensors or a transformers save_pretrained folder (inflated for "
                            "i3d, r2plus1d); the depth and width must match"),
@@ -157,8 +161,7 @@ def train_cmd(
                                   help="method for flow computed on the fly"),
 ) -> None:
     """Train a video model; also runs under `torchrun --nproc_per_node N` (DistributedDataParallel)."""
-    flags = {k: v for k, v in locals().items() if k in D}  # every flag is the config field of its name
-    cfg = train_config(ctx, config, flags)
+    cfg = train_config(ctx, config, {k: v for k, v in locals().items() if k in D})  # flag = config field
     with user_errors(VideoReadError):
         metrics = run_train(cfg, log_fn=typer.echo)
     if metrics:

@@ -46,7 +46,8 @@ def model_options(cfg: TrainConfig) -> dict[str, Any]:
     """The ``build_model`` options of ``cfg``: the shared ModelConfig fields plus the fields the model's
     registry entry names (``options``)."""
     options = {"num_segments": cfg.segments, "depth": cfg.depth, "width": cfg.width, "dropout": cfg.dropout,
-               "stem_stride": cfg.resolved_stem_stride(), "input_size": cfg.input_size}
+               "stem_stride": cfg.resolved_stem_stride(), "input_size": cfg.input_size,
+               "zero_init_residual": cfg.resolved_zero_init_residual()}
     return {**options, **{k: getattr(cfg, k) for k in MODELS.info(cfg.model)["options"]}}
 
 

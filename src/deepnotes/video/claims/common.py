@@ -1,16 +1,19 @@
 """What the video claims share: the experiment size of a report, its folder of trained runs, one training
-call with the claims' fixed settings, and a latency measure."""
+call with the claims' fixed settings (and a variant of it: another seed or a changed setting, trained once
+per report too), and a latency measure."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from deepnotes.core import RunDir
 from deepnotes.core.claims import ClaimContext
 from deepnotes.core.timing import time_call
 from deepnotes.video.config import TrainConfig
-from deepnotes.video.experiments import FULL, QUICK, Setup, trained
+from deepnotes.video.experiments import FULL, QUICK, Setup, dataset, threads, train_config, trained
 from deepnotes.video.training import train
 
 
@@ -30,6 +33,25 @@ def top1(ctx: ClaimContext, kind: str, model: str) -> float:
     """Last-epoch validation top-1 of ``model`` trained on the synthetic ``kind`` data (trained once)."""
     metrics, _ = trained(work_dir(ctx), kind, model, setup_of(ctx), ctx.seed, str(ctx.device))
     return metrics[-1]["top1"]
+
+
+def top1_with(ctx: ClaimContext, kind: str, model: str, seed: int, tag: str = "", **changes) -> float:
+    """Last-epoch top-1 of ``model`` on ``kind`` at ``seed`` (its own synthetic data set and initialisation),
+    trained as :func:`top1` trains (the same settings) with the :class:`TrainConfig` fields ``changes``
+    (e.g. ``consensus="max"``), under a run folder named by ``tag``; trained once per report. With no
+    changes, at the report's seed, it is :func:`top1`'s own run."""
+    setup = setup_of(ctx)
+    if not changes and seed == ctx.seed:
+        return top1(ctx, kind, model)
+    out = work_dir(ctx) / f"run-{kind}-{model}{tag and '-' + tag}-{setup.key()}-s{seed}"
+    run = RunDir(out)
+    if len(run.metrics) == setup.epochs and run.has_checkpoint():
+        return run.metrics[-1]["top1"]
+    cfg = replace(train_config(model, dataset(work_dir(ctx), kind, setup, seed), out, setup, seed,
+                               str(ctx.device)), **changes)
+    cfg.resume = run.has_checkpoint()
+    with threads(1):
+        return train(cfg)[-1]["top1"]
 
 
 def train_run(ctx: ClaimContext, model: str, train_list, val_list, out, seed: int | None = None,

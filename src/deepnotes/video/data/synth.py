@@ -10,6 +10,11 @@ a frame tells the pair but never the class: order-blind models are capped at 50%
 ``scene``: 8 classes that differ in appearance only (background pattern); a distractor object moves in a
 random direction in every class, so motion carries no label information.
 
+``motion_hard`` (:mod:`deepnotes.video.data.synth_hard`): the ``motion`` pairs with a textured background,
+a random polygon and a random colour in every video, so only the motion tells the class (meant for 64 px);
+``motion_random``: the same at half the texture contrast with a bigger object; ``motion_textured``: the
+``motion`` pairs (each pair's own shape and colour) on that random texture.
+
 Output folder: ``videos/<class>/<class>_<split>_<i>.mp4``, ``train.txt``, ``val.txt`` (``path label``),
 ``classes.txt`` and ``flip_map.json`` (label -> label after a horizontal flip).
 """
@@ -25,12 +30,21 @@ import numpy as np
 
 from deepnotes.core import atomic_write_text
 from deepnotes.video.data.lists import write_list
+from deepnotes.video.data.synth_hard import (
+    HARD_CLASSES,
+    HARD_FLIP,
+    motion_hard_video,
+    motion_random_video,
+    textured_background,
+)
 
 MOTION_CLASSES = ["move_left", "move_right", "move_up", "move_down", "approach", "recede", "turn_cw",
                   "turn_ccw"]
 MOTION_FLIP = {0: 1, 1: 0, 6: 7, 7: 6}  # mirrored left<->right and cw<->ccw; the rest keep their label
 SCENE_CLASSES = ["hstripes", "vstripes", "checker", "dots", "rings", "grid", "blobs", "plain"]
-KINDS = {"motion": (MOTION_CLASSES, MOTION_FLIP), "scene": (SCENE_CLASSES, {})}
+KINDS = {"motion": (MOTION_CLASSES, MOTION_FLIP), "scene": (SCENE_CLASSES, {}),
+         "motion_hard": (HARD_CLASSES, HARD_FLIP), "motion_random": (HARD_CLASSES, HARD_FLIP),
+         "motion_textured": (MOTION_CLASSES, MOTION_FLIP)}
 PAIR_COLORS = np.array([(0.95, 0.2, 0.1), (0.1, 0.85, 0.2), (0.15, 0.3, 1.0), (1.0, 0.95, 0.2)])
 SS = 4  # supersampling factor: draw big, downsample with area averaging, for sub-pixel motion
 
@@ -62,10 +76,11 @@ def _draw(canvas: np.ndarray, pair: int, pos: tuple[float, float], scale: float,
 
 
 def motion_video(label: int, frames: int, size: int, rng: np.random.Generator,
-                 noise: float = 0.015) -> np.ndarray:
-    """(T, S, S, 3) uint8 video of class ``label`` of :data:`MOTION_CLASSES` (``noise``: pixel noise std)."""
+                 noise: float = 0.015, texture: float = 0.0) -> np.ndarray:
+    """(T, S, S, 3) uint8 video of class ``label`` of :data:`MOTION_CLASSES` (``noise``: pixel noise std;
+    ``texture`` > 0: on a random texture of that contrast instead of low-contrast smooth noise)."""
     pair, backwards = divmod(label, 2)
-    bg = _background(rng, size * SS)
+    bg = textured_background(rng, size * SS, texture) if texture else _background(rng, size * SS)
     color = tuple(float(v) for v in np.clip(PAIR_COLORS[pair] + rng.normal(0, 0.05, 3), 0, 1))
     t = np.linspace(0, 1, frames)
     travel = 0.45 * size
@@ -91,6 +106,12 @@ def motion_video(label: int, frames: int, size: int, rng: np.random.Generator,
         out.append(cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA))
     video = np.stack(out) + rng.normal(0, noise, (frames, size, size, 3))
     return (np.clip(video, 0, 1) * 255).astype(np.uint8)
+
+
+def motion_textured_video(label: int, frames: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``motion_textured``: the ``motion`` pairs (their own shapes and colours) on a random texture of half
+    ``motion_hard``'s contrast."""
+    return motion_video(label, frames, size, rng, texture=0.5)
 
 
 def _pattern(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -160,7 +181,8 @@ def write_mp4(path: str | Path, video: np.ndarray, fps: int = 8) -> None:
 
 def synth_dataset(kind: str, out: str | Path, n_per_class: int, val_per_class: int | None = None,
                   frames: int = 16, size: int = 32, seed: int = 0) -> dict[str, Path]:
-    """Write a ``kind`` dataset (``motion`` or ``scene``) to ``out``; returns the paths of its list files.
+    """Write a ``kind`` dataset (``motion``, ``scene`` or ``motion_hard``) to ``out``; returns the paths of
+    its list files.
 
     Same arguments, same bytes. ``val_per_class`` defaults to max(2, n_per_class // 3).
     """
@@ -169,7 +191,8 @@ def synth_dataset(kind: str, out: str | Path, n_per_class: int, val_per_class: i
     if n_per_class < 1 or frames < 2 or size < 16 or size % 2:
         raise ValueError("need n_per_class >= 1, frames >= 2 and an even size >= 16")
     classes, flip = KINDS[kind]
-    make = motion_video if kind == "motion" else scene_video
+    make = {"motion": motion_video, "scene": scene_video, "motion_hard": motion_hard_video,
+            "motion_random": motion_random_video, "motion_textured": motion_textured_video}[kind]
     val_per_class = max(2, n_per_class // 3) if val_per_class is None else val_per_class
     return write_synthetic_set(out, classes, flip, make, n_per_class, val_per_class, frames, size, seed)
 

@@ -1,5 +1,6 @@
 """What every video model shares: its config, the 2D recognizer (per-frame backbone + temporal modules +
-average consensus), the 3D recognizer, and reshaping helpers for temporal modules.
+a consensus over segments, average unless the config says max), the 3D recognizer, and reshaping helpers for
+temporal modules.
 
 Layout convention: a batch of clips is (N, C, T, H, W). 2D models fold time into the batch, (N*T, C, H, W),
 so a temporal module sees (N*T, C, H, W) and knows T from its constructor.
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepnotes.nn.resnet import ResNet
+from deepnotes.nn.resnet import Bottleneck, ResNet
 
 
 @dataclass
@@ -29,6 +30,26 @@ class ModelConfig:
     dropout: float = 0.5
     in_channels: int = 3
     input_size: int = 112  # used for FLOP counts only; the models accept any spatial size
+    # the last BN of every residual branch starts at gamma 0 (each block starts as identity; what every run
+    # before 2026-12-07 did) or at 1 (torchvision's default; the temporal modules inside the branches then
+    # reach the output, and get gradients, from the first step)
+    zero_init_residual: bool = True
+
+
+# how a 2D recognizer combines its per-segment class scores (TSN's "segmental consensus")
+CONSENSUS = ("avg", "max")
+
+
+def check_consensus(mode: str) -> str:
+    if mode not in CONSENSUS:
+        raise ValueError(f"unknown consensus {mode!r}; valid: {', '.join(CONSENSUS)}")
+    return mode
+
+
+def segment_consensus(logits: torch.Tensor, mode: str = "avg") -> torch.Tensor:
+    """Per-segment logits (N, T, K) -> clip logits (N, K): the mean over segments (``"avg"``, TSN's default)
+    or the maximum of each class's score over segments (``"max"``). Both ignore the segments' order."""
+    return logits.amax(1) if mode == "max" else logits.mean(1)
 
 
 def fold(x: torch.Tensor, t: int) -> torch.Tensor:
@@ -95,8 +116,9 @@ class Recognizer(nn.Module):
 
 
 class Recognizer2D(Recognizer):
-    """Per-frame 2D ResNet with temporal modules in its blocks; class scores averaged over frames (TSN's
-    average consensus). (N, C, T, H, W) -> (N, num_classes) logits.
+    """Per-frame 2D ResNet with temporal modules in its blocks; class scores combined over frames by TSN's
+    consensus, their average (or their maximum where the config has ``consensus="max"``, TSN's option).
+    (N, C, T, H, W) -> (N, num_classes) logits.
 
     ``stem_fusion`` (TDN's short-term module) maps the clip to features added to the stem output.
     """
@@ -104,6 +126,8 @@ class Recognizer2D(Recognizer):
     def __init__(self, backbone: ResNet, cfg: ModelConfig, stem_fusion: nn.Module | None = None) -> None:
         super().__init__()
         self.cfg, self.backbone, self.stem_fusion = cfg, backbone, stem_fusion
+        # only TSN's config has the field (tsn.TSNConfig); every other 2D model averages
+        self.consensus = check_consensus(getattr(cfg, "consensus", "avg"))
         self.dropout = nn.Dropout(cfg.dropout)
         self.fc = nn.Linear(backbone.out_channels, cfg.num_classes)
 
@@ -120,8 +144,12 @@ class Recognizer2D(Recognizer):
             f = stage(f)
         return f.mean((2, 3)).view(n, t, -1)
 
+    def segment_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, T, H, W) -> per-segment class scores (N, T, num_classes), before the consensus."""
+        return self.fc(self.dropout(self.features(x)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(self.features(x))).mean(1)
+        return segment_consensus(self.segment_logits(x), self.consensus)
 
 
 class Recognizer3D(Recognizer):
@@ -138,4 +166,11 @@ class Recognizer3D(Recognizer):
 
 
 def resnet(cfg: ModelConfig) -> ResNet:
-    return ResNet(cfg.depth, cfg.width, cfg.in_channels, cfg.stem_stride)
+    """The 2D ResNet of ``cfg`` (inflated by the 3D models), its residual branches' last BN at gamma 0 or 1
+    (``cfg.zero_init_residual``)."""
+    net = ResNet(cfg.depth, cfg.width, cfg.in_channels, cfg.stem_stride)
+    if not cfg.zero_init_residual:
+        for block in net.blocks():
+            last = block.conv3 if isinstance(block, Bottleneck) else block.conv2
+            nn.init.ones_(last[1].weight)
+    return net

@@ -48,10 +48,12 @@ from deepnotes.video.models.registry import MODELS
 class ShortTermTDM(nn.Module):
     """(N, C, T, H, W) clip -> (N*T, width, h, w) features to add to the stem output of size (h, w)."""
 
-    def __init__(self, in_channels: int, width: int) -> None:
+    def __init__(self, in_channels: int, width: int, live: bool = False) -> None:
         super().__init__()
-        self.encode = nn.Sequential(nn.Conv2d(2 * in_channels, width, 3, stride=2, padding=1, bias=False),
-                                    zero_bn(width))
+        # ``live``: the encoder's BN starts at gamma 1, so the differences reach the stem from the first step
+        # (as the released code's difference stream does); otherwise gamma 0, the branch starts at zero
+        bn = nn.BatchNorm2d(width) if live else zero_bn(width)
+        self.encode = nn.Sequential(nn.Conv2d(2 * in_channels, width, 3, stride=2, padding=1, bias=False), bn)
 
     @torch.no_grad()
     def init_pretrained(self, backbone: nn.Module) -> None:
@@ -119,4 +121,5 @@ class LongTermTDM(nn.Module):
 def build(cfg: ModelConfig) -> Recognizer2D:
     backbone = resnet(cfg)
     insert_after_conv1(backbone, lambda c: LongTermTDM(c, cfg.num_segments))
-    return Recognizer2D(backbone, cfg, stem_fusion=ShortTermTDM(cfg.in_channels, cfg.width))
+    live = not cfg.zero_init_residual  # the stem's difference branch starts as the residual branches do
+    return Recognizer2D(backbone, cfg, stem_fusion=ShortTermTDM(cfg.in_channels, cfg.width, live))
