@@ -5,6 +5,7 @@ indices into a (T, H, W, C) array, so RGB videos, frames folders and optical-flo
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -132,7 +133,18 @@ def make_loader(dataset: VideoDataset, batch_size: int, shuffle: bool, workers: 
     ``dataset.set_epoch(e)`` (see :func:`set_epoch`) before each epoch."""
     sampler = ShardedBatchSampler(len(dataset), batch_size, shuffle, seed, rank, world_size, drop_last)
     return DataLoader(_WithIndex(dataset), batch_sampler=sampler, num_workers=workers,
-                      collate_fn=_IndexedCollate(), persistent_workers=False)
+                      collate_fn=_IndexedCollate(), persistent_workers=False,
+                      multiprocessing_context=worker_context() if workers > 0 else None)
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """How loader workers start: forked from a clean server process, not from this one. A process that has
+    decoded with PyAV's frame threads cannot be forked safely: with av 18.1.1 a worker forked after the main
+    process decoded a video hangs in its first decode (measured 2026-12-07; 18.1.0 did not). The server
+    imports the data modules once, so a worker still starts in milliseconds."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "deepnotes.video.data.dataset"])
+    return ctx
 
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:
