@@ -26,8 +26,8 @@ from deepnotes.calib.experiments import (  # noqa: E402
     per_camera_intrinsics,
 )
 from deepnotes.calib.intrinsics import Views, calibrate_intrinsics  # noqa: E402
-from deepnotes.calib.rig import RigObservations, calibrate_rig  # noqa: E402
-from deepnotes.calib.synthetic import SynthRig, synthetic_rig, write_dataset  # noqa: E402
+from deepnotes.calib.rig import calibrate_rig  # noqa: E402
+from deepnotes.calib.synthetic import synthetic_rig, write_dataset  # noqa: E402
 from deepnotes.core.claims import ClaimContext, Outcome, claim  # noqa: E402
 from deepnotes.core.notes import Source  # noqa: E402
 from deepnotes.core.verdict import Test, ratios  # noqa: E402
@@ -108,33 +108,6 @@ def adaptive_window(ctx: ClaimContext) -> Outcome:
                          "to 2-12).")
 
 
-def _multiview_free(obs: RigObservations, rig: SynthRig) -> dict:
-    """OpenCV 5 ``calibrateMultiview`` left to itself: no intrinsic guess, nothing fixed (flags 0), so it
-    calibrates each camera and may refine everything. (OpenCV 5.1.0 returns each camera's calibrateCamera
-    intrinsics unchanged either way: measured, reported by the claim.)"""
-    frames = sorted({f for c in obs.cameras for f in obs.corners[c]})
-    nc = len(obs.cameras)
-    mask = np.zeros((nc, len(frames)), np.uint8)
-    pts = []
-    for ci, c in enumerate(obs.cameras):
-        row = []
-        for fi, f in enumerate(frames):
-            seen = f in obs.corners[c]
-            mask[ci, fi] = int(seen)
-            empty = np.zeros((len(obs.obj), 2), np.float32)
-            row.append(obs.corners[c][f].astype(np.float32) if seen else empty)
-        pts.append(row)
-    _, Ks, Ds, Rs, Ts = cv2.calibrateMultiview(
-        [obs.obj.astype(np.float32)] * len(frames), pts, [c.image_size for c in rig.cameras], mask,
-        np.zeros((nc, 1), np.uint8), None, None, None, None, flagsForIntrinsics=np.zeros((nc, 1), np.int32),
-        flags=0,
-    )
-    R = {c: cv2.Rodrigues(np.asarray(r).reshape(3, 1))[0] if np.asarray(r).size == 3 else np.asarray(r)
-         for c, r in zip(obs.cameras, Rs, strict=True)}
-    T = {c: np.asarray(t).ravel() for c, t in zip(obs.cameras, Ts, strict=True)}
-    return {"K": dict(zip(obs.cameras, Ks, strict=True)), "R": R, "T": T}
-
-
 @lru_cache(maxsize=64)
 def rig_trial(n_frames: int, sigma: float, seed: int) -> dict:
     """One noisy-corner trial on the 4-camera synthetic rig: errors of calibrateMultiview with fixed and with
@@ -145,7 +118,7 @@ def rig_trial(n_frames: int, sigma: float, seed: int) -> dict:
     intr = per_camera_intrinsics(obs, rig)
     res = calibrate_rig("rig", obs, rig.cameras[0].name, intr)
     return {"multiview_fixed": errors(multiview_baseline(obs, rig, intr), rig),
-            "multiview_free": errors(_multiview_free(obs, rig), rig),
+            "multiview_free": errors(multiview_baseline(obs, rig), rig),
             "joint": errors({"K": {c: r.K for c, r in res.intrinsics.items()}, "R": res.R, "T": res.T}, rig),
             "fx_err": [res.intrinsics[c.name].K[0, 0] - c.K[0, 0] for c in rig.cameras],
             "fx_std": [res.std[c.name]["fx"] for c in rig.cameras]}

@@ -39,33 +39,38 @@ def per_camera_intrinsics(obs: RigObservations, rig: SynthRig) -> dict[str, Intr
     return out
 
 
-def multiview_baseline(obs: RigObservations, rig: SynthRig, intr: dict[str, IntrinsicsResult]) -> dict:
-    """OpenCV 5 ``calibrateMultiview`` with the per-camera intrinsics held fixed (pose-only refinement)."""
+def multiview_baseline(obs: RigObservations, rig: SynthRig,
+                       intr: dict[str, IntrinsicsResult] | None = None) -> dict:
+    """OpenCV 5 ``calibrateMultiview`` on the rig's observations: with ``intr`` the per-camera intrinsics are
+    held fixed (pose-only refinement); without, it is left to itself (no intrinsic guess, flags 0: it
+    calibrates each camera and may refine everything; OpenCV 5.1.0 returns each camera's calibrateCamera
+    intrinsics unchanged either way, measured and reported by the claim). Returns {"K", "R", "T"} by
+    camera."""
     frames = sorted({f for c in obs.cameras for f in obs.corners[c]})
     nc = len(obs.cameras)
     mask = np.zeros((nc, len(frames)), np.uint8)
+    empty = np.zeros((len(obs.obj), 2), np.float32)
     pts = []
     for ci, c in enumerate(obs.cameras):
-        row = []
         for fi, f in enumerate(frames):
-            if f in obs.corners[c]:
-                mask[ci, fi] = 1
-                row.append(obs.corners[c][f].astype(np.float32))
-            else:
-                row.append(np.zeros((len(obs.obj), 2), np.float32))
-        pts.append(row)
-    fix = np.full((nc, 1), cv2.CALIB_USE_INTRINSIC_GUESS | cv2.CALIB_FIX_INTRINSIC, np.int32)
-    Ks = [intr[c].K.astype(np.float64) for c in obs.cameras]
-    Ds = [intr[c].dist.reshape(1, -1).astype(np.float64) for c in obs.cameras]
+            mask[ci, fi] = f in obs.corners[c]
+        pts.append([obs.corners[c][f].astype(np.float32) if f in obs.corners[c] else empty for f in frames])
+    if intr is None:
+        Ks = Ds = None
+        fix, flags = np.zeros((nc, 1), np.int32), 0
+    else:
+        Ks = [intr[c].K.astype(np.float64) for c in obs.cameras]
+        Ds = [intr[c].dist.reshape(1, -1).astype(np.float64) for c in obs.cameras]
+        fix = np.full((nc, 1), cv2.CALIB_USE_INTRINSIC_GUESS | cv2.CALIB_FIX_INTRINSIC, np.int32)
+        flags = cv2.CALIB_USE_INTRINSIC_GUESS
     _, Ks, Ds, Rs, Ts = cv2.calibrateMultiview(
         [obs.obj.astype(np.float32)] * len(frames), pts, [c.image_size for c in rig.cameras], mask,
-        np.zeros((nc, 1), np.uint8), Ks, Ds, None, None, flagsForIntrinsics=fix,
-        flags=cv2.CALIB_USE_INTRINSIC_GUESS,
+        np.zeros((nc, 1), np.uint8), Ks, Ds, None, None, flagsForIntrinsics=fix, flags=flags,
     )
     R = {c: cv2.Rodrigues(np.asarray(r).reshape(3, 1))[0] if np.asarray(r).size == 3 else np.asarray(r)
-         for c, r in zip(obs.cameras, Rs, strict=False)}
-    T = {c: np.asarray(t).ravel() for c, t in zip(obs.cameras, Ts, strict=False)}
-    return {"K": dict(zip(obs.cameras, Ks, strict=False)), "R": R, "T": T}
+         for c, r in zip(obs.cameras, Rs, strict=True)}
+    T = {c: np.asarray(t).ravel() for c, t in zip(obs.cameras, Ts, strict=True)}
+    return {"K": dict(zip(obs.cameras, Ks, strict=True)), "R": R, "T": T}
 
 
 def errors(est: dict, rig: SynthRig) -> dict[str, float]:
