@@ -137,3 +137,23 @@ def word_tokenizer(size: int = VOCAB):
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
                                    unk_token="<unk>")
+
+
+def greedy_reference(model, ids: torch.Tensor, steps: int, encdec: bool) -> torch.Tensor:
+    """Reference decoder: the whole sequence recomputed every step (no cache reuse), EOS barred."""
+    eos = model.config.eos_token_id
+
+    def pick(logits):
+        logits = logits[:, -1:].clone()
+        logits[..., eos] = float("-inf")
+        return logits.argmax(-1)
+
+    if encdec:
+        out = torch.full((ids.shape[0], 1), model.config.decoder_start_token_id)
+        for _ in range(steps):
+            out = torch.cat([out, pick(model(input_ids=ids, decoder_input_ids=out).logits)], 1)
+        return out
+    out = ids
+    for _ in range(steps):
+        out = torch.cat([out, pick(model(input_ids=out).logits)], 1)
+    return out

@@ -11,7 +11,7 @@ import torch
 import peft
 from deepnotes.peft import METHODS, apply, load_adapter, merge, save_adapter
 from deepnotes.peft.methods import method_config
-from tests.peft.conftest import BUILDERS, ENCODER_DECODER, VOCAB
+from tests.peft.conftest import BUILDERS, ENCODER_DECODER, VOCAB, greedy_reference
 
 ARCHS = list(BUILDERS)
 ADAPTER_METHODS = [name for name, m in METHODS.items() if m.config is not None]
@@ -106,26 +106,6 @@ def test_lora_merged_equals_unmerged(arch, ids):
     torch.testing.assert_close(model(input_ids=ids, labels=ids).logits, unmerged, atol=1e-5, rtol=0)
 
 
-def _greedy(model, ids: torch.Tensor, steps: int, encdec: bool) -> torch.Tensor:
-    """Reference decoder: the whole sequence recomputed every step (no cache reuse), EOS barred."""
-    eos = model.config.eos_token_id
-
-    def pick(logits):
-        logits = logits[:, -1:].clone()
-        logits[..., eos] = float("-inf")
-        return logits.argmax(-1)
-
-    if encdec:
-        out = torch.full((ids.shape[0], 1), model.config.decoder_start_token_id)
-        for _ in range(steps):
-            out = torch.cat([out, pick(model(input_ids=ids, decoder_input_ids=out).logits)], 1)
-        return out
-    out = ids
-    for _ in range(steps):
-        out = torch.cat([out, pick(model(input_ids=out).logits)], 1)
-    return out
-
-
 @pytest.mark.parametrize("arch", ["t5", "llama", "qwen2", "mistral"])
 def test_prefix_generate_through_the_cache_equals_full_recompute(arch, ids):
     model = apply(BUILDERS[arch](), method_config("prefix", BUILDERS[arch](), hidden_size=16,
@@ -133,7 +113,7 @@ def test_prefix_generate_through_the_cache_equals_full_recompute(arch, ids):
     with torch.no_grad():
         for t in model.prefix_tuning.tables.values():
             t.embedding.weight.mul_(3.0)  # make the prefix matter
-    want = _greedy(model, ids, 6, arch in ENCODER_DECODER)
+    want = greedy_reference(model, ids, 6, arch in ENCODER_DECODER)
     assert torch.equal(_generate(model, ids, 6)[:, -6:], want[:, -6:])
 
 

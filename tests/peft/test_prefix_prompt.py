@@ -8,34 +8,13 @@ import torch
 import peft
 from deepnotes.peft import PrefixConfig, PromptConfig, apply, load_adapter, save_adapter, trainable_parameters
 from deepnotes.peft.methods.prefix import PrefixTuning
-from tests.peft.conftest import tiny_bart, tiny_gpt2
+from tests.peft.conftest import greedy_reference, tiny_bart, tiny_gpt2
 
 
 def _scale_prefix(model, factor=0.1):
     with torch.no_grad():
         for t in model.prefix_tuning.tables.values():
             t.embedding.weight.mul_(factor)
-
-
-def _greedy(model, ids, steps, encdec):
-    """Reference decoder: recompute the whole sequence every step, no cache reuse; EOS barred (min length)."""
-    eos = model.config.eos_token_id
-
-    def pick(logits):
-        logits = logits[:, -1:].clone()
-        logits[..., eos] = float("-inf")
-        return logits.argmax(-1)
-
-    if encdec:
-        out = torch.full((ids.shape[0], 1), model.config.decoder_start_token_id)
-        for _ in range(steps):
-            logits = model(input_ids=ids, decoder_input_ids=out).logits
-            out = torch.cat([out, pick(logits)], 1)
-        return out
-    out = ids
-    for _ in range(steps):
-        out = torch.cat([out, pick(model(input_ids=out).logits)], 1)
-    return out
 
 
 def test_gpt2_prefix_matches_peft(ids):
@@ -85,7 +64,7 @@ def test_prefix_generate_matches_full_recompute(arch, ids):
     _scale_prefix(model, 3.0)  # make the prefix matter
     got = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6,
                          do_sample=False, min_new_tokens=6)
-    want = _greedy(model, ids, 6, encdec)
+    want = greedy_reference(model, ids, 6, encdec)
     assert torch.equal(got[:, -6:], want[:, -6:])
 
 
@@ -153,7 +132,7 @@ def test_prompt_generate_and_round_trip(arch, ids, tmp_path):
     model = apply(tiny_bart() if encdec else tiny_gpt2(), PromptConfig(num_virtual_tokens=3, init="random"))
     got = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=5,
                          min_new_tokens=5, do_sample=False)
-    want = _greedy(model, ids, 5, encdec)
+    want = greedy_reference(model, ids, 5, encdec)
     assert torch.equal(got[:, -5:], want[:, -5:])
     save_adapter(model, tmp_path)
     back = load_adapter(tiny_bart() if encdec else tiny_gpt2(), tmp_path)
