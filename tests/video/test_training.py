@@ -265,14 +265,17 @@ def test_train_config_passes_zero_init_residual_to_the_model(tmp_path):
 
 def test_cli_synth_motion_hard_and_the_zero_init_flag(motion_data, tiny_train_kwargs, tmp_path):
     """`video synth motion_hard` writes the hard set; `--zero-init-residual` reaches the stored model
-    config (default for tdn: off, gamma 1)."""
+    config (default for every model: off, gamma 1)."""
     res = CliRunner().invoke(app, ["video", "synth", "motion_hard", str(tmp_path / "h"), "--n-per-class", "1",
                                    "--val-per-class", "1", "--frames", "4", "--size", "32"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "h" / "classes.txt").read_text().split()[4:6] == ["grow", "shrink"]
-    assert TrainConfig(model="tsm", train="t", out="o").resolved_zero_init_residual() is True
-    assert TrainConfig(model="tdn", train="t", out="o").resolved_zero_init_residual() is False
-    args = ["video", "train", "--model", "tdn", "--train", str(motion_data["train"]), "--epochs", "1",
+    for model in ("tsm", "tdn", "tsn"):
+        assert TrainConfig(model=model, train="t", out="o").resolved_zero_init_residual() is False
+    # a config.json stored while only TDN defaulted to gamma 1 holds null: read as gamma 1
+    stored = TrainConfig(model="tsm", train="t", out="o", zero_init_residual=None)
+    assert stored.resolved_zero_init_residual() is False
+    args = ["video", "train", "--model", "tsm", "--train", str(motion_data["train"]), "--epochs", "1",
             "--segments", "4", "--input-size", "16", "--depth", "10", "--width", "4", "--stem-stride", "1",
             "--batch-size", "4", "--workers", "0", "--device", "cpu"]
     for flag, expected in (("--zero-init-residual", True), (None, False)):

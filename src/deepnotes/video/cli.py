@@ -48,8 +48,8 @@ D = {f.name: f.default for f in fields(TrainConfig)}  # the defaults --help show
 TWO = "Two-stream (--model two_stream)"  # the --help panel of the flags only two-stream reads
 Opt = typer.Option
 ZERO_INIT = Opt(D["zero_init_residual"], "--zero-init-residual/--no-zero-init-residual",
-                help="start every residual branch (and TDN's stem differences) at zero; default: off "
-                "for tdn, on for the rest")
+                help="start every residual branch (and TDN's stem differences) at zero, each block as "
+                "identity (off: at gamma 1, torchvision's init)")
 
 
 def square(flag: str, why: str = "the video pipeline crops squares"):

@@ -21,10 +21,6 @@ AT_LEAST = {"epochs": 1, "batch_size": 1, "segments": 1, "frame_interval": 1, "e
             "depth": 1, "width": 1, "stem_stride": 1, "start_index": 0, "new_length": 1, "weight_decay": 0,
             "warmup_epochs": 0, "num_classes": 1}
 POSITIVE = ("lr", "flow_bound")
-# the models whose default init starts every branch at gamma 1: TDN learns order-only data with random shapes
-# on textures only so (its stem differences must reach the network from the first step); for TSM gamma 1
-# bought nothing there, and the claims' TSM runs were measured with gamma 0
-GAMMA_ONE = ("tdn",)
 
 
 @dataclass
@@ -59,9 +55,10 @@ class TrainConfig:
     width: int = 64
     stem_stride: int | None = None  # None: 4 for inputs >= 112, 2 for >= 48, else 1
     # True: every residual branch's last BN (and TDN's stem difference branch) starts at gamma 0, each block
-    # as identity (the init before 2026-12-07); False: at 1, the temporal modules act from the first step.
-    # None: False for the models of GAMMA_ONE, True for the rest (docs/video.md, "Order on harder data")
-    zero_init_residual: bool | None = None
+    # as identity (every model's init before 2026-12-07); False (the default, torchvision's): at 1, so the
+    # temporal modules act, and get gradients, from the first step. None (configs stored on 2026-12-07,
+    # when only TDN defaulted to gamma 1) reads as False (docs/video.md, "Order on harder data")
+    zero_init_residual: bool | None = False
     dropout: float = 0.5
     consensus: str = "avg"  # TSN's segmental consensus over the segments' scores: avg or max (--model tsn)
     # 2D ResNet weights to start from (torchvision/timm .pth, .safetensors, a transformers save_pretrained
@@ -118,9 +115,7 @@ class TrainConfig:
         return 4 if self.input_size >= 112 else 2 if self.input_size >= 48 else 1
 
     def resolved_zero_init_residual(self) -> bool:
-        if self.zero_init_residual is not None:
-            return self.zero_init_residual
-        return self.model not in GAMMA_ONE
+        return bool(self.zero_init_residual)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
