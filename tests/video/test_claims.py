@@ -264,3 +264,18 @@ def test_motion_cost_rounds_time_modules_per_batch_size():
     assert set(flow) == {"farneback", "dis"} and all(len(v) == 2 for v in flow.values())
     assert list(mods) == list(motion_cost.BATCHES) and motion_cost.BATCHES[-1] == 1
     assert all(len(v) == 2 and min(v) > 0 for ms in mods.values() for v in ms.values())
+
+
+def test_train_run_takes_the_setups_residual_init_not_the_cli_default(tmp_path, monkeypatch):
+    """The claims that train through `video train` (two-stream, untrimmed) keep their setup's init (gamma 0
+    quick, gamma 1 full) when `video train`'s default changes; an explicit value still wins."""
+    from deepnotes.video.claims import common
+
+    seen = []
+    monkeypatch.setattr(common, "train", lambda cfg: seen.append(cfg.resolved_zero_init_residual()) or [])
+    for quick, expected in ((True, common.QUICK.zero_init_residual), (False, common.FULL.zero_init_residual)):
+        ctx = ClaimContext(quick=quick, seed=0, device=torch.device("cpu"), out_dir=tmp_path)
+        common.train_run(ctx, "tsm", "t.txt", None, tmp_path / "run")
+        assert seen[-1] is expected
+    common.train_run(ctx, "tsm", "t.txt", None, tmp_path / "run", zero_init_residual=True)
+    assert seen == [True, False, True]

@@ -58,7 +58,11 @@ def train_run(ctx: ClaimContext, model: str, train_list, val_list, out, seed: in
               **kw) -> list[dict]:
     """Train ``model`` in-process (no worker processes, frames cached) on the claim's device and ``seed``
     (the claim's when None); ``kw`` are further :class:`TrainConfig` fields. Returns the per-epoch
-    records."""
+    records.
+
+    The residual init is the setup's (``Setup.zero_init_residual``: gamma 0 quick, 1 full), as for every
+    other video claim, not ``video train``'s default: a claim's protocol does not move with a CLI default."""
+    kw.setdefault("zero_init_residual", setup_of(ctx).zero_init_residual)
     cfg = TrainConfig(model=model, train=str(train_list), val=val_list and str(val_list), out=str(out),
                       workers=0, cache=True, device=str(ctx.device), seed=ctx.seed if seed is None else seed,
                       **kw)
