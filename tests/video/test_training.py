@@ -284,3 +284,18 @@ def test_cli_synth_motion_hard_and_the_zero_init_flag(motion_data, tiny_train_kw
         assert res.exit_code == 0, res.output
         _, meta = load_checkpoint(out / "checkpoint.safetensors")
         assert meta["model_config"]["zero_init_residual"] is expected
+
+
+def test_cli_consensus_flag_reaches_the_tsn_model(motion_data, tmp_path):
+    """`--consensus max` (a TrainConfig field, so a flag) is stored and rebuilds TSN with max consensus;
+    an unknown mode is refused when the command line is parsed."""
+    args = ["video", "train", "--model", "tsn", "--train", str(motion_data["train"]), "--epochs", "1",
+            "--segments", "4", "--input-size", "16", "--depth", "10", "--width", "4", "--stem-stride", "1",
+            "--batch-size", "4", "--workers", "0", "--device", "cpu"]
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, [*args, "--out", str(out), "--consensus", "max"])
+    assert res.exit_code == 0, res.output
+    _, meta = load_checkpoint(out / "checkpoint.safetensors")
+    assert meta["model_config"]["consensus"] == "max"
+    bad = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "bad"), "--consensus", "median"])
+    assert bad.exit_code == 2 and not (tmp_path / "bad").exists()

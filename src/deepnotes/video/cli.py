@@ -24,6 +24,7 @@ from deepnotes.video.data.synth import KINDS, synth_dataset
 from deepnotes.video.data.transforms import CROPS
 from deepnotes.video.evaluation import evaluate, predict
 from deepnotes.video.models import MODELS, build_model, model_cost
+from deepnotes.video.models.base import CONSENSUS
 from deepnotes.video.models.two_stream import parse_fusion
 from deepnotes.video.synth_extra import EXTRA_KINDS, synth_extra
 from deepnotes.video.training import train as run_train
@@ -40,6 +41,7 @@ Model = MODELS.choices()
 Stream = str_enum("Stream", SINGLE_STREAM)
 Sampling = str_enum("Sampling", MODES)
 Crop = str_enum("Crop", CROPS)
+Consensus = str_enum("Consensus", CONSENSUS)
 ListFormat = str_enum("ListFormat", LIST_FORMATS)
 FlowMethod = str_enum("FlowMethod", METHODS)
 SynthKind = str_enum("SynthKind", (*KINDS, *EXTRA_KINDS))
@@ -137,6 +139,8 @@ def train_cmd(
     width: int = Opt(D["width"], "--width", min=1, help="channels of the first ResNet stage"),
     stem_stride: int = Opt(None, "--stem-stride", min=1, help="1, 2 or 4 (default by input size)"),
     dropout: float = Opt(D["dropout"], "--dropout", callback=fraction),
+    consensus: Consensus = Opt(D["consensus"], "--consensus",
+                               help="TSN's segmental consensus over the segments' scores (--model tsn)"),
     zero_init_residual: bool = ZERO_INIT,
     pretrained: Path = Opt(None, "--pretrained", help="2D ResNet weights to start from: a torchvision/timm "
                            ".pth, a .safetensors or a transformers save_pretrained folder (inflated for "
