@@ -52,6 +52,11 @@ Opt = typer.Option
 ZERO_INIT = Opt(D["zero_init_residual"], "--zero-init-residual/--no-zero-init-residual",
                 help="start every residual branch (and TDN's stem differences) at zero, each block as "
                 "identity (off: at gamma 1, torchvision's init)")
+CONSENSUS_OPT = Opt(D["consensus"], "--consensus",
+                    help="TSN's segmental consensus over the segments' scores (--model tsn)")
+PRETRAINED = Opt(None, "--pretrained", help="2D ResNet weights to start from: a torchvision/timm .pth, a "
+                 ".safetensors or a transformers save_pretrained folder (inflated for i3d, r2plus1d); the "
+                 "depth and width must match")
 
 
 def square(flag: str, why: str = "the video pipeline crops squares"):
@@ -139,12 +144,9 @@ def train_cmd(
     width: int = Opt(D["width"], "--width", min=1, help="channels of the first ResNet stage"),
     stem_stride: int = Opt(None, "--stem-stride", min=1, help="1, 2 or 4 (default by input size)"),
     dropout: float = Opt(D["dropout"], "--dropout", callback=fraction),
-    consensus: Consensus = Opt(D["consensus"], "--consensus",
-                               help="TSN's segmental consensus over the segments' scores (--model tsn)"),
+    consensus: Consensus = CONSENSUS_OPT,
     zero_init_residual: bool = ZERO_INIT,
-    pretrained: Path = Opt(None, "--pretrained", help="2D ResNet weights to start from: a torchvision/timm "
-                           ".pth, a .safetensors or a transformers save_pretrained folder (inflated for "
-                           "i3d, r2plus1d); the depth and width must match"),
+    pretrained: Path = PRETRAINED,
     eval_every: int = Opt(D["eval_every"], "--eval-every", min=1,
                           help="validate every N epochs (and after the last)"),
     freeze_bn: bool = Opt(D["freeze_bn"], "--freeze-bn", help="BatchNorm keeps its running statistics"),
