@@ -48,6 +48,20 @@ def _peft_config(cfg: LoraConfig, **kw) -> peft.LoraConfig:
                            target_modules=cfg.target_modules, use_rslora=cfg.use_rslora, bias=cfg.bias, **kw)
 
 
+def _assert_same_logits_and_lora_grads(ours: nn.Module, theirs: nn.Module, ids: torch.Tensor) -> list[str]:
+    """One forward and backward of both models on ``ids``: same logits and the same gradient on every
+    trainable parameter of ours (peft's parameter of the same name). Returns those names."""
+    out_a, out_b = ours(input_ids=ids, labels=ids), theirs(input_ids=ids, labels=ids)
+    torch.testing.assert_close(out_a.logits, out_b.logits, atol=1e-5, rtol=0)
+    out_a.loss.backward()
+    out_b.loss.backward()
+    grads_b = dict(theirs.base_model.model.named_parameters())
+    names = [n for n, p in ours.named_parameters() if p.requires_grad]
+    for n in names:
+        torch.testing.assert_close(ours.get_parameter(n).grad, grads_b[n].grad, atol=1e-5, rtol=0)
+    return names
+
+
 @pytest.mark.parametrize("use_rslora", [False, True])
 @pytest.mark.parametrize("targets", [["c_attn", "c_fc"], ["c_attn", "wte"], r".*\.mlp\.c_proj"])
 def test_gpt2_outputs_and_gradients_match_peft(ids, targets, use_rslora):
@@ -56,16 +70,8 @@ def test_gpt2_outputs_and_gradients_match_peft(ids, targets, use_rslora):
     _randomise_b(ours)
     theirs = peft.get_peft_model(tiny_gpt2(), _peft_config(cfg, fan_in_fan_out=True))
     _copy_lora_weights(ours, theirs)
-    out_a = ours(input_ids=ids, labels=ids)
-    out_b = theirs(input_ids=ids, labels=ids)
-    torch.testing.assert_close(out_a.logits, out_b.logits, atol=1e-5, rtol=0)
-    out_a.loss.backward()
-    out_b.loss.backward()
-    grads_b = dict(theirs.base_model.model.named_parameters())
-    names = [n for n, p in ours.named_parameters() if p.requires_grad]
+    names = _assert_same_logits_and_lora_grads(ours, theirs, ids)
     assert names and all("lora_" in n for n in names)
-    for n in names:
-        torch.testing.assert_close(dict(ours.named_parameters())[n].grad, grads_b[n].grad, atol=1e-5, rtol=0)
 
 
 def test_bart_linear_matches_peft(ids):
@@ -375,15 +381,7 @@ def test_qwen2_dropout_step_matches_peft_given_the_same_masks(ids, monkeypatch, 
     for m in theirs.modules():
         if isinstance(getattr(m, "lora_dropout", None), nn.ModuleDict):
             m.lora_dropout["default"] = _FixedDropout(0.25)
-    out_a = ours(input_ids=ids, labels=ids)
-    out_b = theirs(input_ids=ids, labels=ids)
-    torch.testing.assert_close(out_a.logits, out_b.logits, atol=1e-5, rtol=0)
-    out_a.loss.backward()
-    out_b.loss.backward()
-    grads_b = dict(theirs.base_model.model.named_parameters())
-    for n, p in ours.named_parameters():
-        if p.requires_grad:
-            torch.testing.assert_close(p.grad, grads_b[n].grad, atol=1e-5, rtol=0)
+    _assert_same_logits_and_lora_grads(ours, theirs, ids)
     # two blocks: one mask for q/k/v, o, gate/up, down each when grouped; seven when not
     assert groups == ([3, 2] * 2 if fuse else [])
     assert len(drawn) == (4 if fuse else 7) * 2

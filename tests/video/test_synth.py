@@ -37,13 +37,19 @@ def test_scene_motion_does_not_depend_on_class():
     assert a.shape == b.shape == (6, 32, 32, 3) and not np.array_equal(a, b)
 
 
-def test_dataset_is_deterministic_and_readable(tmp_path):
-    p1 = synth_dataset("scene", tmp_path / "a", 1, 1, frames=4, size=16, seed=3)
-    p2 = synth_dataset("scene", tmp_path / "b", 1, 1, frames=4, size=16, seed=3)
+def _same_twice(kind: str, tmp_path, size: int) -> dict:
+    """Write ``kind`` twice with one seed: 8 classes, byte-identical videos of (4, size, size, 3)."""
+    p1 = synth_dataset(kind, tmp_path / "a", 1, 1, frames=4, size=size, seed=3)
+    p2 = synth_dataset(kind, tmp_path / "b", 1, 1, frames=4, size=size, seed=3)
     r1, r2 = read_list(p1["train"]), read_list(p2["train"])
     assert [r.label for r in r1] == list(range(8))
     assert all(a.path.read_bytes() == b.path.read_bytes() for a, b in zip(r1, r2, strict=True))
-    assert read_video(r1[0].path).shape == (4, 16, 16, 3)
+    assert read_video(r1[0].path).shape == (4, size, size, 3)
+    return p1
+
+
+def test_dataset_is_deterministic_and_readable(tmp_path):
+    _same_twice("scene", tmp_path, 16)
     with pytest.raises(ValueError, match="unknown synthetic"):
         synth_dataset("sports", tmp_path / "c", 1)
 
@@ -86,12 +92,7 @@ def test_hard_classes_move_the_way_they_are_named():
 
 
 def test_hard_dataset_is_deterministic_with_its_own_classes(tmp_path):
-    p1 = synth_dataset("motion_hard", tmp_path / "a", 1, 1, frames=4, size=32, seed=3)
-    p2 = synth_dataset("motion_hard", tmp_path / "b", 1, 1, frames=4, size=32, seed=3)
-    r1, r2 = read_list(p1["train"]), read_list(p2["train"])
-    assert [r.label for r in r1] == list(range(8))
-    assert all(a.path.read_bytes() == b.path.read_bytes() for a, b in zip(r1, r2, strict=True))
-    assert read_video(r1[0].path).shape == (4, 32, 32, 3)
+    p1 = _same_twice("motion_hard", tmp_path, 32)
     assert p1["classes"].read_text().split() == HARD_CLASSES
     assert json.loads(p1["flip_map"].read_text()) == {"0": 1, "1": 0, "6": 7, "7": 6}
     # the easy set's bytes do not change with the new kind
