@@ -212,7 +212,10 @@ def test_families_and_the_lists_derived_from_them():
     from deepnotes.video.models.tsn import TSNConfig
 
     assert MODELS.names(family="two_stream") == ["two_stream"]
-    assert CONFIGS == {"two_stream": TwoStreamConfig, "tsn": TSNConfig}  # TSN: its consensus option
+    from deepnotes.video.models.tea import TEAConfig
+
+    # TSN: its consensus option; TEA: its pass-through shift
+    assert CONFIGS == {"two_stream": TwoStreamConfig, "tsn": TSNConfig, "tea": TEAConfig}
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -331,7 +334,7 @@ def test_tdn_long_term_attention_is_x_plus_x_times_the_mean_of_both_directions()
 def test_tea_mta_second_group_sees_only_its_own_channels():
     from deepnotes.video.models.tea import MultipleTemporalAggregation
 
-    mta = MultipleTemporalAggregation(8, t=3)
+    mta = MultipleTemporalAggregation(8, t=3, shift_passthrough=False)
     x = torch.zeros(2 * 3, 8, 4, 4)
     x[:, :2] = torch.randn(6, 2, 4, 4)  # only the pass-through group is non-zero
     with torch.no_grad():
@@ -342,6 +345,44 @@ def test_tea_mta_second_group_sees_only_its_own_channels():
         out = mta(x)
     # identity init chain
     assert torch.allclose(out[:, 4:6], x[:, 2:4]) and torch.allclose(out[:, 6:8], x[:, 2:4])
+
+
+def test_tea_passthrough_group_starts_as_a_bidirectional_shift():
+    """TEA's released code: the group without convolutions goes through a temporal conv that starts as TSM's
+    shift, half its channels from the next frame and half from the previous one, zeros past the ends."""
+    from deepnotes.video.models.tea import MultipleTemporalAggregation
+
+    t = 4
+    mta = MultipleTemporalAggregation(16, t=t)  # 4 groups of 4 channels: the first is the pass-through
+    x = torch.randn(2 * t, 16, 3, 3)
+    with torch.no_grad():
+        out = mta(x)
+    v, o = x.view(2, t, 16, 3, 3), out.view(2, t, 16, 3, 3)
+    ref = torch.zeros(2, t, 4, 3, 3)
+    ref[:, :-1, :2] = v[:, 1:, :2]  # channels 0-1 read frame t+1
+    ref[:, 1:, 2:4] = v[:, :-1, 2:4]  # channels 2-3 read frame t-1
+    assert torch.equal(o[:, :, :4], ref)
+    assert mta.shift.weight.requires_grad  # learnable, as TEA's ShiftModule
+    still = MultipleTemporalAggregation(16, t=t, shift_passthrough=False)
+    with torch.no_grad():
+        assert torch.equal(still(x)[:, :4], x[:, :4])
+
+
+def test_tea_checkpoints_stored_before_the_shift_load_into_the_network_that_wrote_them():
+    from dataclasses import asdict
+
+    from deepnotes.video.models.registry import build_from_config
+
+    new = build_model("tea", 5, num_segments=4, depth=10, width=8)
+    stored = asdict(new.cfg)
+    assert stored["shift_passthrough"] is True and build_from_config(stored).cfg.shift_passthrough
+    stored.pop("shift_passthrough")  # a model_config written before the field existed
+    old = build_from_config(stored)
+    assert old.cfg.shift_passthrough is False
+    extra = set(new.state_dict()) - set(old.state_dict())
+    assert extra and all(k.endswith("shift.weight") for k in extra)
+    old.load_state_dict(build_model("tea", 5, num_segments=4, depth=10, width=8,
+                                    shift_passthrough=False).state_dict())  # strict: same keys
 
 
 def test_flops_count_the_temporal_convs_written_as_products():

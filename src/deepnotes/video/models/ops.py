@@ -54,6 +54,20 @@ class TemporalConv(nn.Module):
         return temporal_taps(v, list(wt)).view(nt, c, h, w)
 
 
+@torch.no_grad()
+def init_bidirectional_shift(conv: TemporalConv) -> None:
+    """Start a k=3 :class:`TemporalConv` as TSM's shift with half the channels each way: the first half read
+    the next frame, the second half the previous one (an odd last channel keeps its own frame). TEA's
+    released code starts the temporal conv of MTA's pass-through group so (``ShiftModule(mode='shift')``)."""
+    if conv.k != 3:
+        raise ValueError(f"a bidirectional shift is a k=3 temporal conv, got k={conv.k}")
+    half = conv.weight.shape[0] // 2
+    conv.weight.zero_()
+    conv.weight[:half, 2] = 1.0  # tap 2 reads frame t+1
+    conv.weight[half:2 * half, 0] = 1.0  # tap 0 reads frame t-1
+    conv.weight[2 * half:, 1] = 1.0
+
+
 class Pointwise(nn.Conv2d):
     """A 1x1 convolution (the parameters and state-dict layout of ``nn.Conv2d(c_in, c_out, 1)``) computed as
     one batched matrix product ``W (c_out, c_in) @ x (N, c_in, H*W)``. The attention branches of TEA, STM and

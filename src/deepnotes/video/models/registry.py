@@ -72,6 +72,10 @@ def build_model(name: str, num_classes: int, **options: Any) -> nn.Module:
 
 
 def build_from_config(cfg: dict) -> nn.Module:
-    """Rebuild a model from ``asdict(ModelConfig)`` (as stored in checkpoint meta)."""
+    """Rebuild a model from ``asdict(ModelConfig)`` (as stored in checkpoint meta). A field the stored config
+    lacks (it predates the field) takes the value its config class lists in ``STORED_DEFAULTS``, what such
+    models were built with, so old checkpoints keep loading into the network that wrote them."""
     cfg = dict(cfg)
+    if cfg.get("name") in MODELS:
+        cfg = {**getattr(MODELS.info(cfg["name"])["config"], "STORED_DEFAULTS", {}), **cfg}
     return build_model(cfg.pop("name"), cfg.pop("num_classes"), **cfg)

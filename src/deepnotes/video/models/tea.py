@@ -8,6 +8,12 @@ groups; the first passes through, the second gets a temporal (channel-wise, k=3)
 (channel-wise 3x3) conv, the third and fourth add the previous group's output first (Res2Net-style),
 so later groups see a longer time range. Both sit after each block's first conv.
 
+The group that skips the convolutions still mixes time, as in TEA's released code (its
+``Bottle2neckShift``: the one group without a 3x3 conv goes through ``ShiftModule(mode='shift')``): a
+learnable channel-wise temporal conv that starts as TSM's bidirectional shift (half the group's channels
+read the next frame, half the previous one). Without it (``shift_passthrough=False``, every TEA run saved
+before the field was added on 2026-12-07) the network starts with no temporal mixing but ME's attention.
+
 On a pretrained backbone (``video train --pretrained``) the modules start as TEA's released code starts
 them (``MEModule`` and ``ShiftModule`` in its ``tea50_8f.py``): ME's convs Kaiming-normal (fan-out) and its
 BNs gamma 1, beta 0; MTA's temporal convs as the identity (the code's ``'fixed'`` mode). That code's MTA
@@ -17,6 +23,9 @@ MTA starts as a pass-through.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -24,6 +33,7 @@ from deepnotes.video.models.base import ModelConfig, Recognizer2D, insert_after_
 from deepnotes.video.models.ops import (
     TemporalConv,
     dw3x3,
+    init_bidirectional_shift,
     kaiming_convs_unit_bns,
     next_minus_now,
     pointwise_bn,
@@ -51,11 +61,25 @@ class MotionExcitation(nn.Module):
         return torch.addcmul(x, x, a)  # x + x * a in one pass
 
 
+@dataclass
+class TEAConfig(ModelConfig):
+    """ModelConfig plus whether MTA's pass-through group starts as a learnable bidirectional shift (TEA's
+    released code; the default) or passes through untouched (the paper's eq. 5; earlier runs)."""
+
+    shift_passthrough: bool = True
+    # what a stored config without the field was built with (checkpoints from before the field existed)
+    STORED_DEFAULTS: ClassVar[dict] = {"shift_passthrough": False}
+
+
 class MultipleTemporalAggregation(nn.Module):
-    def __init__(self, channels: int, t: int, groups: int = 4) -> None:
+    def __init__(self, channels: int, t: int, groups: int = 4, shift_passthrough: bool = True) -> None:
         super().__init__()
         self.groups = groups if channels % groups == 0 else 1
         self.split = [channels // self.groups] * self.groups
+        self.shift = None
+        if shift_passthrough and self.groups > 1:
+            self.shift = TemporalConv(self.split[0], t)
+            init_bidirectional_shift(self.shift)
         self.temporal = nn.ModuleList(TemporalConv(c, t, identity_init=True) for c in self.split[1:])
         self.spatial = nn.ModuleList(dw3x3(c) for c in self.split[1:])
         for conv in self.spatial:  # identity init: MTA starts as a pass-through and learns its mixing
@@ -66,17 +90,17 @@ class MultipleTemporalAggregation(nn.Module):
         parts = list(x.split(self.split, dim=1))
         # X1 passes through; X2 is convolved alone; X3 and X4 first add the previous group's output (Res2Net's
         # hierarchy, paper eq. 5), so group i sees a temporal range growing with i
-        out, prev = [parts[0]], None
+        out, prev = [parts[0] if self.shift is None else self.shift(parts[0])], None
         for i, p in enumerate(parts[1:]):
             prev = self.spatial[i](self.temporal[i](p if prev is None else p + prev))
             out.append(prev)
         return torch.cat(out, 1)
 
 
-@MODELS.register("tea", family="2d")
-def build(cfg: ModelConfig) -> Recognizer2D:
+@MODELS.register("tea", family="2d", config=TEAConfig)
+def build(cfg: TEAConfig) -> Recognizer2D:
     backbone = resnet(cfg)
-    t = cfg.num_segments
-    insert_after_conv1(backbone,
-                       lambda c: nn.Sequential(MotionExcitation(c, t), MultipleTemporalAggregation(c, t)))
+    t, shift = cfg.num_segments, cfg.shift_passthrough
+    insert_after_conv1(backbone, lambda c: nn.Sequential(
+        MotionExcitation(c, t), MultipleTemporalAggregation(c, t, shift_passthrough=shift)))
     return Recognizer2D(backbone, cfg)
