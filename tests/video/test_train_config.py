@@ -27,11 +27,13 @@ def test_a_config_file_trains_and_typed_flags_override_it(motion_data, tiny_trai
     run = tmp_path / "run"
     cfg = _yaml(tmp_path / "tsn.yaml", model="tsn", train=str(motion_data["train"]), out=str(run), epochs=3,
                 **{**tiny_train_kwargs, "input_size": "16,16"})  # the H,W syntax in a file
-    res = runner.invoke(app, ["video", "train", "--config", str(cfg), "--epochs", "1", "--lr", "2e-3"])
+    res = runner.invoke(app, ["video", "train", "--config", str(cfg), "--epochs", "1", "--lr", "2e-3",
+                              "--crop-scales", "1,0.9"])
     assert res.exit_code == 0, res.output
     assert "epoch 1: train loss" in res.output and "epoch 2" not in res.output
     stored = json.loads((run / "config.json").read_text())
     assert stored["epochs"] == 1 and stored["lr"] == 2e-3  # typed flags win
+    assert stored["crop_scales"] == [1, 0.9]
     assert stored["model"] == "tsn" and stored["depth"] == 10 and stored["input_size"] == 16  # the file's
     assert stored["batch_size"] == 4 and stored["world_size"] == 1 and len(stored["classes"]) == 8
 
@@ -65,6 +67,20 @@ def test_resume_without_other_flags_continues_from_the_stored_config(motion_data
     # a resume may change what does not move the schedule (--epochs), not what does
     res = runner.invoke(app, ["video", "train", "--out", str(run), "--resume", "--lr", "0.1"])
     assert res.exit_code == 2 and "--lr" in res.output
+
+
+def test_crop_scales_from_a_file_and_for_runs_stored_before_the_field(tmp_path):
+    from deepnotes.core.config import build_config, stored_config
+
+    base = {"model": "tsm", "train": "t.txt", "out": str(tmp_path)}
+    assert TrainConfig(**base).crop_scales == (1.0, 0.875, 0.75)  # TSN's motion-input scales
+    assert build_config(TrainConfig, ("f.yaml", {**base, "crop_scales": [1, 0.8]})).crop_scales == (1.0, 0.8)
+    with pytest.raises(ValueError, match="crop-scales must be fractions"):
+        TrainConfig(**base, crop_scales=(1.0, 0.0))
+    (tmp_path / "config.json").write_text(json.dumps(base))  # a run written before crop_scales existed
+    assert stored_config(tmp_path, TrainConfig)["crop_scales"] == (1.0, 0.875, 0.75, 0.66)  # what it used
+    (tmp_path / "config.json").write_text(json.dumps({**base, "crop_scales": [1, 0.5]}))
+    assert stored_config(tmp_path, TrainConfig)["crop_scales"] == [1, 0.5]
 
 
 def test_an_unknown_key_is_an_error_naming_it(motion_data, tmp_path):
@@ -111,6 +127,8 @@ def test_batch_size_0_is_refused_at_parse_time_and_by_the_library(motion_data, t
     ("--workers", "-1", "greater than or equal to 0"),
     ("--input-size", "16,12", "H must equal W"),
     ("--input-size", "16,x", "expected H,W"),
+    ("--crop-scales", "1,abc", "expected comma-separated numbers"),
+    ("--crop-scales", "1,1.5", "must be in (0, 1]"),
 ])
 def test_train_flags_are_checked_at_parse_time(flag, value, message, tmp_path):
     # the list does not exist: only a parse-time check can answer before the library would say so

@@ -48,6 +48,23 @@ def test_crops_are_the_same_for_every_frame():
         assert out.shape == (4, 3, 16, 16)
 
 
+def test_multiscale_crop_draws_only_the_given_scales(monkeypatch):
+    from deepnotes.video.data import transforms
+
+    monkeypatch.setattr(transforms, "resize", lambda clip, size: clip)  # keep the box's own size
+    clip = _clip(h=100, w=100)
+    rng = np.random.default_rng(0)
+    for scales in (transforms.RGB_SCALES, transforms.MOTION_SCALES):
+        boxes = {tuple(MultiScaleCrop(64, scales)(clip, 0, rng)[0].shape[-2:]) for _ in range(300)}
+        sides = {int(100 * s) for s in scales}
+        assert {h for h, _ in boxes} == sides and {w for _, w in boxes} == sides
+        assert all(abs(sorted(sides).index(h) - sorted(sides).index(w)) <= 1 for h, w in boxes)  # max_distort
+    assert 66 not in {h for h, _ in boxes}  # the motion scales never take the 0.66 corner crop
+    # train_transform's multiscale crop takes its scales from the caller (TrainConfig.crop_scales)
+    full = train_transform(20, "multiscale", flip=False, scales=(1,), mean=(0, 0, 0), std=(1, 1, 1))
+    assert torch.equal(full(clip, 0, rng)[0], clip)  # scale 1 only: the whole frame, every time
+
+
 def test_resize_short_side_matches_interpolate():
     clip = torch.rand(2, 3, 20, 40)
     out = resize(clip, 10)

@@ -168,6 +168,15 @@ def test_two_stream_training_crop_follows_the_crop_option():
     with pytest.raises(ValueError, match="--crop resized: clips with optical flow train with"):
         resized = TrainConfig(model="two_stream", train="t.txt", out="o", crop="resized")
         two_stream_transform(resized, train=True)
+    # the multiscale crop takes --crop-scales: at scale 1 alone a square clip is kept whole (no randomness)
+    whole = TrainConfig(model="two_stream", train="t.txt", out="o", input_size=8, flip=False, new_length=1,
+                        crop_scales=(1.0,))
+    square = clip[..., :12]
+    c, _ = two_stream_transform(whole, train=True)(square, 0, np.random.default_rng(0))
+    d, _ = two_stream_transform(whole, train=True)(square, 0, np.random.default_rng(5))
+    torch.testing.assert_close(c, d)
+    e, _ = two_stream_transform(cfg, train=True)(square, 0, np.random.default_rng(0))
+    assert c.shape == e.shape and not torch.allclose(c, e)  # the whole frame, not the centre crop
 
 
 def test_train_two_stream_evaluates_each_stream_and_the_fusion(am_data, tmp_path):

@@ -54,6 +54,19 @@ def parse_hw(value: Any, name: str = "size") -> tuple[int, int]:
     return h, w
 
 
+def parse_numbers(value: Any, name: str) -> tuple[float, ...]:
+    """``"1,0.875,0.75"`` / ``[1, 0.875, 0.75]`` / one number -> a tuple of floats (a ``tuple[float, ...]``
+    field: the same list as a flag or a config key)."""
+    parts = [p.strip() for p in value.split(",")] if isinstance(value, str) else value
+    parts = list(parts) if isinstance(parts, list | tuple) else [parts]
+    try:
+        if not parts or any(isinstance(p, bool) for p in parts):
+            raise ValueError
+        return tuple(float(p) for p in parts)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected comma-separated numbers, got {value!r}") from None
+
+
 def format_hw(hw: tuple[int, int]) -> str:
     return f"{hw[0]},{hw[1]}"
 
@@ -120,6 +133,8 @@ def coerce(value: Any, kind: Any, name: str) -> Any:
         return kind(raw)
     if origin is tuple and args == (int, int):
         return parse_hw(value, name)
+    if origin is tuple and args == (float, ...):
+        return parse_numbers(value, name)
     if kind is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{name}: expected true or false, got {value!r}")
@@ -171,13 +186,15 @@ def _required(f: dataclasses.Field) -> bool:
 
 def stored_config(run_dir: str | Path, cls: type) -> dict[str, Any]:
     """The fields of ``cls`` that a run folder's ``config.json`` stores (others, like ``world_size``, are the
-    run's bookkeeping and are ignored); ``{}`` when the folder has none."""
+    run's bookkeeping and are ignored); ``{}`` when the folder has none. A field the file lacks takes the
+    value ``cls.STORED_DEFAULTS`` gives it, if any: what runs written before the field existed used."""
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         return {}
     data = json.loads(path.read_text())
     names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in data.items() if k in names} if isinstance(data, dict) else {}
+    stored = {k: v for k, v in data.items() if k in names} if isinstance(data, dict) else {}
+    return {**getattr(cls, "STORED_DEFAULTS", {}), **stored} if stored else {}
 
 
 def to_plain(cfg: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 import typer
 
 from deepnotes.core.cli import CONFIG_OPTION_HELP, resolve_config, resume_folder, user_errors
+from deepnotes.core.config import parse_numbers
 from deepnotes.core.registry import choice_value, str_enum
 from deepnotes.video.config import TrainConfig, square_size
 from deepnotes.video.data.decode import VideoReadError
@@ -49,11 +50,28 @@ ZooModel = str_enum("ZooModel", ZOO_MODELS)
 D = {f.name: f.default for f in fields(TrainConfig)}  # the defaults --help shows (TrainConfig's own)
 TWO = "Two-stream (--model two_stream)"  # the --help panel of the flags only two-stream reads
 Opt = typer.Option
+
+
+def scales_spec(value: str | None) -> str | None:
+    """``--crop-scales``: comma-separated fractions of the short side in (0, 1], checked at parse time."""
+    if value is not None:
+        try:
+            scales = parse_numbers(value, "--crop-scales")
+        except ValueError:
+            raise typer.BadParameter(f"expected comma-separated numbers, got {value!r}") from None
+        if not all(0 < v <= 1 for v in scales):
+            raise typer.BadParameter(f"fractions of the short side must be in (0, 1], got {value}")
+    return value
+
+
 ZERO_INIT = Opt(D["zero_init_residual"], "--zero-init-residual/--no-zero-init-residual",
                 help="start every residual branch (and TDN's stem differences) at zero, each block as "
                 "identity (off: at gamma 1, torchvision's init)")
 CONSENSUS_OPT = Opt(D["consensus"], "--consensus",
                     help="TSN's segmental consensus over the segments' scores (--model tsn)")
+CROP_SCALES = Opt(",".join(map(str, D["crop_scales"])), "--crop-scales", callback=scales_spec,
+                  help="fractions of the short side the multiscale crop picks from (TSN's RGB recipe: "
+                  "1,0.875,0.75,0.66)")
 PRETRAINED = Opt(None, "--pretrained", help="2D ResNet weights to start from: a torchvision/timm .pth, a "
                  ".safetensors or a transformers save_pretrained folder (inflated for i3d, r2plus1d); the "
                  "depth and width must match")
@@ -140,6 +158,7 @@ def train_cmd(
     input_size: str = Opt(str(D["input_size"]), "--input-size", callback=square("--input-size"),
                           help="network input H,W (square: one number, or H equal to W)"),
     crop: Crop = Opt(D["crop"], "--crop", help="training crop"),
+    crop_scales: str = CROP_SCALES,
     depth: int = Opt(D["depth"], "--depth", min=1, help="ResNet depth: 10, 18, 34, 26, 50 or 101"),
     width: int = Opt(D["width"], "--width", min=1, help="channels of the first ResNet stage"),
     stem_stride: int = Opt(None, "--stem-stride", min=1, help="1, 2 or 4 (default by input size)"),

@@ -8,7 +8,7 @@ a ZeroDivisionError deep in the sampler); :meth:`TrainConfig.from_dict` also ref
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from deepnotes.core.config import build_config, parse_hw
 from deepnotes.nn.pretrained import IMAGENET_MEAN, IMAGENET_STD
@@ -51,6 +51,11 @@ class TrainConfig:
     # H,W of the network input; the crops are square, so H must equal W (one number, or [112, 112])
     input_size: int | tuple[int, int] = 112
     crop: str = "multiscale"  # multiscale, resized, center
+    # fractions of the short side the multiscale crop's height and width pick from: TSN's and TSM's recipe
+    # for their motion inputs (flow, RGB differences). Their RGB recipe adds 0.66 (every run before the field,
+    # added 2026-12-07); that corner crop can cut a moving object out of the clip, and on the order-only
+    # motion_hard set it left TSM at chance at one of three seeds (docs/video.md, "Order on harder data")
+    crop_scales: tuple[float, ...] = (1.0, 0.875, 0.75)
     depth: int = 18
     width: int = 64
     stem_stride: int | None = None  # None: 4 for inputs >= 112, 2 for >= 48, else 1
@@ -86,6 +91,10 @@ class TrainConfig:
     flow_method: str = "dis"  # for flow computed on the fly
     flow_bound: float = 20.0  # the bound the flow was stored with
 
+    # what a run's config.json without the field trained with (runs from before the field existed), so
+    # --resume continues them as they began
+    STORED_DEFAULTS: ClassVar[dict[str, Any]] = {"crop_scales": (1.0, 0.875, 0.75, 0.66)}
+
     def __post_init__(self) -> None:
         self.input_size = square_size(self.input_size, "--input-size")
         self.check()
@@ -108,6 +117,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be three numbers (R, G, B on the 0-1 scale), got {value!r}")
         if min(self.std) <= 0:
             raise ValueError(f"std must be positive, got {self.std!r}")
+        scales = self.crop_scales
+        if not scales or not all(isinstance(v, int | float) and 0 < v <= 1 for v in scales):
+            raise ValueError(f"--crop-scales must be fractions of the short side in (0, 1], got {scales!r}")
 
     def resolved_stem_stride(self) -> int:
         if self.stem_stride is not None:

@@ -70,7 +70,8 @@ def rgb_transform(cfg: TrainConfig, train: bool, crops: int = 1,
     # the run's input normalisation (ImageNet's statistics unless the config says otherwise; stored in the
     # checkpoint's data meta, so eval and predict normalise as training did)
     if train:
-        return train_transform(cfg.input_size, cfg.crop, cfg.flip, label_map, cfg.mean, cfg.std)
+        return train_transform(cfg.input_size, cfg.crop, cfg.flip, label_map, cfg.mean, cfg.std,
+                               scales=cfg.crop_scales)
     return eval_transform(cfg.input_size, crops, cfg.mean, cfg.std)
 
 

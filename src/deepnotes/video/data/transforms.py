@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from deepnotes.nn.pretrained import IMAGENET_MEAN, IMAGENET_STD
 
 CROPS = ("multiscale", "resized", "center")  # the training crops of train_transform
+# MultiScaleCrop's scales in TSN's and TSM's code: for RGB, and for the motion inputs (flow, RGB differences)
+RGB_SCALES, MOTION_SCALES = (1, 0.875, 0.75, 0.66), (1, 0.875, 0.75)
 
 
 def resize(clip: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
@@ -100,7 +102,7 @@ class MultiScaleCrop:
     """TSN's corner cropping: width and height each pick a scale of the short side (at most ``max_distort``
     steps apart), the box sits at one of 5 fixed positions (corners, centre), then resize to ``size``."""
 
-    def __init__(self, size: int, scales: Sequence[float] = (1, 0.875, 0.75, 0.66),
+    def __init__(self, size: int, scales: Sequence[float] = RGB_SCALES,
                  max_distort: int = 1) -> None:
         self.size, self.scales, self.max_distort = size, tuple(scales), max_distort
 
@@ -149,9 +151,11 @@ class Normalize:
 
 
 def train_transform(input_size: int, crop: str = "multiscale", flip: bool = True,
-                    label_map: dict[int, int] | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Compose:
-    """Training pipeline: scale so the short side is 8/7 of the input, random crop, flip, normalise."""
-    crops = {"multiscale": MultiScaleCrop(input_size),
+                    label_map: dict[int, int] | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                    scales: Sequence[float] = MOTION_SCALES) -> Compose:
+    """Training pipeline: scale so the short side is 8/7 of the input, random crop (``scales``: the
+    multiscale crop's), flip, normalise."""
+    crops = {"multiscale": MultiScaleCrop(input_size, scales),
              "resized": RandomResizedCrop(input_size, area=(0.25, 1.0)), "center": CenterCrop(input_size)}
     if crop not in crops:
         raise ValueError(f"unknown crop {crop!r}; valid: {', '.join(crops)}")

@@ -155,14 +155,16 @@ class FlowNormalize:
 
 def flow_train_transform(input_size: int, bound: float = DEFAULT_BOUND, flip: bool = True,
                          label_map: dict[int, int] | None = None, std: float = 4.0, flow_from: int = 0,
-                         channels: int = 2, crop: str = "multiscale") -> Compose:
+                         channels: int = 2, crop: str = "multiscale",
+                         scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)) -> Compose:
     """Training pipeline for clips (T, C, H, W) whose channels ``flow_from:`` are flow x, y pairs (stored
-    uint8 / 255) and earlier ones RGB in [0, 1]: pixels, shared crop (``multiscale``: random scale crop;
-    ``center``: the test crop), flip that negates every x channel, normalise. ``channels`` is C."""
+    uint8 / 255) and earlier ones RGB in [0, 1]: pixels, shared crop (``multiscale``: random scale crop of
+    one of ``scales`` x the short side; ``center``: the test crop), flip that negates every x channel,
+    normalise. ``channels`` is C."""
     if crop not in ("multiscale", "center"):
         raise ValueError(f"--crop {crop}: clips with optical flow train with --crop multiscale or center")
     if crop == "multiscale":
-        cropper = FlowScaleCrop(input_size, flow_from)
+        cropper = FlowScaleCrop(input_size, flow_from, tuple(scales))
     else:
         cropper = FlowCenterCrop(input_size, flow_from, view=False)
     steps = [ToPixels(bound, flow_from), cropper]
@@ -309,5 +311,5 @@ def two_stream_transform(cfg, train: bool, crops: int = 1,
         raise ValueError("two-stream evaluation supports one centre crop per clip (--crops 1)")
     if train:
         return flow_train_transform(cfg.input_size, cfg.flow_bound, cfg.flip, label_map, flow_from=3,
-                                    channels=3 + 2 * cfg.new_length, crop=cfg.crop)
+                                    channels=3 + 2 * cfg.new_length, crop=cfg.crop, scales=cfg.crop_scales)
     return flow_test_transform(cfg.input_size, cfg.flow_bound, flow_from=3)
