@@ -368,6 +368,32 @@ def test_tea_passthrough_group_starts_as_a_bidirectional_shift():
         assert torch.equal(still(x)[:, :4], x[:, :4])
 
 
+@pytest.mark.parametrize(("excitation", "gain"), [("code", lambda z: torch.sigmoid(z) - 0.5),
+                                                ("paper", lambda z: 2 * torch.sigmoid(z) - 1)])
+def test_tea_motion_excitation_gains_channels_by_pooled_feature_differences(excitation, gain):
+    """ME, frame by frame: s = squeeze(x); d_t = transform(s_{t+1}) - s_t (0 at the last frame); A =
+    gain(expand(mean over pixels of d_t)); y = x + x * A. TEA's released code: sigmoid - 0.5; the paper:
+    2 sigmoid - 1."""
+    from deepnotes.video.models.tea import MotionExcitation
+
+    t = 3
+    me = MotionExcitation(32, t, excitation=excitation).eval()
+    with torch.no_grad():  # BN statistics away from the identity, so a wrong order of operations shows
+        for bn in (me.squeeze[1], me.expand[1]):
+            bn.running_mean.normal_(0, 0.3)
+            bn.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2 * t, 32, 5, 5)
+    with torch.no_grad():
+        s = me.squeeze(x).view(2, t, -1, 5, 5)
+        moved = me.transform(s.flatten(0, 1)).view_as(s)
+        d = torch.zeros_like(s)
+        for i in range(t - 1):
+            d[:, i] = moved[:, i + 1] - s[:, i]
+        a = gain(me.expand(d.flatten(0, 1).mean((2, 3), keepdim=True)))
+        torch.testing.assert_close(me(x), x + x * a)
+    assert ((1 + a) > (0.5 if excitation == "code" else 0.0)).all()
+
+
 def test_tea_checkpoints_stored_before_the_shift_load_into_the_network_that_wrote_them():
     from dataclasses import asdict
 
@@ -376,13 +402,16 @@ def test_tea_checkpoints_stored_before_the_shift_load_into_the_network_that_wrot
     new = build_model("tea", 5, num_segments=4, depth=10, width=8)
     stored = asdict(new.cfg)
     assert stored["shift_passthrough"] is True and build_from_config(stored).cfg.shift_passthrough
-    stored.pop("shift_passthrough")  # a model_config written before the field existed
+    stored.pop("excitation")  # written between the two fields: shift, the paper's excitation
+    assert build_from_config(stored).cfg.excitation == "paper"
+    stored.pop("shift_passthrough")  # a model_config written before either field existed
     old = build_from_config(stored)
-    assert old.cfg.shift_passthrough is False
+    assert old.cfg.shift_passthrough is False and old.cfg.excitation == "paper"  # what they were built with
+    assert new.cfg.excitation == "code"  # TEA's released code
     extra = set(new.state_dict()) - set(old.state_dict())
     assert extra and all(k.endswith("shift.weight") for k in extra)
-    old.load_state_dict(build_model("tea", 5, num_segments=4, depth=10, width=8,
-                                    shift_passthrough=False).state_dict())  # strict: same keys
+    old.load_state_dict(build_model("tea", 5, num_segments=4, depth=10, width=8, shift_passthrough=False,
+                                    excitation="paper").state_dict())  # strict: same keys
 
 
 def test_flops_count_the_temporal_convs_written_as_products():

@@ -1,12 +1,14 @@
 """TEA (Li et al., 2020): motion excitation (ME) + multiple temporal aggregation (MTA).
 
 ME: squeeze channels (r = 16), take feature-level differences between neighbouring frames
-(``conv(x[t+1]) - x[t]``), pool them spatially and turn them into a channel attention A = 2 sigmoid - 1
-in (-1, 1), as the paper writes it; output ``x + x * A`` so motion-sensitive channels are amplified
-(TEA's released code uses sigmoid - 0.5 instead, a gain in (0.5, 1.5)). MTA: split channels into 4
-groups; the first passes through, the second gets a temporal (channel-wise, k=3) and a spatial
-(channel-wise 3x3) conv, the third and fourth add the previous group's output first (Res2Net-style),
-so later groups see a longer time range. Both sit after each block's first conv.
+(``conv(x[t+1]) - x[t]``), pool them spatially and turn them into a channel attention A:
+``sigmoid - 0.5`` as TEA's released code has it (``excitation="code"``, the default: a gain
+``1 + A`` in (0.5, 1.5)) or ``2 sigmoid - 1`` in (-1, 1) as the paper writes it (``"paper"``: a gain in
+(0, 2); every TEA run saved before the field was added on 2026-12-08); output ``x + x * A`` so
+motion-sensitive channels are amplified. MTA: split channels into 4 groups; the first passes through,
+the second gets a temporal (channel-wise, k=3) and a spatial (channel-wise 3x3) conv, the third and
+fourth add the previous group's output first (Res2Net-style), so later groups see a longer time range.
+Both sit after each block's first conv.
 
 The group that skips the convolutions still mixes time, as in TEA's released code (its
 ``Bottle2neckShift``: the one group without a 3x3 conv goes through ``ShiftModule(mode='shift')``): a
@@ -41,12 +43,16 @@ from deepnotes.video.models.ops import (
 )
 from deepnotes.video.models.registry import MODELS
 
+EXCITATIONS = ("code", "paper")  # ME's attention: sigmoid - 0.5 (released code) or 2 sigmoid - 1 (paper)
+
 
 class MotionExcitation(nn.Module):
-    def __init__(self, channels: int, t: int, ratio: int = 16) -> None:
+    def __init__(self, channels: int, t: int, ratio: int = 16, excitation: str = "code") -> None:
         super().__init__()
+        if excitation not in EXCITATIONS:
+            raise ValueError(f"unknown excitation {excitation!r}; valid: {', '.join(EXCITATIONS)}")
         r = reduced(channels, ratio)
-        self.t = t
+        self.t, self.paper = t, excitation == "paper"
         self.squeeze = pointwise_bn(channels, r)
         self.transform = dw3x3(r)
         self.expand = pointwise_bn(r, channels)
@@ -57,18 +63,24 @@ class MotionExcitation(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = next_minus_now(self.squeeze(x), self.t, self.transform).mean((2, 3), keepdim=True)
-        a = 2 * torch.sigmoid(self.expand(m)) - 1
+        a = 2 * torch.sigmoid(self.expand(m)) - 1 if self.paper else torch.sigmoid(self.expand(m)) - 0.5
         return torch.addcmul(x, x, a)  # x + x * a in one pass
 
 
 @dataclass
 class TEAConfig(ModelConfig):
     """ModelConfig plus whether MTA's pass-through group starts as a learnable bidirectional shift (TEA's
-    released code; the default) or passes through untouched (the paper's eq. 5; earlier runs)."""
+    released code; the default) or passes through untouched (the paper's eq. 5; earlier runs), and ME's
+    attention: ``"code"`` (sigmoid - 0.5, the released code; the default) or ``"paper"`` (2 sigmoid - 1)."""
 
     shift_passthrough: bool = True
-    # what a stored config without the field was built with (checkpoints from before the field existed)
-    STORED_DEFAULTS: ClassVar[dict] = {"shift_passthrough": False}
+    excitation: str = "code"
+    # what a stored config without a field was built with (checkpoints from before the field existed)
+    STORED_DEFAULTS: ClassVar[dict] = {"shift_passthrough": False, "excitation": "paper"}
+
+    def __post_init__(self) -> None:
+        if self.excitation not in EXCITATIONS:
+            raise ValueError(f"unknown excitation {self.excitation!r}; valid: {', '.join(EXCITATIONS)}")
 
 
 class MultipleTemporalAggregation(nn.Module):
@@ -100,7 +112,11 @@ class MultipleTemporalAggregation(nn.Module):
 @MODELS.register("tea", family="2d", config=TEAConfig)
 def build(cfg: TEAConfig) -> Recognizer2D:
     backbone = resnet(cfg)
-    t, shift = cfg.num_segments, cfg.shift_passthrough
-    insert_after_conv1(backbone, lambda c: nn.Sequential(
-        MotionExcitation(c, t), MultipleTemporalAggregation(c, t, shift_passthrough=shift)))
+    t = cfg.num_segments
+
+    def modules(c: int) -> nn.Module:
+        return nn.Sequential(MotionExcitation(c, t, excitation=cfg.excitation),
+                             MultipleTemporalAggregation(c, t, shift_passthrough=cfg.shift_passthrough))
+
+    insert_after_conv1(backbone, modules)
     return Recognizer2D(backbone, cfg)
