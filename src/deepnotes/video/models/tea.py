@@ -20,7 +20,7 @@ On a pretrained backbone (``video train --pretrained``) the modules start as TEA
 them (``MEModule`` and ``ShiftModule`` in its ``tea50_8f.py``): ME's convs Kaiming-normal (fan-out) and its
 BNs gamma 1, beta 0; MTA's temporal convs as the identity (the code's ``'fixed'`` mode). That code's MTA
 spatial convs are Res2Net's ImageNet 3x3 convs; our ResNet has none, so ours keep their identity init and
-MTA starts as a pass-through.
+MTA starts as a pass-through but for the first group's shift.
 """
 
 from __future__ import annotations
@@ -77,10 +77,6 @@ class TEAConfig(ModelConfig):
     excitation: str = "code"
     # what a stored config without a field was built with (checkpoints from before the field existed)
     STORED_DEFAULTS: ClassVar[dict] = {"shift_passthrough": False, "excitation": "paper"}
-
-    def __post_init__(self) -> None:
-        if self.excitation not in EXCITATIONS:
-            raise ValueError(f"unknown excitation {self.excitation!r}; valid: {', '.join(EXCITATIONS)}")
 
 
 class MultipleTemporalAggregation(nn.Module):
