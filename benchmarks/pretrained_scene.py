@@ -73,7 +73,7 @@ def tsm_curve(data: dict, out: Path, args, pretrained: Path | None) -> list[floa
     cfg = TrainConfig(model="tsm", train=str(data["train"]), val=str(data["val"]), out=str(out),
                       epochs=args.epochs, segments=args.segments, input_size=args.size, depth=18, width=64,
                       stem_stride=args.stem_stride, batch_size=8, workers=0, cache=True, device=args.device,
-                      seed=0, pretrained=str(pretrained) if pretrained else None,
+                      seed=args.seed, pretrained=str(pretrained) if pretrained else None,
                       crop_scales=tuple(float(v) for v in args.crop_scales.split(",")))
     records = train(cfg, log_fn=lambda line: print(line, flush=True))
     return [r["top1"] for r in records]
@@ -98,6 +98,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--segments", type=int, default=4)
     p.add_argument("--stem-stride", type=int, default=2, help="2: the 7x7 stride-2 conv, no max-pool")
+    p.add_argument("--seed", type=int, default=0, help="the TSM runs' seed (data, pretraining fixed)")
     p.add_argument("--crop-scales", default=",".join(map(str, TrainConfig.crop_scales)),
                    help="the training crop's scales (default: video train's; 1,0.875,0.75,0.66: TSN's RGB)")
     p.add_argument("--work", default=None, help="folder for the data and runs (default: a temporary one)")
