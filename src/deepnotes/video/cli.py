@@ -22,7 +22,7 @@ from deepnotes.video.data.decode import VideoReadError
 from deepnotes.video.data.lists import LIST_FORMATS
 from deepnotes.video.data.sampling import MODES
 from deepnotes.video.data.synth import KINDS, synth_dataset
-from deepnotes.video.data.transforms import CROPS
+from deepnotes.video.data.transforms import CROPS, RGB_SCALES
 from deepnotes.video.evaluation import evaluate, predict
 from deepnotes.video.models import MODELS, build_model, model_cost
 from deepnotes.video.models.base import CONSENSUS
@@ -71,7 +71,7 @@ CONSENSUS_OPT = Opt(D["consensus"], "--consensus",
                     help="TSN's segmental consensus over the segments' scores (--model tsn)")
 CROP_SCALES = Opt(",".join(map(str, D["crop_scales"])), "--crop-scales", callback=scales_spec,
                   help="fractions of the short side the multiscale crop picks from (TSN's RGB recipe: "
-                  "1,0.875,0.75,0.66)")
+                  f"{','.join(map(str, RGB_SCALES))})")
 PRETRAINED = Opt(None, "--pretrained", help="2D ResNet weights to start from: a torchvision/timm .pth, a "
                  ".safetensors or a transformers save_pretrained folder (inflated for i3d, r2plus1d); the "
                  "depth and width must match")

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from deepnotes.core.config import build_config, parse_hw
 from deepnotes.nn.pretrained import IMAGENET_MEAN, IMAGENET_STD
+from deepnotes.video.data.transforms import MOTION_SCALES, RGB_SCALES
 
 # what a run's config.json stores beside the fields: the run's facts, not settings anyone asked for (its
 # ``classes`` holds the class names the run trained on, a value the field takes)
@@ -55,7 +56,7 @@ class TrainConfig:
     # for their motion inputs (flow, RGB differences). Their RGB recipe adds 0.66 (every run before the field,
     # added 2026-12-07); that corner crop can cut a moving object out of the clip, and on the order-only
     # motion_hard set it left TSM at chance at one of three seeds (docs/video.md, "Order on harder data")
-    crop_scales: tuple[float, ...] = (1.0, 0.875, 0.75)
+    crop_scales: tuple[float, ...] = MOTION_SCALES
     depth: int = 18
     width: int = 64
     stem_stride: int | None = None  # None: 4 for inputs >= 112, 2 for >= 48, else 1
@@ -93,7 +94,7 @@ class TrainConfig:
 
     # what a run's config.json without the field trained with (runs from before the field existed), so
     # --resume continues them as they began
-    STORED_DEFAULTS: ClassVar[dict[str, Any]] = {"crop_scales": (1.0, 0.875, 0.75, 0.66)}
+    STORED_DEFAULTS: ClassVar[dict[str, Any]] = {"crop_scales": RGB_SCALES}
 
     def __post_init__(self) -> None:
         self.input_size = square_size(self.input_size, "--input-size")

@@ -16,7 +16,7 @@ from deepnotes.nn.pretrained import IMAGENET_MEAN, IMAGENET_STD
 
 CROPS = ("multiscale", "resized", "center")  # the training crops of train_transform
 # MultiScaleCrop's scales in TSN's and TSM's code: for RGB, and for the motion inputs (flow, RGB differences)
-RGB_SCALES, MOTION_SCALES = (1, 0.875, 0.75, 0.66), (1, 0.875, 0.75)
+RGB_SCALES, MOTION_SCALES = (1.0, 0.875, 0.75, 0.66), (1.0, 0.875, 0.75)
 
 
 def resize(clip: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:

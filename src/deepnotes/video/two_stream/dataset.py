@@ -28,7 +28,7 @@ from deepnotes.video.data.dataset import VideoDataset
 from deepnotes.video.data.decode import VideoReadError
 from deepnotes.video.data.lists import ListError, VideoRecord, read_list
 from deepnotes.video.data.sampling import ClipSampler
-from deepnotes.video.data.transforms import Compose, HorizontalFlip, Normalize
+from deepnotes.video.data.transforms import RGB_SCALES, Compose, HorizontalFlip, Normalize
 from deepnotes.video.two_stream.flow import (
     DEFAULT_BOUND,
     flow_info,
@@ -104,7 +104,7 @@ class FlowScaleCrop:
     values follow every resize."""
 
     def __init__(self, size: int, flow_from: int = 0,
-                 scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)) -> None:
+                 scales: tuple[float, ...] = RGB_SCALES) -> None:
         self.size, self.flow_from, self.scales = size, flow_from, scales
 
     def __call__(self, clip, label, rng):
@@ -156,7 +156,7 @@ class FlowNormalize:
 def flow_train_transform(input_size: int, bound: float = DEFAULT_BOUND, flip: bool = True,
                          label_map: dict[int, int] | None = None, std: float = 4.0, flow_from: int = 0,
                          channels: int = 2, crop: str = "multiscale",
-                         scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)) -> Compose:
+                         scales: tuple[float, ...] = RGB_SCALES) -> Compose:
     """Training pipeline for clips (T, C, H, W) whose channels ``flow_from:`` are flow x, y pairs (stored
     uint8 / 255) and earlier ones RGB in [0, 1]: pixels, shared crop (``multiscale``: random scale crop of
     one of ``scales`` x the short side; ``center``: the test crop), flip that negates every x channel,
