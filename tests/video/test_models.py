@@ -212,10 +212,12 @@ def test_families_and_the_lists_derived_from_them():
     from deepnotes.video.models.tsn import TSNConfig
 
     assert MODELS.names(family="two_stream") == ["two_stream"]
+    from deepnotes.video.models.base import AfterReluConfig
     from deepnotes.video.models.tea import TEAConfig
 
     # TSN: its consensus option; TEA: its pass-through shift
-    assert CONFIGS == {"two_stream": TwoStreamConfig, "tsn": TSNConfig, "tea": TEAConfig}
+    assert CONFIGS == {"two_stream": TwoStreamConfig, "tsn": TSNConfig, "tea": TEAConfig,
+                       "tdn": AfterReluConfig, "tam": AfterReluConfig}
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -402,16 +404,20 @@ def test_tea_checkpoints_stored_before_the_shift_load_into_the_network_that_wrot
     new = build_model("tea", 5, num_segments=4, depth=10, width=8)
     stored = asdict(new.cfg)
     assert stored["shift_passthrough"] is True and build_from_config(stored).cfg.shift_passthrough
+    stored.pop("after_relu")  # written before the ReLU placement: the block's BN output
+    between = build_from_config(stored).cfg
+    assert between.after_relu is False and between.excitation == "code" and between.shift_passthrough
     stored.pop("excitation")  # written between the two fields: shift, the paper's excitation
     assert build_from_config(stored).cfg.excitation == "paper"
     stored.pop("shift_passthrough")  # a model_config written before either field existed
     old = build_from_config(stored)
     assert old.cfg.shift_passthrough is False and old.cfg.excitation == "paper"  # what they were built with
     assert new.cfg.excitation == "code"  # TEA's released code
-    extra = set(new.state_dict()) - set(old.state_dict())
+    shifted = build_model("tea", 5, num_segments=4, depth=10, width=8, after_relu=False)  # same module keys
+    extra = set(shifted.state_dict()) - set(old.state_dict())
     assert extra and all(k.endswith("shift.weight") for k in extra)
     old.load_state_dict(build_model("tea", 5, num_segments=4, depth=10, width=8, shift_passthrough=False,
-                                    excitation="paper").state_dict())  # strict: same keys
+                                    excitation="paper", after_relu=False).state_dict())  # strict: same keys
 
 
 def test_flops_count_the_temporal_convs_written_as_products():
@@ -460,3 +466,54 @@ def test_pointwise_equals_a_1x1_conv2d_in_values_gradients_flops_and_state_dict(
     cl = x.detach().contiguous(memory_format=torch.channels_last)
     assert torch.allclose(pw(cl), expected, atol=1e-5)  # any memory layout in
     assert count_flops(pw, x.detach()) == count_flops(ref, x.detach()) > 0
+
+
+@pytest.mark.parametrize("name", ["tam", "tdn", "tea"])
+def test_modules_after_conv1_read_its_activations_after_the_relu(name):
+    # TANet's, TDN's and TEA's released code apply their module to the block's first conv after BN and ReLU
+    from deepnotes.video.models.tdn import LongTermTDM
+    from deepnotes.video.models.tea import MotionExcitation
+
+    torch.manual_seed(0)
+    model = build_model(name, 5, num_segments=4, depth=10, width=8).train()
+    kind = {"tam": TAM, "tdn": LongTermTDM, "tea": MotionExcitation}[name]
+    seen = []
+    modules = [m for m in model.modules() if isinstance(m, kind)]
+    for m in modules:
+        m.register_forward_hook(lambda mod, args, out: seen.append((float(args[0].min()), float(out.min()))))
+    model(torch.randn(2, 3, 4, 16, 16))
+    assert len(seen) == len(modules) > 0
+    # they read non-negative activations and keep them non-negative (the block's ReLU after them: a no-op)
+    assert all(inp >= 0 and out >= 0 for inp, out in seen)
+    old = build_model(name, 5, num_segments=4, depth=10, width=8, after_relu=False)
+    seen.clear()
+    for m in (m for m in old.modules() if isinstance(m, kind)):
+        m.register_forward_hook(lambda mod, args, out: seen.append((float(args[0].min()), float(out.min()))))
+    old(torch.randn(2, 3, 4, 16, 16))
+    assert min(inp for inp, _ in seen) < 0  # before the ReLU: the BN output, signed
+
+
+def test_tam_block_is_relu_of_the_first_conv_then_tam_then_the_rest():
+    torch.manual_seed(0)
+    block = build_model("tam", 5, num_segments=4, depth=10, width=8).backbone.stages[0][0]
+    conv_bn, _, tam = block.conv1
+    x = torch.randn(8, conv_bn[0].in_channels, 6, 6)
+    ref = block.relu(block.conv2(tam(torch.relu(conv_bn(x)))) + block.downsample(x))
+    assert torch.allclose(ref, block(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["tam", "tdn"])
+def test_checkpoints_stored_before_the_relu_placement_rebuild_as_they_were(name):
+    from dataclasses import asdict
+
+    from deepnotes.video.models.registry import build_from_config
+
+    new = build_model(name, 5, num_segments=4, depth=10, width=8)
+    stored = asdict(new.cfg)
+    assert stored["after_relu"] is True and build_from_config(stored).cfg.after_relu
+    stored.pop("after_relu")  # a model_config written before the field existed
+    old = build_from_config(stored)
+    assert old.cfg.after_relu is False
+    assert not any(isinstance(m, nn.ReLU) for m in old.backbone.stages[0][0].conv1)
+    old.load_state_dict(build_model(name, 5, num_segments=4, depth=10, width=8,
+                                    after_relu=False).state_dict())  # strict: same keys

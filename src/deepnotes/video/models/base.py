@@ -9,6 +9,7 @@ so a temporal module sees (N*T, C, H, W) and knows T from its constructor.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,17 @@ class ModelConfig:
     # before 2026-12-07 did) or at 1 (torchvision's default; the temporal modules inside the branches then
     # reach the output, and get gradients, from the first step)
     zero_init_residual: bool = True
+
+
+@dataclass
+class AfterReluConfig(ModelConfig):
+    """ModelConfig of a model whose module sits after each block's first conv (TEA, TDN, TAM): there, their
+    released code applies it to the conv's activations after BN and ReLU (``after_relu``, the default), not
+    to the BN output before the ReLU (what every such run saved before 2026-12-08 did)."""
+
+    after_relu: bool = True
+    # what a stored config without a field was built with (checkpoints from before the field existed)
+    STORED_DEFAULTS: ClassVar[dict] = {"after_relu": False}
 
 
 # how a 2D recognizer combines its per-segment class scores (TSN's "segmental consensus")
@@ -77,10 +89,14 @@ def conv_channels(block: nn.Module) -> tuple[int, int]:
     return conv.in_channels, conv.out_channels
 
 
-def insert_after_conv1(backbone: ResNet, make: callable) -> None:
-    """Put ``make(channels)`` after every block's first conv (inside the residual branch)."""
+def insert_after_conv1(backbone: ResNet, make: callable, after_relu: bool = False) -> None:
+    """Put ``make(channels)`` after every block's first conv + BN (inside the residual branch), or after its
+    ReLU too (``after_relu``). The block's own ReLU after ``conv1`` then also follows the module: it changes
+    nothing where the module keeps non-negative input non-negative (TAM, TDN's and TEA's ``x + x * A``), and
+    stands for the ReLU after each convolved group in TEA's code."""
     for block in backbone.blocks():
-        block.conv1 = nn.Sequential(block.conv1, _mark(make(conv_channels(block)[1])))
+        relu = [nn.ReLU(inplace=True)] if after_relu else []
+        block.conv1 = nn.Sequential(block.conv1, *relu, _mark(make(conv_channels(block)[1])))
 
 
 def insert_before_conv1(backbone: ResNet, make: callable) -> None:

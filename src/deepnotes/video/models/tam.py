@@ -6,10 +6,16 @@ time steps of each channel, softmax) gives each clip and channel its own tempora
 which then convolves the rescaled features over time, channel by channel. The kernels adapt to the
 clip, unlike a 3D conv's fixed weights; the last ones are kept in ``last_kernel`` for inspection.
 
-On a pretrained backbone (``video train --pretrained``) the module starts as ``TAM.init_weights`` of
-mmaction2's TANet (``mmaction/models/common/tam.py``, the authors' port) does: Conv1d Kaiming-normal
-(fan-out), BatchNorm1d gamma 1 and beta 0, Linear normal with std 0.001 (so the global branch's kernels
-start near the uniform 1/K average of the K neighbours).
+The module reads each block's first conv after its BN and ReLU, as TANet's released code has it (the
+authors' ``ops/temporal_module.py`` calls the block's ReLU, then ``self.tam``; mmaction2's ``tanet.py``
+calls ``conv1``, a ConvModule that ends in its activation, then ``self.tam``): it pools and reweights
+non-negative activations, and its output stays non-negative. TAM runs saved before 2026-12-08 read the
+conv's BN output before the ReLU (``AfterReluConfig.after_relu=False``; they rebuild as they were).
+
+On a pretrained backbone (``video train --pretrained``) the module starts as mmaction2's TAM once did
+(its ``init_weights`` of 2021; the authors' code and today's mmaction2 keep PyTorch's defaults, as our
+from-scratch models do): Conv1d Kaiming-normal (fan-out), BatchNorm1d gamma 1 and beta 0, Linear normal
+with std 0.001 (so the global branch's kernels start near the uniform 1/K average of the K neighbours).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepnotes.video.models.base import ModelConfig, Recognizer2D, insert_after_conv1, resnet
+from deepnotes.video.models.base import AfterReluConfig, Recognizer2D, insert_after_conv1, resnet
 from deepnotes.video.models.ops import reduced, temporal_taps
 from deepnotes.video.models.registry import MODELS
 
@@ -68,8 +74,8 @@ class TAM(nn.Module):
         return temporal_taps(v, taps).view(nt, c, h, w)
 
 
-@MODELS.register("tam", family="2d")
-def build(cfg: ModelConfig) -> Recognizer2D:
+@MODELS.register("tam", family="2d", config=AfterReluConfig)
+def build(cfg: AfterReluConfig) -> Recognizer2D:
     backbone = resnet(cfg)
-    insert_after_conv1(backbone, lambda c: TAM(c, cfg.num_segments))
+    insert_after_conv1(backbone, lambda c: TAM(c, cfg.num_segments), after_relu=cfg.after_relu)
     return Recognizer2D(backbone, cfg)

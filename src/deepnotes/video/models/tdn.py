@@ -5,7 +5,8 @@ stacked (2 x 3 channels; at half resolution when the stem downsamples 4x, as in 
 by a small conv and added to that frame's stem features, so the earliest layers see local motion. The
 paper takes 5 extra consecutive frames around each segment; here the neighbours are the clip's own
 adjacent frames (equal input to every other model; with dense sampling they are consecutive frames).
-Long-term (L-TDM, after each block's first conv), as in TDN's released code: channels squeezed 16x,
+Long-term (L-TDM, after each block's first conv and its ReLU; runs saved before 2026-12-08: before the
+ReLU), as in TDN's released code: channels squeezed 16x,
 the forward and the backward difference between adjacent segments (the neighbour through a shared
 depthwise 3x3 first), each taken at three scales (the raw difference, a 3x3 conv at full resolution, a
 3x3 conv at half resolution brought back up; averaged) and expanded to an attention sigmoid - 0.5 per
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepnotes.video.models.base import (
-    ModelConfig,
+    AfterReluConfig,
     Recognizer2D,
     fold,
     insert_after_conv1,
@@ -117,9 +118,9 @@ class LongTermTDM(nn.Module):
         return torch.addcmul(x, x, g[:n] + g[n:]).mul_(0.5)
 
 
-@MODELS.register("tdn", family="2d")
-def build(cfg: ModelConfig) -> Recognizer2D:
+@MODELS.register("tdn", family="2d", config=AfterReluConfig)
+def build(cfg: AfterReluConfig) -> Recognizer2D:
     backbone = resnet(cfg)
-    insert_after_conv1(backbone, lambda c: LongTermTDM(c, cfg.num_segments))
+    insert_after_conv1(backbone, lambda c: LongTermTDM(c, cfg.num_segments), after_relu=cfg.after_relu)
     live = not cfg.zero_init_residual  # the stem's difference branch starts as the residual branches do
     return Recognizer2D(backbone, cfg, stem_fusion=ShortTermTDM(cfg.in_channels, cfg.width, live))

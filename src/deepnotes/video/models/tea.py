@@ -8,7 +8,8 @@ ME: squeeze channels (r = 16), take feature-level differences between neighbouri
 motion-sensitive channels are amplified. MTA: split channels into 4 groups; the first passes through,
 the second gets a temporal (channel-wise, k=3) and a spatial (channel-wise 3x3) conv, the third and
 fourth add the previous group's output first (Res2Net-style), so later groups see a longer time range.
-Both sit after each block's first conv.
+Both sit after each block's first conv and its ReLU, as in TEA's released code (``conv1``, ``bn1``,
+``relu``, then ``me`` and the groups; TEA runs saved before 2026-12-08 read the BN output before the ReLU).
 
 The group that skips the convolutions still mixes time, as in TEA's released code (its
 ``Bottle2neckShift``: the one group without a 3x3 conv goes through ``ShiftModule(mode='shift')``): a
@@ -31,7 +32,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from deepnotes.video.models.base import ModelConfig, Recognizer2D, insert_after_conv1, resnet
+from deepnotes.video.models.base import AfterReluConfig, Recognizer2D, insert_after_conv1, resnet
 from deepnotes.video.models.ops import (
     TemporalConv,
     dw3x3,
@@ -68,15 +69,17 @@ class MotionExcitation(nn.Module):
 
 
 @dataclass
-class TEAConfig(ModelConfig):
-    """ModelConfig plus whether MTA's pass-through group starts as a learnable bidirectional shift (TEA's
-    released code; the default) or passes through untouched (the paper's eq. 5; earlier runs), and ME's
-    attention: ``"code"`` (sigmoid - 0.5, the released code; the default) or ``"paper"`` (2 sigmoid - 1)."""
+class TEAConfig(AfterReluConfig):
+    """:class:`AfterReluConfig` plus whether MTA's pass-through group starts as a learnable bidirectional
+    shift (TEA's released code; the default) or passes through untouched (the paper's eq. 5; earlier runs),
+    and ME's attention: ``"code"`` (sigmoid - 0.5, the released code; the default) or ``"paper"``
+    (2 sigmoid - 1)."""
 
     shift_passthrough: bool = True
     excitation: str = "code"
     # what a stored config without a field was built with (checkpoints from before the field existed)
-    STORED_DEFAULTS: ClassVar[dict] = {"shift_passthrough": False, "excitation": "paper"}
+    STORED_DEFAULTS: ClassVar[dict] = {**AfterReluConfig.STORED_DEFAULTS, "shift_passthrough": False,
+                                       "excitation": "paper"}
 
 
 class MultipleTemporalAggregation(nn.Module):
@@ -114,5 +117,5 @@ def build(cfg: TEAConfig) -> Recognizer2D:
         return nn.Sequential(MotionExcitation(c, t, excitation=cfg.excitation),
                              MultipleTemporalAggregation(c, t, shift_passthrough=cfg.shift_passthrough))
 
-    insert_after_conv1(backbone, modules)
+    insert_after_conv1(backbone, modules, after_relu=cfg.after_relu)
     return Recognizer2D(backbone, cfg)
