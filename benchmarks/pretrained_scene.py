@@ -1,6 +1,7 @@
 """TSM on the synthetic ``scene`` set from scratch and from a pretrained ResNet-18: both validation curves.
 
     .venv/bin/python benchmarks/pretrained_scene.py [--epochs 8 --pretrain-epochs 3 --size 32 --segments 4]
+        [--val-per-class 32 --seed 0]
 
 1. Pretraining, as ImageNet would be for a real set: a ResNet-18 (width 64) classifies single frames of a
    second ``scene`` set (same 8 classes, other videos: seed 1), a few epochs, and is saved in torchvision's
@@ -95,6 +96,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--pretrain-epochs", type=int, default=3)
     p.add_argument("--n-per-class", type=int, default=16)
+    p.add_argument("--val-per-class", type=int, default=None,
+                   help="validation videos per class (default: half of --n-per-class)")
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--segments", type=int, default=4)
     p.add_argument("--stem-stride", type=int, default=2, help="2: the 7x7 stride-2 conv, no max-pool")
@@ -106,7 +109,8 @@ def main() -> None:
     args = p.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="pretrained_scene_"))
     t0 = time.time()
-    data = synth_dataset("scene", work / "scene", args.n_per_class, args.n_per_class // 2, frames=8,
+    val_per_class = args.val_per_class or args.n_per_class // 2
+    data = synth_dataset("scene", work / "scene", args.n_per_class, val_per_class, frames=8,
                          size=args.size, seed=0)
     other = synth_dataset("scene", work / "scene_pretrain", args.n_per_class, 1, frames=8, size=args.size,
                           seed=1)
