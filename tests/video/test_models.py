@@ -200,6 +200,9 @@ def test_families_and_the_lists_derived_from_them():
     """The tuples other modules import are the registry's families (so a new model joins them by its
     registration alone); TSN is the one order-blind 2D model, i3d_full a 3D variant the claims only cost."""
     from deepnotes.video.models import CONFIGS, FAMILIES, MODELS_3D, TEMPORAL_2D, VARIANTS_3D
+    from deepnotes.video.models.base import AfterReluConfig
+    from deepnotes.video.models.tea import TEAConfig
+    from deepnotes.video.models.tsn import TSNConfig
     from deepnotes.video.models.two_stream import TwoStreamConfig
 
     assert {MODELS.info(n)["family"] for n in MODELS} == set(FAMILIES)
@@ -209,13 +212,8 @@ def test_families_and_the_lists_derived_from_them():
     assert MODELS_3D == tuple(MODELS.names(family="3d", variant=False))
     assert {"c3d", "i3d", "r2plus1d"} <= set(MODELS_3D)
     assert VARIANTS_3D == tuple(MODELS.names(family="3d", variant=True)) and "i3d_full" in VARIANTS_3D
-    from deepnotes.video.models.tsn import TSNConfig
-
     assert MODELS.names(family="two_stream") == ["two_stream"]
-    from deepnotes.video.models.base import AfterReluConfig
-    from deepnotes.video.models.tea import TEAConfig
-
-    # TSN: its consensus option; TEA: its pass-through shift
+    # TSN: its consensus option; TEA: its pass-through shift, excitation and ReLU placement; TDN, TAM: theirs
     assert CONFIGS == {"two_stream": TwoStreamConfig, "tsn": TSNConfig, "tea": TEAConfig,
                        "tdn": AfterReluConfig, "tam": AfterReluConfig}
 
@@ -468,29 +466,35 @@ def test_pointwise_equals_a_1x1_conv2d_in_values_gradients_flops_and_state_dict(
     assert count_flops(pw, x.detach()) == count_flops(ref, x.detach()) > 0
 
 
+def _inputs_and_outputs_min(model: nn.Module, kind: type) -> list[tuple[float, float]]:
+    """(min of input, min of output) of every ``kind`` module of ``model`` on one random batch of clips."""
+    seen = []
+
+    def record(module, args, out):
+        seen.append((float(args[0].min()), float(out.min())))
+
+    for m in model.modules():
+        if isinstance(m, kind):
+            m.register_forward_hook(record)
+    model(torch.randn(2, 3, 4, 16, 16))
+    return seen
+
+
 @pytest.mark.parametrize("name", ["tam", "tdn", "tea"])
 def test_modules_after_conv1_read_its_activations_after_the_relu(name):
     # TANet's, TDN's and TEA's released code apply their module to the block's first conv after BN and ReLU
     from deepnotes.video.models.tdn import LongTermTDM
     from deepnotes.video.models.tea import MotionExcitation
 
-    torch.manual_seed(0)
-    model = build_model(name, 5, num_segments=4, depth=10, width=8).train()
     kind = {"tam": TAM, "tdn": LongTermTDM, "tea": MotionExcitation}[name]
-    seen = []
-    modules = [m for m in model.modules() if isinstance(m, kind)]
-    for m in modules:
-        m.register_forward_hook(lambda mod, args, out: seen.append((float(args[0].min()), float(out.min()))))
-    model(torch.randn(2, 3, 4, 16, 16))
-    assert len(seen) == len(modules) > 0
-    # they read non-negative activations and keep them non-negative (the block's ReLU after them: a no-op)
+    torch.manual_seed(0)
+    seen = _inputs_and_outputs_min(build_model(name, 5, num_segments=4, depth=10, width=8), kind)
+    assert len(seen) == 4  # one per block of the ResNet-10
+    # non-negative in, non-negative out (TAM's and TDN's whole module, TEA's ME; the block's ReLU after
+    # TAM and TDN is then a no-op)
     assert all(inp >= 0 and out >= 0 for inp, out in seen)
     old = build_model(name, 5, num_segments=4, depth=10, width=8, after_relu=False)
-    seen.clear()
-    for m in (m for m in old.modules() if isinstance(m, kind)):
-        m.register_forward_hook(lambda mod, args, out: seen.append((float(args[0].min()), float(out.min()))))
-    old(torch.randn(2, 3, 4, 16, 16))
-    assert min(inp for inp, _ in seen) < 0  # before the ReLU: the BN output, signed
+    assert min(inp for inp, _ in _inputs_and_outputs_min(old, kind)) < 0  # the BN output, signed
 
 
 def test_tam_block_is_relu_of_the_first_conv_then_tam_then_the_rest():
